@@ -1,0 +1,83 @@
+"""Backend selection: the one place where Taichi is initialised and the torch device chosen.
+
+Taichi is initialised lazily, on the first call to :func:`init` (every kernel wrapper calls it),
+never at import time. CUDA is used when torch sees a GPU, the CPU otherwise; ``arch`` forces one.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+_state: dict[str, object] = {}
+
+#: GPU memory Taichi pre-allocates for its own use. Kernels take torch tensors directly, so
+#: Taichi needs little of its own and the rest stays with torch's caching allocator.
+TAICHI_DEVICE_MEMORY_GB = 0.5
+
+
+class BackendError(RuntimeError):
+    """Raised when the requested backend cannot be used (e.g. ``cuda`` without a GPU)."""
+
+
+def _resolve_arch(arch: str | None) -> str:
+    arch = (arch or os.environ.get("PVD_ARCH") or "auto").lower()
+    if arch not in ("auto", "cpu", "cuda"):
+        raise BackendError(f"unknown arch {arch!r}: use 'cpu', 'cuda' or 'auto'")
+    if arch == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if arch == "cuda" and not torch.cuda.is_available():
+        warnings.warn("no CUDA GPU is visible to torch: falling back to the CPU", stacklevel=3)
+        return "cpu"
+    return arch
+
+
+def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False) -> str:
+    """Initialise Taichi once and return the backend in use, ``'cpu'`` or ``'cuda'``.
+
+    Args:
+        arch: ``'cpu'``, ``'cuda'`` or ``None``/``'auto'`` (CUDA when torch sees a GPU). The
+            environment variable ``PVD_ARCH`` is used when ``arch`` is ``None``. Asking for
+            ``'cuda'`` without a GPU warns and falls back to the CPU.
+        seed: Taichi's random seed (the kernels draw no random numbers themselves; all sampling
+            randomness comes from torch generators).
+        verbose: print Taichi's start-up banner.
+
+    A second call with a different ``arch`` raises :class:`BackendError`: Taichi cannot switch
+    backend inside one process.
+    """
+    resolved = _resolve_arch(arch)
+    if "arch" in _state:
+        if arch not in (None, "auto") and resolved != _state["arch"]:
+            raise BackendError(
+                f"Taichi is already running on {_state['arch']}; cannot switch to {resolved} "
+                "in the same process"
+            )
+        return str(_state["arch"])
+    import taichi as ti
+
+    kwargs: dict[str, object] = dict(
+        default_fp=ti.f32,
+        default_ip=ti.i32,
+        random_seed=seed,
+        offline_cache=True,
+        log_level=ti.INFO if verbose else ti.WARN,
+    )
+    if resolved == "cuda":
+        ti.init(arch=ti.cuda, device_memory_GB=TAICHI_DEVICE_MEMORY_GB, **kwargs)
+    else:
+        ti.init(arch=ti.cpu, **kwargs)
+    _state["arch"] = resolved
+    return resolved
+
+
+def arch() -> str:
+    """The backend in use (initialising Taichi with the automatic choice if needed)."""
+    return init()
+
+
+def device() -> torch.device:
+    """The torch device that matches the Taichi backend: ``cuda`` or ``cpu``."""
+    return torch.device("cuda" if init() == "cuda" else "cpu")
