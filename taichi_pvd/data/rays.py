@@ -1,0 +1,163 @@
+"""Camera rays: through given pixels, through whole images, and random training batches.
+
+Conventions (same as :mod:`taichi_pvd.data.scene`): camera-to-world matrices in the OpenGL
+convention (the camera looks down -Z, +Y up, +X right); pixel coordinates ``(x, y)`` are
+continuous, with the centre of the pixel in column ``u``, row ``v`` at ``(u + 0.5, v + 0.5)``.
+A point at camera-space ``(X, Y, Z)`` (``Z < 0``) projects to
+``x = cx + fx * X / -Z``, ``y = cy - fy * Y / -Z``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from taichi_pvd.data.scene import Scene
+
+
+def generate_rays(
+    c2w: torch.Tensor,
+    intrinsics: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    pixels: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays of ``B`` pinhole cameras, through every pixel centre or through given pixels.
+
+    Args:
+        c2w: [B, 3, 4] camera-to-world matrices (OpenGL convention), float.
+        intrinsics: [B, 4] ``(fx, fy, cx, cy)`` in pixels, same dtype and device as ``c2w``.
+        height, width: image size in pixels; used only when ``pixels`` is None.
+        pixels: [B, *S, 2] continuous pixel coordinates ``(x, y)`` of camera ``b``'s rays
+            (pixel centres are at +0.5), or None for all ``H x W`` pixel centres (S = (H, W),
+            row-major).
+
+    Returns:
+        ``(origins, directions)``, each [B, *S, 3] in ``c2w``'s dtype and device; directions are
+        unit vectors in world space, origins the camera centres.
+    """
+    if c2w.ndim != 3 or c2w.shape[1:] != (3, 4):
+        raise ValueError(f"c2w must be [B, 3, 4], got {list(c2w.shape)}")
+    batch = c2w.shape[0]
+    if intrinsics.shape != (batch, 4):
+        raise ValueError(f"intrinsics must be [{batch}, 4], got {list(intrinsics.shape)}")
+    if pixels is None:
+        rows = torch.arange(height, dtype=c2w.dtype, device=c2w.device) + 0.5
+        cols = torch.arange(width, dtype=c2w.dtype, device=c2w.device) + 0.5
+        y, x = torch.meshgrid(rows, cols, indexing="ij")
+        pixels = torch.stack([x, y], dim=-1).expand(batch, height, width, 2)
+    if pixels.ndim < 2 or pixels.shape[0] != batch or pixels.shape[-1] != 2:
+        raise ValueError(f"pixels must be [{batch}, ..., 2], got {list(pixels.shape)}")
+    view = (batch,) + (1,) * (pixels.ndim - 2)
+    fx, fy, cx, cy = (intrinsics[:, i].reshape(view) for i in range(4))
+    camera_dirs = torch.stack(
+        [
+            (pixels[..., 0] - cx) / fx,
+            (cy - pixels[..., 1]) / fy,
+            -torch.ones_like(pixels[..., 0]),
+        ],
+        dim=-1,
+    )
+    rotation = c2w[:, :, :3].reshape(view + (3, 3))
+    directions = (rotation * camera_dirs.unsqueeze(-2)).sum(dim=-1)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    origins = c2w[:, :, 3].reshape(view + (3,)).expand_as(directions)
+    return origins, directions
+
+
+def image_rays(scene: Scene, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays through every pixel centre of view ``index`` of ``scene``, for full-image rendering.
+
+    Returns:
+        ``(origins, directions)``, each [H * W, 3] float32 on the scene's device, row-major
+        (reshape to [H, W, 3] to get the image layout); directions are unit.
+    """
+    origins, directions = generate_rays(
+        scene.c2w[index : index + 1], scene.intrinsics[index : index + 1], scene.height, scene.width
+    )
+    return origins.reshape(-1, 3), directions.reshape(-1, 3)
+
+
+@dataclasses.dataclass
+class RayBatch:
+    """A batch of training rays with their target pixels, all on the scene's device."""
+
+    #: [B, 3] ray origins, world units.
+    origins: torch.Tensor
+    #: [B, 3] unit ray directions.
+    directions: torch.Tensor
+    #: [B, 3] pixel colour; premultiplied by ``alpha`` when ``alpha`` is not None.
+    rgb: torch.Tensor
+    #: [B, 1] pixel coverage, or None when ``rgb`` is already final.
+    alpha: torch.Tensor | None
+    #: [B] int64 index of the view each ray comes from.
+    image_index: torch.Tensor
+    #: [B, 2] float32 pixel coordinates ``(x, y)`` of the ray (pixel centres, at +0.5).
+    pixel: torch.Tensor
+
+    def rgb_on(self, background: torch.Tensor) -> torch.Tensor:
+        """Target colour on ``background`` ([3] or [B, 3] in [0, 1]): ``rgb + (1 - alpha) * bg``.
+
+        Returns [B, 3]; ``rgb`` unchanged when ``alpha`` is None.
+        """
+        if self.alpha is None:
+            return self.rgb
+        return self.rgb + (1.0 - self.alpha) * background
+
+
+class RaySampler:
+    """Draws random rays uniformly over all pixels of all views of a scene.
+
+    Everything stays on the scene's device: one ``randint`` and a few gathers per batch, no host
+    work. ``generator`` must live on the scene's device (default: a new one seeded with 0).
+
+    Example:
+        >>> sampler = RaySampler(scene, 4096, torch.Generator().manual_seed(0))
+        >>> batch = sampler.sample()  # batch.origins: [4096, 3]
+    """
+
+    def __init__(self, scene: Scene, batch_size: int, generator: torch.Generator | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if generator is None:
+            generator = torch.Generator(device=scene.device).manual_seed(0)
+        if generator.device.type != scene.device.type:
+            raise ValueError(
+                f"generator is on {generator.device} but the scene is on {scene.device}: "
+                "create the generator with torch.Generator(device=scene.device)"
+            )
+        self.scene = scene
+        self.batch_size = batch_size
+        self.generator = generator
+        self._rgb = scene.images.reshape(-1, 3)
+        self._alpha = None if scene.alphas is None else scene.alphas.reshape(-1, 1)
+
+    def sample(self) -> RayBatch:
+        """A fresh batch of ``batch_size`` rays drawn with replacement."""
+        scene = self.scene
+        pixels_per_image = scene.height * scene.width
+        flat = torch.randint(
+            len(scene) * pixels_per_image,
+            (self.batch_size,),
+            generator=self.generator,
+            device=scene.device,
+        )
+        image_index = flat // pixels_per_image
+        within = flat - image_index * pixels_per_image
+        row = within // scene.width
+        column = within - row * scene.width
+        pixel = torch.stack([column, row], dim=-1).float() + 0.5
+        origins, directions = generate_rays(
+            scene.c2w[image_index], scene.intrinsics[image_index], scene.height, scene.width,
+            pixels=pixel,
+        )
+        return RayBatch(
+            origins=origins,
+            directions=directions,
+            rgb=self._rgb[flat],
+            alpha=None if self._alpha is None else self._alpha[flat],
+            image_index=image_index,
+            pixel=pixel,
+        )

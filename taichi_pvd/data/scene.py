@@ -1,0 +1,440 @@
+"""Loading a posed-image scene from ``transforms*.json`` into torch tensors.
+
+Two flavours of the same format are read:
+
+- NeRF-Synthetic / Blender: ``camera_angle_x`` (and optionally ``camera_angle_y``) at the top
+  level, ``frames[].file_path`` often without extension (``.png`` is tried), RGBA images.
+- Instant-NGP / nerfstudio: ``fl_x, fl_y, cx, cy, w, h`` at the top level or per frame (per-frame
+  values win), optional ``aabb_scale`` or an explicit ``aabb``.
+
+Poses are camera-to-world matrices in the OpenGL/Blender convention (the camera looks down its
+-Z axis, +Y is up in the image, +X to the right), 4x4 or 3x4. Pixel ``(x, y)`` has its centre at
+``(column + 0.5, row + 0.5)``; ``cx, cy`` use the same continuous coordinates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from taichi_pvd.errors import ConfigError, SceneError
+
+SPLITS = ("train", "val", "test")
+#: Half-size of the default scene box: NeRF-Synthetic objects fit in [-1.5, 1.5]^3.
+DEFAULT_AABB_HALF_SIZE = 1.5
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+_INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
+_DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+
+
+@dataclasses.dataclass
+class Scene:
+    """One split of a scene, every tensor float32 on one device.
+
+    Colour convention: when ``alphas`` is ``None`` the images are final colours. When the images
+    had an alpha channel and no ``background`` was asked for, ``images`` hold colour
+    premultiplied by alpha (the image composited onto black) and ``alphas`` the coverage, so the
+    picture on a background colour ``b`` is ``images + (1 - alphas) * b`` (see
+    :meth:`composited`); this stays exact under downscaling and lets a trainer pick a random
+    background per ray.
+    """
+
+    #: [N, H, W, 3] colour in [0, 1] (premultiplied when ``alphas`` is not None).
+    images: torch.Tensor
+    #: [N, H, W, 1] coverage in [0, 1], or None when there is nothing left to composite.
+    alphas: torch.Tensor | None
+    #: [N, 3, 4] camera-to-world, OpenGL convention, world units.
+    c2w: torch.Tensor
+    #: [N, 4] ``(fx, fy, cx, cy)`` in pixels of the (downscaled) images.
+    intrinsics: torch.Tensor
+    #: Image height in pixels.
+    height: int
+    #: Image width in pixels.
+    width: int
+    #: [2, 3] world-space box containing the scene: ``aabb[0]`` min corner, ``aabb[1]`` max.
+    aabb: torch.Tensor
+    #: Nearest distance along a ray worth sampling, world units.
+    near: float
+    #: Farthest distance along a ray worth sampling, world units.
+    far: float
+    #: Mean distance of the cameras from the centre of ``aabb``, world units.
+    camera_radius: float
+    #: Scene name (the folder's name).
+    name: str
+    #: ``'train'``, ``'val'`` or ``'test'``.
+    split: str
+    #: Image file of each view, in the order of the tensors.
+    file_paths: list[Path]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __repr__(self) -> str:
+        alpha = "premultiplied RGBA" if self.alphas is not None else "RGB"
+        return (
+            f"Scene({self.name!r}, split={self.split!r}, {len(self)} views of "
+            f"{self.width}x{self.height} {alpha}, near={self.near:.3g}, far={self.far:.3g}, "
+            f"aabb={self.aabb.tolist()}, device={self.device})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        """The device holding the tensors."""
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> Scene:
+        """A copy of this scene with every tensor moved to ``device``."""
+        return dataclasses.replace(
+            self,
+            images=self.images.to(device),
+            alphas=None if self.alphas is None else self.alphas.to(device),
+            c2w=self.c2w.to(device),
+            intrinsics=self.intrinsics.to(device),
+            aabb=self.aabb.to(device),
+        )
+
+    def composited(self, background: tuple[float, float, float]) -> torch.Tensor:
+        """The images on a uniform ``background`` colour, [N, H, W, 3] float32 in [0, 1]."""
+        if self.alphas is None:
+            return self.images
+        bg = torch.tensor(background, dtype=torch.float32, device=self.device)
+        return self.images + (1.0 - self.alphas) * bg
+
+
+def load_scene(
+    path: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    downscale: int = 1,
+    background: tuple[float, float, float] | None = None,
+    device: torch.device | str = "cpu",
+) -> Scene:
+    """Read one split of a scene into memory.
+
+    Args:
+        path: the scene folder (holding ``transforms_{train,val,test}.json`` or a single
+            ``transforms.json`` used for every split), or a ``transforms*.json`` file.
+        split: ``'train'``, ``'val'`` or ``'test'``.
+        downscale: integer factor; each output pixel is the mean of a ``downscale`` x
+            ``downscale`` block (rows/columns that do not fill a block are cropped at the
+            bottom/right, which leaves ``cx, cy`` valid).
+        background: ``(r, g, b)`` in [0, 1] to composite RGBA images onto, giving
+            ``alphas=None``; ``None`` keeps the alpha channel (see :class:`Scene`).
+        device: where the tensors go.
+
+    Returns:
+        The :class:`Scene`. Raises :class:`SceneError` for a missing folder, an unreadable or
+        malformed json, missing keys, bad matrices or NaN/Inf, and missing, unreadable or
+        mis-sized images, each message naming the file and what to do.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
+        raise ConfigError(f"downscale must be a positive integer, got {downscale!r}")
+    bg = _check_background(background)
+
+    json_path = _find_transforms(Path(path), split)
+    meta = _read_json(json_path)
+    frames = _frames(meta, json_path)
+    poses = np.stack([_frame_pose(f, i, json_path) for i, f in enumerate(frames)])
+    file_paths = [_image_path(f, i, json_path) for i, f in enumerate(frames)]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        pixels = list(pool.map(_read_image, file_paths))
+    height, width = pixels[0].shape[:2]
+    has_alpha = pixels[0].shape[2] == 4
+    intrinsics = np.stack(
+        [
+            _frame_intrinsics(meta, f, i, json_path, file_paths[i], pixels[i].shape[:2])
+            for i, f in enumerate(frames)
+        ]
+    )
+    for i, image in enumerate(pixels):
+        if image.shape[:2] != (height, width):
+            raise SceneError(
+                f"{file_paths[i]} is {image.shape[1]}x{image.shape[0]} pixels but "
+                f"{file_paths[0]} is {width}x{height}: all views of a split must have one size; "
+                "resize the images or split them into separate scenes"
+            )
+        if (image.shape[2] == 4) != has_alpha:
+            raise SceneError(
+                f"{file_paths[i]} and {file_paths[0]} differ in having an alpha channel: "
+                "save every image of the scene as RGBA, or every one as RGB"
+            )
+
+    out_h, out_w = height // downscale, width // downscale
+    if out_h < 1 or out_w < 1:
+        raise ConfigError(f"downscale {downscale} leaves no pixels of {width}x{height} images")
+    images = torch.empty((len(pixels), out_h, out_w, 3), dtype=torch.float32)
+    alphas = torch.empty((len(pixels), out_h, out_w, 1)) if has_alpha else None
+    for i, image in enumerate(pixels):
+        rgba = _premultiply_and_downscale(image, downscale)
+        if alphas is None:
+            images[i] = rgba
+        else:
+            images[i], alphas[i] = rgba[..., :3], rgba[..., 3:]
+    if alphas is not None and bg is not None:
+        images += (1.0 - alphas) * torch.tensor(bg, dtype=torch.float32)
+        alphas = None
+    intrinsics /= downscale
+
+    aabb = _aabb(meta, json_path)
+    near, far, radius = _near_far_radius(meta, json_path, poses[:, :, 3], aabb)
+    root = json_path.parent
+    return Scene(
+        images=images.to(device),
+        alphas=None if alphas is None else alphas.to(device),
+        c2w=torch.from_numpy(poses).float().to(device),
+        intrinsics=torch.from_numpy(intrinsics).float().to(device),
+        height=out_h,
+        width=out_w,
+        aabb=torch.from_numpy(aabb).float().to(device),
+        near=near,
+        far=far,
+        camera_radius=radius,
+        name=root.name,
+        split=split,
+        file_paths=file_paths,
+    )
+
+
+def _check_background(background: Any) -> tuple[float, float, float] | None:
+    if background is None:
+        return None
+    try:
+        values = tuple(float(v) for v in background)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise ConfigError(f"background must be three numbers in [0, 1] (r, g, b), got {background!r}")
+    return values  # type: ignore[return-value]
+
+
+def _find_transforms(path: Path, split: str) -> Path:
+    if path.is_file() and path.suffix == ".json":
+        return path
+    if not path.exists():
+        raise SceneError(
+            f"scene folder {path} does not exist: pass the folder that holds "
+            "transforms_train.json (or transforms.json) and the images"
+        )
+    if not path.is_dir():
+        raise SceneError(f"{path} is neither a scene folder nor a transforms .json file")
+    for name in (f"transforms_{split}.json", "transforms.json"):
+        if (path / name).is_file():
+            return path / name
+    present = sorted(p.name for p in path.glob("*.json")) or ["no .json files"]
+    raise SceneError(
+        f"no transforms_{split}.json or transforms.json in {path} (found: {', '.join(present)}): "
+        "pass a NeRF-Synthetic or Instant-NGP style scene folder"
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SceneError(f"cannot read {path}: {err}; check the file exists and is readable") from err
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SceneError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): "
+            "fix or regenerate the file"
+        ) from err
+    if not isinstance(meta, dict):
+        raise SceneError(f"{path} must hold a JSON object with a 'frames' list")
+    return meta
+
+
+def _frames(meta: dict[str, Any], json_path: Path) -> list[dict[str, Any]]:
+    frames = meta.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise SceneError(
+            f"{json_path} has no 'frames' list (or it is empty): each frame needs a 'file_path' "
+            "and a 'transform_matrix'"
+        )
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise SceneError(f"frame {i} of {json_path} is not a JSON object")
+        for key in ("file_path", "transform_matrix"):
+            if key not in frame:
+                raise SceneError(f"frame {i} of {json_path} has no '{key}': add it to the frame")
+    return frames
+
+
+def _frame_pose(frame: dict[str, Any], index: int, json_path: Path) -> np.ndarray:
+    where = f"'transform_matrix' of frame {index} ({frame.get('file_path')!r}) in {json_path}"
+    try:
+        matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise SceneError(f"{where} is not a matrix of numbers: {err}") from err
+    if matrix.shape not in ((4, 4), (3, 4)):
+        raise SceneError(
+            f"{where} has shape {list(matrix.shape)}: a camera-to-world matrix must be 4x4 or 3x4"
+        )
+    if not np.isfinite(matrix).all():
+        raise SceneError(f"{where} contains NaN or Inf: remove the frame or fix its pose")
+    if matrix.shape == (4, 4) and not np.allclose(matrix[3], (0.0, 0.0, 0.0, 1.0), atol=1e-4):
+        raise SceneError(f"{where} has last row {matrix[3].tolist()}, expected [0, 0, 0, 1]")
+    rotation = matrix[:3, :3]
+    if (
+        np.abs(rotation.T @ rotation - np.eye(3)).max() > 1e-2
+        or np.linalg.det(rotation) <= 0.0
+    ):
+        raise SceneError(
+            f"{where} is not a rigid camera-to-world transform (its 3x3 part is not a rotation): "
+            "poses must be unscaled, right-handed camera-to-world matrices"
+        )
+    return matrix[:3]
+
+
+def _image_path(frame: dict[str, Any], index: int, json_path: Path) -> Path:
+    file_path = frame["file_path"]
+    if not isinstance(file_path, str) or not file_path:
+        raise SceneError(f"'file_path' of frame {index} in {json_path} must be a non-empty string")
+    base = json_path.parent / file_path
+    candidates = [base] + [base.with_name(base.name + s) for s in _IMAGE_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise SceneError(
+        f"image of frame {index} in {json_path} not found: tried {base} and "
+        f"{'/'.join(_IMAGE_SUFFIXES[:3])} after it; check 'file_path' (relative to the json) "
+        "and that the images were extracted"
+    )
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """[H, W, 3 or 4] float32 in [0, 1], straight (not premultiplied) alpha."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                grey = np.asarray(image, dtype=np.float32) / 65535.0
+                return np.repeat(grey[..., None], 3, axis=2)
+            keep_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            array = np.asarray(image.convert("RGBA" if keep_alpha else "RGB"))
+    except Exception as err:  # PIL raises many types for corrupt or truncated files
+        raise SceneError(
+            f"cannot read image {path}: {err}; the file is truncated, corrupt or not an image - "
+            "re-export or re-download it"
+        ) from err
+    return array.astype(np.float32) / 255.0
+
+
+def _frame_intrinsics(
+    meta: dict[str, Any],
+    frame: dict[str, Any],
+    index: int,
+    json_path: Path,
+    image_path: Path,
+    image_hw: tuple[int, int],
+) -> np.ndarray:
+    """``(fx, fy, cx, cy)`` in pixels of the full-size image; per-frame keys override the top."""
+    values: dict[str, float] = {}
+    for key in _INTRINSIC_KEYS:
+        raw = frame.get(key, meta.get(key))
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise SceneError(f"'{key}' for frame {index} in {json_path} is {raw!r}, not a finite number")
+        values[key] = value
+    height, width = image_hw
+    for key, actual in (("w", width), ("h", height)):
+        if key in values and int(round(values[key])) != actual:
+            raise SceneError(
+                f"{image_path} is {width}x{height} pixels but {json_path} says "
+                f"{key}={values[key]:g}: fix 'w'/'h' or use the images the file was made for"
+            )
+    if "fl_x" in values:
+        fx = values["fl_x"]
+    elif "camera_angle_x" in values:
+        fx = 0.5 * width / math.tan(0.5 * values["camera_angle_x"])
+    else:
+        raise SceneError(
+            f"no focal length for frame {index} in {json_path}: add 'camera_angle_x' "
+            "(NeRF-Synthetic) or 'fl_x' (Instant-NGP), at the top level or in the frame"
+        )
+    if "fl_y" in values:
+        fy = values["fl_y"]
+    elif "camera_angle_y" in values:
+        fy = 0.5 * height / math.tan(0.5 * values["camera_angle_y"])
+    else:
+        fy = fx
+    if fx <= 0.0 or fy <= 0.0:
+        raise SceneError(f"focal length of frame {index} in {json_path} is not positive")
+    if any(frame.get(k, meta.get(k)) not in (None, 0, 0.0) for k in _DISTORTION_KEYS):
+        warnings.warn(
+            f"{json_path} has lens distortion coefficients; they are ignored (undistort the "
+            "images for best results)",
+            stacklevel=4,
+        )
+    return np.array(
+        [fx, fy, values.get("cx", 0.5 * width), values.get("cy", 0.5 * height)], dtype=np.float64
+    )
+
+
+def _premultiply_and_downscale(image: np.ndarray, factor: int) -> torch.Tensor:
+    """[H, W, C] straight-alpha float image -> [H//f, W//f, C] premultiplied, area-averaged."""
+    pixels = torch.from_numpy(image)
+    if pixels.shape[2] == 4:
+        pixels = torch.cat([pixels[..., :3] * pixels[..., 3:], pixels[..., 3:]], dim=-1)
+    if factor == 1:
+        return pixels
+    out_h, out_w = pixels.shape[0] // factor, pixels.shape[1] // factor
+    cropped = pixels[: out_h * factor, : out_w * factor].permute(2, 0, 1)[None]
+    return F.avg_pool2d(cropped, factor)[0].permute(1, 2, 0)
+
+
+def _aabb(meta: dict[str, Any], json_path: Path) -> np.ndarray:
+    if "aabb" in meta:
+        try:
+            aabb = np.asarray(meta["aabb"], dtype=np.float64)
+        except (TypeError, ValueError):
+            aabb = np.zeros(0)
+        if aabb.shape != (2, 3) or not np.isfinite(aabb).all() or not (aabb[1] > aabb[0]).all():
+            raise SceneError(
+                f"'aabb' in {json_path} must be [[xmin, ymin, zmin], [xmax, ymax, zmax]] with "
+                f"max > min, got {meta['aabb']!r}"
+            )
+        return aabb
+    scale = meta.get("aabb_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise SceneError(f"'aabb_scale' in {json_path} must be a positive number, got {scale!r}")
+    half = DEFAULT_AABB_HALF_SIZE * float(scale)
+    return np.array([[-half] * 3, [half] * 3], dtype=np.float64)
+
+
+def _near_far_radius(
+    meta: dict[str, Any], json_path: Path, origins: np.ndarray, aabb: np.ndarray
+) -> tuple[float, float, float]:
+    """Defaults: the box's bounding sphere seen from the nearest/farthest camera."""
+    distances = np.linalg.norm(origins - aabb.mean(axis=0), axis=1)
+    half_diagonal = 0.5 * float(np.linalg.norm(aabb[1] - aabb[0]))
+    near = max(float(distances.min()) - half_diagonal, 0.01 * half_diagonal)
+    far = float(distances.max()) + half_diagonal
+    for key in ("near", "far"):
+        if key in meta:
+            value = meta[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise SceneError(f"'{key}' in {json_path} must be a non-negative number")
+    near = float(meta.get("near", near))
+    far = float(meta.get("far", far))
+    if not far > near:
+        raise SceneError(f"'far' ({far:g}) must exceed 'near' ({near:g}) in {json_path}")
+    return near, far, float(distances.mean())

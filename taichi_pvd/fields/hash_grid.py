@@ -1,0 +1,75 @@
+"""Instant-NGP field: multiresolution hash encoding -> density MLP -> 16 features, shared colour
+head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..kernels.hash_encoding import hash_encode, hash_grid_layout, init_hash_table
+from .base import RadianceField
+from .colour_head import ColourHead
+
+
+@dataclass
+class HashGridConfig:
+    """Configuration of :class:`HashGridField`."""
+
+    n_levels: int = 16
+    """Resolution levels of the hash encoding."""
+    features_per_level: int = 2
+    """Features stored per table entry."""
+    log2_table_size: int = 19
+    """log2 of the entries per level (levels coarse enough are indexed densely and use fewer)."""
+    base_resolution: int = 16
+    """Grid resolution of the coarsest level, across the whole scene box."""
+    finest_resolution: int = 2048
+    """Grid resolution of the finest level, across the whole scene box."""
+    hidden: int = 64
+    """Width of the density MLP's hidden layer."""
+    colour_hidden: int = 64
+    """Width of the colour head's two hidden layers."""
+    mlp_weight_decay: float = 1e-6
+    """L2 weight decay on the MLPs (not on the hash table)."""
+
+
+class HashGridField(RadianceField):
+    """Hash grid field: ``features(x) = MLP(hash_encode(x))`` with 16 outputs."""
+
+    kind = "hash"
+    config_class = HashGridConfig
+    feature_dim = 16
+
+    def __init__(self, config: HashGridConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
+        super().__init__(config, aabb)
+        self.layout = hash_grid_layout(
+            n_levels=config.n_levels,
+            features_per_level=config.features_per_level,
+            log2_table_size=config.log2_table_size,
+            base_resolution=config.base_resolution,
+            finest_resolution=config.finest_resolution,
+        )
+        self.table = nn.Parameter(init_hash_table(self.layout, generator=generator))
+        self.density_net = nn.Sequential(
+            nn.Linear(self.layout.output_dim, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.hidden, self.feature_dim),
+        )
+        self.head = ColourHead(config.colour_hidden)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        enc = hash_encode(self.normalise(x), self.table, self.layout)
+        return self.density_net(enc).float()
+
+    def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        return self.head(features, directions)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        nets = list(self.density_net.parameters()) + list(self.head.parameters())
+        return [
+            {"params": [self.table], "lr": lr, "weight_decay": 0.0},
+            {"params": nets, "lr": lr, "weight_decay": self.config.mlp_weight_decay},
+        ]

@@ -1,0 +1,122 @@
+"""Volume rendering of packed rays: march through an occupancy grid, query a field at the
+samples, composite. The field is passed in as a callable, so marching, field evaluation and
+compositing never know about each other."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..kernels.compositing import composite
+from ..kernels.marching import PackedSamples, march_rays
+from ..kernels.occupancy import OccupancyGrid
+
+#: ``(positions [S, 3], directions [S, 3]) -> (sigma [S], rgb [S, 3])``
+FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class MarchingConfig:
+    """How rays are sampled."""
+
+    steps_across_box: int = 1024
+    """Base step size is ``sqrt(3) * box size / steps_across_box`` (Instant-NGP: 1024)."""
+    cone_angle: float = 0.0
+    """Step growth with distance, ``dt = max(base, t * cone_angle)``; 0 for object scenes,
+    1/256 for large scenes."""
+    max_samples_per_ray: int = 1024
+    """Hard cap on samples per ray."""
+    transmittance_threshold: float = 1e-4
+    """Compositing stops once transmittance falls below this."""
+
+    def step_size(self, aabb: torch.Tensor) -> float:
+        """Base step (world units) for a scene box ``aabb`` [2, 3]."""
+        size = float((aabb[1] - aabb[0]).max())
+        return math.sqrt(3.0) * size / self.steps_across_box
+
+
+@dataclass
+class RenderOutput:
+    """Composited results for N rays."""
+
+    rgb: torch.Tensor
+    """[N, 3] colour including the background."""
+    depth: torch.Tensor
+    """[N] expected distance along the ray (world units), 0 where the ray is empty."""
+    opacity: torch.Tensor
+    """[N] accumulated opacity in [0, 1]."""
+    samples: PackedSamples
+    """The packed samples the rays were marched into."""
+
+
+def march(grid: OccupancyGrid, origins: torch.Tensor, directions: torch.Tensor, *,
+          near: float | torch.Tensor, far: float | torch.Tensor, config: MarchingConfig,
+          jitter: torch.Tensor | None = None) -> PackedSamples:
+    """Packed samples of rays ``origins, directions`` [N, 3] (unit directions) through the
+    occupied cells of ``grid``, with the step size ``config`` gives for the grid's box."""
+    return march_rays(
+        origins.contiguous(), directions.contiguous(), grid,
+        near=near, far=far, step_size=config.step_size(grid.aabb), cone_angle=config.cone_angle,
+        max_samples_per_ray=config.max_samples_per_ray, jitter=jitter,
+    )
+
+
+def composite_samples(sigma: torch.Tensor, rgb: torch.Tensor, samples: PackedSamples,
+                      background: torch.Tensor, config: MarchingConfig) -> RenderOutput:
+    """Composite per-sample density [S] and colour [S, 3] of ``samples`` over ``background``
+    ([N, 3] or [3]); differentiable in ``sigma`` and ``rgb``."""
+    colour, depth, opacity = composite(
+        sigma.float().contiguous(), rgb.float().contiguous(), samples.dt, samples.t,
+        samples.ray_starts, samples.ray_counts,
+        transmittance_threshold=config.transmittance_threshold,
+    )
+    colour = colour + (1.0 - opacity)[:, None] * background
+    return RenderOutput(rgb=colour, depth=depth, opacity=opacity, samples=samples)
+
+
+def render_rays(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
+                directions: torch.Tensor, *, near: float | torch.Tensor, far: float | torch.Tensor,
+                background: torch.Tensor, config: MarchingConfig,
+                jitter: torch.Tensor | None = None) -> RenderOutput:
+    """Render N rays: march (no gradient), evaluate ``field_fn`` at the samples, composite.
+
+    Args:
+        field_fn: ``(positions [S, 3], directions [S, 3]) -> (sigma [S], rgb [S, 3])``.
+        grid: occupancy grid whose occupied cells are sampled.
+        origins, directions: [N, 3] float32, directions of unit length.
+        near, far: distance range along the rays (world units), scalars or [N].
+        background: [N, 3] or [3] colour behind the scene.
+        config: step size, caps and early-termination threshold.
+        jitter: [N] in [0, 1) to shift each ray's first sample (training), or ``None``.
+    """
+    with torch.no_grad():
+        samples = march(grid, origins, directions, near=near, far=far, config=config, jitter=jitter)
+    if samples.n_samples == 0:
+        sigma = torch.zeros(0, device=origins.device)
+        rgb = torch.zeros(0, 3, device=origins.device)
+    else:
+        sigma, rgb = field_fn(samples.positions, samples.directions)
+    return composite_samples(sigma, rgb, samples, background, config)
+
+
+def render_rays_chunked(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
+                        directions: torch.Tensor, *, near: float, far: float,
+                        background: torch.Tensor, config: MarchingConfig,
+                        chunk: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render many rays without gradients in chunks of ``chunk`` rays.
+
+    Returns ``(rgb [N, 3], depth [N], opacity [N])``. ``background`` is [3] or [N, 3].
+    """
+    rgbs, depths, opacities = [], [], []
+    with torch.no_grad():
+        for i in range(0, origins.shape[0], chunk):
+            bg = background if background.dim() == 1 else background[i : i + chunk]
+            out = render_rays(field_fn, grid, origins[i : i + chunk], directions[i : i + chunk],
+                              near=near, far=far, background=bg, config=config)
+            rgbs.append(out.rgb)
+            depths.append(out.depth)
+            opacities.append(out.opacity)
+    return torch.cat(rgbs), torch.cat(depths), torch.cat(opacities)

@@ -1,0 +1,77 @@
+"""Training configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..errors import ConfigError
+from ..rendering.volume import MarchingConfig
+
+
+@dataclass
+class TrainConfig:
+    """How a field is trained from images. Saved inside every checkpoint."""
+
+    steps: int = 20000
+    """Optimizer steps."""
+    batch_rays: int = 8192
+    """Rays per step, drawn uniformly across all training pixels."""
+    lr: float = 1e-2
+    """Peak learning rate (Adam)."""
+    lr_final_ratio: float = 0.03
+    """Learning rate at the last step, as a fraction of ``lr`` (cosine decay)."""
+    lr_warmup_steps: int = 0
+    """Linear warm-up of the learning rate."""
+    adam_eps: float = 1e-15
+    """Adam epsilon (tiny, as Instant-NGP: hash entries see sparse gradients)."""
+    grid_resolution: int = 128
+    """Occupancy grid cells per axis."""
+    grid_update_every: int = 16
+    """Steps between occupancy grid updates."""
+    grid_warmup_steps: int = 256
+    """Steps during which every occupancy cell is re-evaluated at each update."""
+    grid_decay: float = 0.95
+    """EMA decay of the occupancy densities."""
+    val_every: int = 1000
+    """Steps between validation renders (0: only at the end)."""
+    val_views: int = 4
+    """Validation views rendered each time."""
+    checkpoint_every: int = 2000
+    """Steps between checkpoints (0: only at the end and on interruption)."""
+    mixed_precision: bool = True
+    """float16 autocast for the MLPs on CUDA (ignored on the CPU)."""
+    random_background: bool = True
+    """Composite transparent training pixels on a random colour per ray."""
+    seed: int = 0
+    """Seed of every random draw (ray batches, jitter, backgrounds, initialisation)."""
+    downscale: int = 1
+    """Integer image downscale factor applied when loading the scene."""
+    marching: MarchingConfig = field(default_factory=MarchingConfig)
+    """Ray sampling."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values out of range."""
+        positive = ("steps", "batch_rays", "grid_resolution", "grid_update_every", "val_views", "downscale")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("grid_warmup_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr_final_ratio <= 1:
+            raise ConfigError(f"lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
+        if not 0 < self.grid_decay < 1:
+            raise ConfigError(f"grid-decay must be in (0, 1), got {self.grid_decay}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Rebuild from :func:`dataclasses.asdict` output (as stored in a checkpoint)."""
+        data = dict(data)
+        marching = MarchingConfig(**data.pop("marching", {}))
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(marching=marching, **data)
