@@ -110,7 +110,8 @@ def ssim(
     height, width, _ = pred64.shape
     if height < SSIM_WINDOW or width < SSIM_WINDOW:
         raise ValueError(
-            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {height}x{width}"
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, "
+            f"got {height}x{width}"
         )
     x = pred64.permute(2, 0, 1).unsqueeze(1)
     y = target64.to(pred64.device).permute(2, 0, 1).unsqueeze(1)

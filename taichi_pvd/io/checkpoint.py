@@ -174,7 +174,9 @@ def _fsync_dir(folder: Path) -> None:
 
 def _read_payload(path: Path) -> Any:
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: check the path (checkpoints are .pt files)")
+        raise CheckpointError(
+            f"no checkpoint at {path}: check the path (checkpoints are .pt files)"
+        )
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file: pass the .pt file in it")
     corrupted = (
@@ -186,19 +188,22 @@ def _read_payload(path: Path) -> Any:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
+        # The weights-only unpickler names the class or function a file tries to import;
+        # any other unpickling failure means damaged bytes.
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(err))
+        if not found:
             raise CheckpointError(corrupted) from err
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
-            f"checkpoint {path} holds pickled Python objects{what}, not only data; it was not "
-            "written by taichi-pvd and is refused because loading it could run code"
+            f"checkpoint {path} holds pickled Python objects ({found.group(1)}), not only data; "
+            "it was not written by taichi-pvd and is refused because loading it could run code"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(corrupted) from err
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, expected_kind: str | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, expected_kind: str | None = None
+) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; tensors are on the CPU.
 
     Args:
@@ -232,7 +237,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, expected_kind: str | None =
         raise CheckpointError(f"{not_ours}: kind is a {type(kind).__name__}, not a string")
     for key in ("config", "meta"):
         if not isinstance(payload[key], dict):
-            raise CheckpointError(f"{not_ours}: {key} is a {type(payload[key]).__name__}, not a dict")
+            found = type(payload[key]).__name__
+            raise CheckpointError(f"{not_ours}: {key} is a {found}, not a dict")
         problem = _json_like_problem(payload[key], key)
         if problem:
             raise CheckpointError(f"checkpoint {path} has a {key} that is not JSON-like: {problem}")
