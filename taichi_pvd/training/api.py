@@ -1,0 +1,103 @@
+"""The library entry point behind ``pvd-ti train``: resolve the scene, the run folder and the
+preset, then train."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import backend
+from ..data import demo_scene_path, load_scene
+from ..errors import ConfigError
+from ..fields import field_class, make_field
+from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
+from .config import TrainConfig
+from .interrupts import graceful_termination
+from .loop import ProgressFn
+from .trainer import Trainer
+
+RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, HISTORY_NAME)
+
+
+def default_run_dir(scene_path: Path, model: str, demo: bool, root: Path = Path("runs")) -> Path:
+    """``runs/demo-<model>`` for the demo scene, ``runs/<scene folder>-<model>`` otherwise."""
+    return root / (f"demo-{model}" if demo else f"{scene_path.name}-{model}")
+
+
+def prepare_run_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Check ``out_dir`` for an earlier run. Returns True when training should resume.
+
+    A folder holding a run is refused unless ``resume`` (continue it) or ``overwrite``
+    (delete its run files first) is given.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: choose one")
+    has_run = (out_dir / CHECKPOINT_NAME).exists()
+    if resume:
+        if not has_run:
+            raise ConfigError(f"nothing to resume: {out_dir} holds no {CHECKPOINT_NAME}; drop --resume to start a new run")
+        return True
+    if has_run or (out_dir / METRICS_NAME).exists():
+        if not overwrite:
+            raise ConfigError(
+                f"{out_dir} already holds a run: pass --resume to continue it, --overwrite to replace it, or choose another --out"
+            )
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        for sub in ("eval", "render"):
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
+    return False
+
+
+def resolve_train_config(model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The training config for architecture ``model``: :class:`TrainConfig` defaults, then the
+    architecture's own ``train_defaults``, then the user's ``overrides`` (``None`` values are
+    ignored). ``marching`` may be given as a dict of :class:`MarchingConfig` fields."""
+    values: dict[str, Any] = {**field_class(model).train_defaults}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    base = dataclasses.asdict(TrainConfig())
+    marching = {**base.pop("marching"), **values.pop("marching", {})}
+    unknown = sorted(set(values) - set(base))
+    if unknown:
+        raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+    config = TrainConfig.from_dict({**base, **values, "marching": marching})
+    config.validate()
+    return config
+
+
+def train(*, data: str | Path | None = None, model: str = "hash", out: str | Path | None = None,
+          field_overrides: dict[str, Any] | None = None, train_overrides: dict[str, Any] | None = None,
+          resume: bool = False, overwrite: bool = False, on_progress: ProgressFn | None = None,
+          on_ready=None) -> dict[str, Any]:
+    """Train a field of architecture ``model`` on the scene at ``data`` (the embedded demo
+    scene when ``None``) into ``out``; returns the final metrics dict.
+
+    ``on_ready(trainer)`` is called once everything is loaded, before the first step (the CLI
+    prints the preset there).
+    """
+    field_class(model)
+    demo = data is None
+    scene_path = demo_scene_path() if demo else Path(data)
+    out_dir = Path(out) if out is not None else default_run_dir(scene_path, model, demo)
+    config = resolve_train_config(model, train_overrides)
+    resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    backend.init()
+    device = backend.device()
+    torch.manual_seed(config.seed)
+    train_scene = load_scene(scene_path, "train", downscale=config.downscale, device=device)
+    val_scene = load_scene(scene_path, "val", downscale=config.downscale, background=(1.0, 1.0, 1.0), device=device)
+    generator = torch.Generator().manual_seed(config.seed)
+    field = make_field(model, train_scene.aabb.cpu(), field_overrides, generator=generator)
+    trainer = Trainer(field, train_scene, val_scene, config, out_dir,
+                      run_info={"scene": {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo}})
+    if resuming:
+        trainer.resume()
+    if on_ready is not None:
+        on_ready(trainer)
+    with graceful_termination():
+        metrics = trainer.run(on_progress)
+    return {**metrics, "run_dir": str(out_dir)}

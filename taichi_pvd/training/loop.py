@@ -1,0 +1,273 @@
+"""The optimisation loop shared by training and distillation: learning-rate schedule, mixed
+precision, progress reports, validation, atomic checkpoints, resume, interruption and
+divergence handling. Subclasses say what one step does."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import CheckpointError, TrainingDiverged
+from ..fields import RadianceField
+from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
+from ..io.runs import METRICS_NAME, append_history, checkpoint_path, write_json
+from ..kernels.occupancy import OccupancyGrid
+from .interrupts import stop_requested
+
+
+@dataclass
+class Progress:
+    """What the progress display shows after a step."""
+
+    step: int
+    steps: int
+    loss: float
+    rays_per_second: float
+    samples_per_ray: float
+    elapsed_s: float
+    eta_s: float
+    val_psnr_db: float | None
+    phase: str = "train"
+    losses: dict[str, float] | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class LoopSettings:
+    """The loop options common to training and distillation."""
+
+    steps: int
+    batch_rays: int
+    lr: float
+    lr_final_ratio: float
+    lr_warmup_steps: int
+    adam_eps: float
+    val_every: int
+    checkpoint_every: int
+    mixed_precision: bool
+    seed: int
+
+
+def cosine_lr_factor(step: int, steps: int, final_ratio: float, warmup: int) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, then cosine decay from 1 to
+    ``final_ratio`` at ``steps``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(max(step - warmup, 0) / max(steps - warmup, 1), 1.0)
+    return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class OptimizationLoop:
+    """Optimises ``field`` (whose samples are drawn through ``grid``) for ``settings.steps``
+    steps, writing a resumable checkpoint into ``out_dir``.
+
+    Subclasses implement :meth:`train_step`, :meth:`validate` and :meth:`checkpoint_config`.
+    """
+
+    def __init__(self, field: RadianceField, grid: OccupancyGrid, settings: LoopSettings,
+                 out_dir: str | Path, device: torch.device):
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.field = field.to(device)
+        self.grid = grid.to(device)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(settings.seed)
+        self.amp = settings.mixed_precision and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp, init_scale=2.0**10)
+        self.step = 0
+        self.train_seconds = 0.0
+        self.last_val_psnr: float | None = None
+        self.build_optimizer()
+
+    # -- to be provided by subclasses -------------------------------------------------------------
+
+    def train_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+        """Compute the loss of one batch. Returns ``(loss, samples_per_ray, named losses)``;
+        the loop does backward and the optimizer step."""
+        raise NotImplementedError
+
+    def validate(self) -> float | None:
+        """A quality figure in dB (higher is better), or None."""
+        raise NotImplementedError
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """The JSON config stored with the checkpoint."""
+        raise NotImplementedError
+
+    def final_metrics(self) -> dict[str, Any]:
+        """Extra entries of ``metrics.json``."""
+        return {}
+
+    # -- optimisation ------------------------------------------------------------------------------
+
+    def build_optimizer(self) -> None:
+        """(Re)build Adam over the field's parameter groups."""
+        groups = self.field.param_groups(self.settings.lr)
+        for g in groups:
+            g["initial_lr"] = g["lr"]
+        self.optimizer = torch.optim.Adam(groups, lr=self.settings.lr, eps=self.settings.adam_eps, betas=(0.9, 0.99))
+
+    def _set_lr(self) -> None:
+        s = self.settings
+        factor = cosine_lr_factor(self.step, s.steps, s.lr_final_ratio, s.lr_warmup_steps)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+
+    def autocast(self):
+        """float16 autocast context for field evaluation (a no-op on the CPU)."""
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+
+    def optimizer_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+        """One full step: schedule hooks, loss, backward, Adam."""
+        if self.field.update_schedule(self.step):
+            self.build_optimizer()
+        self._set_lr()
+        loss, samples_per_ray, parts = self.train_step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return loss.detach(), samples_per_ray, parts
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def _all_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.field.parameters())
+
+    def save(self) -> Path:
+        """Write the resumable checkpoint atomically. Non-finite parameters raise
+        :class:`TrainingDiverged` and leave the last good checkpoint in place."""
+        if not self._all_finite():
+            raise TrainingDiverged(
+                f"parameters became NaN/Inf at step {self.step}; the last good checkpoint in {self.out_dir} "
+                "is kept. Try a lower --lr or another --seed"
+            )
+        optim_tensors, groups = optimizer_to_flat(self.optimizer)
+        tensors = {
+            **prefixed(self.field.state_dict(), "field."),
+            **prefixed(self.grid.state_dict(), "grid."),
+            **optim_tensors,
+            "rng.generator": self.generator.get_state(),
+        }
+        meta = {
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "optimizer_groups": groups,
+            "grad_scale": float(self.scaler.get_scale()) if self.amp else 1.0,
+            "val_psnr_db": self.last_val_psnr,
+        }
+        config = {
+            **self.checkpoint_config(),
+            "model": self.field.kind,
+            "field": self.field.config_dict(),
+            "aabb": self.field.aabb.detach().cpu().tolist(),
+            "grid_resolution": self.grid.resolution,
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = checkpoint_path(self.out_dir)
+        save_checkpoint(path, kind="run", config=config, tensors=tensors, meta=meta)
+        return path
+
+    def resume(self) -> None:
+        """Continue from the checkpoint in ``out_dir`` (same architecture and config)."""
+        ckpt = load_checkpoint(checkpoint_path(self.out_dir), expected_kind="run")
+        if ckpt.config.get("model") != self.field.kind:
+            raise CheckpointError(
+                f"{self.out_dir} holds a {ckpt.config.get('model')!r} run, not {self.field.kind!r}: "
+                "resume with the same architecture or choose another --out"
+            )
+        self.field.load_tensors(unprefixed(ckpt.tensors, "field."))
+        self.field.to(self.device)
+        self.grid.load_state_dict(unprefixed(ckpt.tensors, "grid."))
+        self.grid.to(self.device)
+        self.grid.rebuild_bitfield()
+        self.build_optimizer()
+        optim = {k: v.to(self.device) for k, v in ckpt.tensors.items() if k.startswith("optim.")}
+        optimizer_from_flat(self.optimizer, optim, ckpt.meta["optimizer_groups"])
+        self.generator.set_state(ckpt.tensors["rng.generator"])
+        self.step = int(ckpt.meta["step"])
+        self.train_seconds = float(ckpt.meta["train_seconds"])
+        self.last_val_psnr = ckpt.meta.get("val_psnr_db")
+        if self.amp:
+            self.scaler.update(float(ckpt.meta["grad_scale"]))
+
+    def _history_record(self, loss: float, parts: dict[str, float]) -> dict[str, Any]:
+        return {"step": self.step, "elapsed_s": self.train_seconds, "loss": loss, **parts,
+                "val_psnr_db": self.last_val_psnr}
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self, on_progress: ProgressFn | None = None, report_every: int = 50) -> dict[str, Any]:
+        """Optimise until ``settings.steps``, validating, checkpointing and reporting.
+
+        Ctrl-C or SIGTERM writes a resumable checkpoint before ``KeyboardInterrupt``
+        propagates; NaN/Inf raises :class:`TrainingDiverged` keeping the last good checkpoint.
+        Returns the final metrics (also written to ``metrics.json``).
+        """
+        s = self.settings
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        window_start, window_rays, window_samples = time.perf_counter(), 0, 0.0
+        loss_value, parts_value = float("nan"), {}
+        try:
+            while self.step < s.steps:
+                t0 = time.perf_counter()
+                loss, samples_per_ray, parts = self.optimizer_step()
+                window_rays += s.batch_rays
+                window_samples += samples_per_ray * s.batch_rays
+                last = self.step == s.steps
+                report = self.step % report_every == 0 or last
+                if report:
+                    loss_value = float(loss)
+                    parts_value = {k: float(v) for k, v in parts.items()}
+                    if not math.isfinite(loss_value):
+                        raise TrainingDiverged(
+                            f"loss became {loss_value} at step {self.step}; the last good checkpoint in "
+                            f"{self.out_dir} is kept. Try a lower --lr"
+                        )
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                self.train_seconds += time.perf_counter() - t0
+                if s.val_every and self.step % s.val_every == 0 and not last:
+                    self.validate()
+                    append_history(self.out_dir, self._history_record(loss_value, parts_value))
+                if s.checkpoint_every and self.step % s.checkpoint_every == 0 and not last:
+                    self.save()
+                if on_progress and report:
+                    now = time.perf_counter()
+                    rate = window_rays / max(now - window_start, 1e-9)
+                    spr = window_samples / max(window_rays, 1)
+                    window_start, window_rays, window_samples = now, 0, 0.0
+                    eta = (s.steps - self.step) * s.batch_rays / max(rate, 1e-9)
+                    on_progress(Progress(self.step, s.steps, loss_value, rate, spr, self.train_seconds, eta,
+                                         self.last_val_psnr, losses=parts_value))
+                if stop_requested():
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        if on_progress:
+            on_progress(Progress(self.step, s.steps, loss_value, 0.0, 0.0, self.train_seconds, 0.0,
+                                 self.last_val_psnr, phase="validate", losses=parts_value))
+        self.validate()
+        self.save()
+        append_history(self.out_dir, self._history_record(loss_value, parts_value))
+        metrics = {
+            "model": self.field.kind,
+            "steps": self.step,
+            "train_seconds": self.train_seconds,
+            "val_psnr_db": self.last_val_psnr,
+            "num_parameters": self.field.num_parameters(),
+            **self.final_metrics(),
+        }
+        write_json(self.out_dir / METRICS_NAME, metrics)
+        return metrics
