@@ -1,0 +1,225 @@
+"""``pvd-ti``: the command line of taichi-pvd. It parses options and calls the library.
+
+Exit codes:
+
+- 0: success;
+- 1: a bug (an unexpected exception, shown with its traceback);
+- 2: a usage error, or a problem with the user's input or environment
+  (:class:`taichi_pvd.errors.PvdError`), printed as one line ``Error: <message>``;
+- 3: a command that is not implemented in this version;
+- 130: interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import taichi_pvd
+from taichi_pvd.errors import PvdError
+
+EXIT_USER_ERROR = 2
+EXIT_NOT_IMPLEMENTED = 3
+EXIT_INTERRUPTED = 130
+
+#: Where ``pvd-ti train`` and ``pvd-ti distill`` put their run folders by default.
+RUNS_DIR = Path("runs")
+
+_ARCHS = ("auto", "cpu", "cuda")
+#: Unimplemented commands accept any arguments, so they report that they are missing rather
+#: than complaining about options they do not know yet.
+_ANY_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+class UserError(click.ClickException):
+    """A :class:`PvdError` on its way to the terminal: ``Error: <message>``, exit code 2."""
+
+    exit_code = EXIT_USER_ERROR
+
+
+class PvdGroup(click.Group):
+    """The error boundary: user errors become one line, Ctrl-C a short message; bugs propagate."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PvdError as err:
+            message = " ".join(str(err).split()) or type(err).__name__
+            raise UserError(message) from err
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+@click.group(cls=PvdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(taichi_pvd.__version__, "--version", prog_name="pvd-ti")
+@click.option(
+    "--arch",
+    type=click.Choice(_ARCHS, case_sensitive=False),
+    default="auto",
+    envvar="PVD_ARCH",
+    show_default=True,
+    show_envvar=True,
+    help="Compute backend for Taichi and torch: auto picks CUDA when a GPU is visible.",
+)
+@click.pass_context
+def main(ctx: click.Context, arch: str) -> None:
+    """taichi-pvd: train neural radiance fields (hash, vm, mlp, grid) with Taichi kernels and
+    convert between them by Progressive Volume Distillation."""
+    arch = arch.lower()
+    ctx.ensure_object(dict)["arch"] = arch
+    os.environ["PVD_ARCH"] = arch
+    os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
+
+
+def _not_implemented(command: str) -> None:
+    click.echo(f"`pvd-ti {command}` is not implemented yet in this version", err=True)
+    raise click.exceptions.Exit(EXIT_NOT_IMPLEMENTED)
+
+
+@main.command(context_settings=_ANY_ARGS, short_help="Train a field [not implemented yet].")
+def train() -> None:
+    """Train a field on a scene [not implemented yet]."""
+    _not_implemented("train")
+
+
+@main.command(context_settings=_ANY_ARGS, short_help="Distill a field [not implemented yet].")
+def distill() -> None:
+    """Distill a trained field into another architecture [not implemented yet]."""
+    _not_implemented("distill")
+
+
+@main.command(context_settings=_ANY_ARGS, short_help="Render views [not implemented yet].")
+def render() -> None:
+    """Render views or an orbit video of a trained field [not implemented yet]."""
+    _not_implemented("render")
+
+
+@main.command(
+    "eval", context_settings=_ANY_ARGS, short_help="Test PSNR/SSIM [not implemented yet]."
+)
+def eval_() -> None:
+    """Measure PSNR/SSIM of a trained field on the test split [not implemented yet]."""
+    _not_implemented("eval")
+
+
+@main.command(context_settings=_ANY_ARGS, short_help="Describe a run [not implemented yet].")
+def info() -> None:
+    """Describe a run folder or checkpoint [not implemented yet]."""
+    _not_implemented("info")
+
+
+@main.group()
+def scene() -> None:
+    """Create scenes."""
+
+
+@scene.command("demo")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write the scene into.",
+)
+@click.option("--size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Image width and height in pixels.")
+@click.option("--n-train", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Number of training views.")
+@click.option("--n-val", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Number of validation views.")
+@click.option("--n-test", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Number of test views.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the camera poses.")
+def scene_demo(out_dir: Path, size: int, n_train: int, n_val: int, n_test: int, seed: int) -> None:
+    """Render the built-in procedural scene to a transforms.json folder."""
+    from taichi_pvd.data.demo import write_demo_scene
+
+    path = write_demo_scene(
+        out_dir, size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed
+    )
+    click.echo(
+        f"Demo scene ({n_train} train, {n_val} val, {n_test} test views of {size}x{size}) "
+        f"written to {path}"
+    )
+
+
+def _folder_summary(folder: Path) -> str:
+    if not folder.is_dir():
+        return f"{folder} (does not exist yet)"
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    if not files:
+        return f"{folder} (empty)"
+    megabytes = sum(p.stat().st_size for p in files) / 2**20
+    return f"{folder} ({len(files)} files, {megabytes:.1f} MiB)"
+
+
+def _taichi_rows() -> tuple[list[tuple[str, str]], bool]:
+    """Taichi's version, the backend it starts on and its offline kernel cache; and whether
+    Taichi started."""
+    import taichi as ti
+    from taichi.lang import impl
+
+    from taichi_pvd import backend
+
+    version = ".".join(str(part) for part in ti.__version__)
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        try:
+            arch = backend.init()
+        except Exception as err:  # noqa: BLE001 - a diagnostic reports every failure
+            return [("taichi", version), ("taichi backend", f"failed to start: {err}")], False
+    notes = "; ".join(str(w.message) for w in caught)
+    cache = Path(impl.current_cfg().offline_cache_file_path)
+    rows = [
+        ("taichi", version),
+        ("taichi backend", arch + (f" ({notes})" if notes else "")),
+        ("taichi kernel cache", _folder_summary(cache)),
+    ]
+    return rows, True
+
+
+def _torch_rows(taichi_started: bool) -> list[tuple[str, str]]:
+    """torch's version, the device the library would use, and the GPU torch sees."""
+    import torch
+
+    from taichi_pvd import backend
+
+    device = str(backend.device()) if taichi_started else "unknown (Taichi did not start)"
+    rows = [("torch", torch.__version__), ("torch device", device)]
+    if not torch.cuda.is_available():
+        rows.append(("GPU", "none visible to torch (CPU only)"))
+        return rows
+    free, total = torch.cuda.mem_get_info(0)
+    rows.append(("GPU", f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"))
+    rows.append(("GPU memory", f"{total / 2**30:.1f} GiB total, {free / 2**30:.1f} GiB free"))
+    return rows
+
+
+@main.command()
+def doctor() -> None:
+    """Report versions, backend, GPU, kernel cache and runs folder.
+
+    Starts Taichi on the backend that ``--arch`` selects, as every other command would."""
+    taichi_rows, taichi_started = _taichi_rows()
+    rows = [
+        ("taichi-pvd", taichi_pvd.__version__),
+        ("python", sys.version.split()[0]),
+        *taichi_rows,
+        *_torch_rows(taichi_started),
+        ("runs folder", _folder_summary(RUNS_DIR.resolve())),
+    ]
+    table = Table(title="pvd-ti doctor", show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value", overflow="fold")
+    for item, value in rows:
+        table.add_row(item, value)
+    Console().print(table)

@@ -1,0 +1,144 @@
+"""The command-line shell: help, version, --arch, scene demo, doctor and the error boundary."""
+
+import os
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import taichi_pvd
+from cli.main import main
+from taichi_pvd.errors import SceneError
+
+UNIMPLEMENTED = ("train", "distill", "render", "eval", "info")
+
+
+@pytest.fixture(autouse=True)
+def _restore_arch(monkeypatch):
+    """The CLI exports PVD_ARCH; keep the tests' CPU setting for everything run afterwards."""
+    monkeypatch.setenv("PVD_ARCH", "cpu")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _add_command(monkeypatch, name, callback):
+    monkeypatch.setitem(main.commands, name, click.Command(name, callback=callback))
+
+
+def test_help_lists_every_subcommand(runner):
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in (*UNIMPLEMENTED, "scene", "doctor"):
+        assert f"  {name} " in result.output
+    assert "--arch [auto|cpu|cuda]" in result.output
+
+
+def test_version_prints_the_package_version(runner):
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"pvd-ti, version {taichi_pvd.__version__}"
+
+
+def test_arch_is_stored_in_the_context_and_exported(runner, monkeypatch):
+    _add_command(
+        monkeypatch, "show-arch", click.pass_context(lambda ctx: click.echo(ctx.obj["arch"]))
+    )
+    monkeypatch.setenv("PVD_ARCH", "auto")
+    result = runner.invoke(main, ["--arch", "CPU", "show-arch"])
+    assert result.exit_code == 0 and result.output == "cpu\n"
+    assert os.environ["PVD_ARCH"] == "cpu"
+
+
+def test_arch_defaults_to_the_environment_variable(runner, monkeypatch):
+    _add_command(
+        monkeypatch, "show-arch", click.pass_context(lambda ctx: click.echo(ctx.obj["arch"]))
+    )
+    monkeypatch.setenv("PVD_ARCH", "cuda")
+    assert runner.invoke(main, ["show-arch"]).output == "cuda\n"
+    monkeypatch.setenv("PVD_ARCH", "gpu")
+    result = runner.invoke(main, ["show-arch"])
+    assert result.exit_code == 2 and "'gpu' is not one of" in result.stderr
+
+
+@pytest.mark.parametrize("command", UNIMPLEMENTED)
+def test_unimplemented_commands_say_so_and_exit_3(runner, command):
+    result = runner.invoke(main, [command, "--scene", "x", "extra"])
+    assert result.exit_code == 3
+    assert result.stderr == f"`pvd-ti {command}` is not implemented yet in this version\n"
+    assert result.stdout == ""
+
+
+def test_scene_demo_writes_a_loadable_scene(runner, tmp_path):
+    from taichi_pvd.data.scene import load_scene
+
+    out = tmp_path / "demo"
+    result = runner.invoke(
+        main,
+        ["scene", "demo", "--out", str(out), "--size", "16", "--n-train", "3", "--n-val", "1",
+         "--n-test", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.stdout
+    train = load_scene(out, "train")
+    assert len(train) == 3 and train.height == 16 and train.width == 16
+    assert len(load_scene(out, "test")) == 2
+    assert 0.0 <= float(train.images.min()) and float(train.images.max()) <= 1.0
+
+
+def test_scene_demo_needs_an_output_folder(runner):
+    result = runner.invoke(main, ["scene", "demo"])
+    assert result.exit_code == 2 and "Missing option '--out'" in result.stderr
+
+
+def test_user_errors_become_one_line_and_exit_2(runner, monkeypatch):
+    def fail():
+        raise SceneError("no transforms.json in /nowhere:\n  pass a scene folder")
+
+    _add_command(monkeypatch, "boom", fail)
+    result = runner.invoke(main, ["boom"])
+    assert result.exit_code == 2
+    assert result.stderr == "Error: no transforms.json in /nowhere: pass a scene folder\n"
+
+
+def test_ctrl_c_exits_130_with_a_short_message(runner, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    _add_command(monkeypatch, "wait", interrupted)
+    result = runner.invoke(main, ["wait"])
+    assert result.exit_code == 130
+    assert result.stderr == "Interrupted.\n"
+
+
+def test_bugs_propagate_with_their_exception(runner, monkeypatch):
+    def buggy():
+        raise ZeroDivisionError("a bug")
+
+    _add_command(monkeypatch, "bug", buggy)
+    result = runner.invoke(main, ["bug"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_doctor_reports_versions_backend_and_folders(runner, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at 80 columns when not on a terminal
+    result = runner.invoke(main, ["--arch", "cpu", "doctor"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+
+    def row(item):
+        return next(line for line in lines if f" {item} " in line)
+
+    assert taichi_pvd.__version__ in row("taichi-pvd")
+    assert "1.7.4" in row("taichi")
+    assert "cpu" in row("taichi backend")
+    assert "ticache" in row("taichi kernel cache")
+    assert torch.__version__ in row("torch")
+    assert "cpu" in row("torch device")
+    assert f"{tmp_path / 'runs'} (does not exist yet)" in row("runs folder")
