@@ -1,0 +1,26 @@
+"""Data layer: scenes (posed images), camera rays, camera paths and the embedded demo scene.
+
+Conventions shared by every module here: camera-to-world matrices in the OpenGL/Blender
+convention (camera looks down -Z, +Y up), [N, 3, 4]; intrinsics ``(fx, fy, cx, cy)`` in pixels;
+pixel centres at ``(column + 0.5, row + 0.5)``; float32 torch tensors.
+"""
+
+from taichi_pvd.data.camera_paths import look_at, orbit_path, sphere_poses, spiral_path
+from taichi_pvd.data.demo import demo_scene_path, write_demo_scene
+from taichi_pvd.data.rays import RayBatch, RaySampler, generate_rays, image_rays
+from taichi_pvd.data.scene import Scene, load_scene
+
+__all__ = [
+    "RayBatch",
+    "RaySampler",
+    "Scene",
+    "demo_scene_path",
+    "generate_rays",
+    "image_rays",
+    "load_scene",
+    "look_at",
+    "orbit_path",
+    "sphere_poses",
+    "spiral_path",
+    "write_demo_scene",
+]

@@ -12,6 +12,7 @@ import torch
 
 from .. import backend
 from ..data import demo_scene_path, load_scene
+from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
 from ..fields import field_class, make_field
 from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
@@ -93,7 +94,8 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     generator = torch.Generator().manual_seed(config.seed)
     field = make_field(model, train_scene.aabb.cpu(), field_overrides, generator=generator)
     trainer = Trainer(field, train_scene, val_scene, config, out_dir,
-                      run_info={"scene": {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo}})
+                      run_info={"scene": {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo},
+                                "camera_rig": CameraRig.from_scene(train_scene).to_dict()})
     if resuming:
         trainer.resume()
     if on_ready is not None:

@@ -63,15 +63,13 @@ class Trainer(OptimizationLoop):
                              warmup_steps=c.grid_warmup_steps, generator=self.generator)
         batch = self.sampler.sample()
         n = batch.origins.shape[0]
-        target = batch.rgb
-        if batch.alpha is not None:
-            if c.random_background:
-                background = torch.rand(n, 3, device=self.device, generator=self.generator)
-            else:
-                background = torch.ones(n, 3, device=self.device)
-            target = target * batch.alpha + background * (1.0 - batch.alpha)
-        else:
+        if batch.alpha is None:
             background = torch.zeros(n, 3, device=self.device)
+        elif c.random_background:
+            background = torch.rand(n, 3, device=self.device, generator=self.generator)
+        else:
+            background = torch.ones(n, 3, device=self.device)
+        target = batch.rgb_on(background)
         jitter = torch.rand(n, device=self.device, generator=self.generator)
         out = render_rays(self.field_fn, self.grid, batch.origins, batch.directions,
                           near=self.scene.near, far=self.scene.far, background=background,

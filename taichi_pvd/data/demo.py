@@ -1,0 +1,401 @@
+"""The embedded demo scene: a few textured primitives, ray cast analytically by this module.
+
+No downloaded data: the scene is rendered here, in torch on the CPU, and written in the
+NeRF-Synthetic layout (``transforms_{train,val,test}.json`` + RGBA PNGs in ``train/``, ``val/``,
+``test/``), so everything that reads lego reads it too. World +Z is up; every object lies inside
+[-1, 1]^3 (well within the default scene box [-1.5, 1.5]^3) on a transparent background:
+
+- a sphere with a checker texture and a sharp Blinn-Phong highlight (view-dependent colour),
+- a rotated box with a fine checker (cells of 0.08 world units),
+- two thin banded rods (radius 0.025) and a thin ring (torus, tube radius 0.035),
+- a small striped cone.
+
+Lighting is one fixed directional light, ambient + Lambert + Blinn-Phong; each pixel averages a
+2x2 grid of jittered samples (antialiasing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from taichi_pvd.data.camera_paths import orbit_path, sphere_poses
+from taichi_pvd.data.rays import generate_rays
+
+#: Bumped whenever the rendered images change, so cached copies are regenerated.
+DEMO_VERSION = 1
+#: Horizontal field of view of the demo cameras (that of the NeRF-Synthetic scenes), radians.
+CAMERA_ANGLE_X = 0.6911112070083618
+#: Distance of the demo cameras from the origin, world units.
+CAMERA_RADIUS = 4.0
+#: Elevation range of the train/val cameras, degrees (upper hemisphere).
+ELEVATION_RANGE_DEG = (5.0, 80.0)
+#: Elevation of the test orbit, degrees.
+TEST_ELEVATION_DEG = 30.0
+
+_LIGHT = (0.45, -0.35, 0.82)
+_AMBIENT, _DIFFUSE = 0.3, 0.7
+_EPS = 1e-4
+_MISS = math.inf
+
+
+def _vec(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(dim=-1)
+
+
+def _normalize(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _parity(*coords: torch.Tensor) -> torch.Tensor:
+    """1.0 where the sum of the integer cells of ``coords`` is odd, else 0.0."""
+    return (sum(torch.floor(c) for c in coords) % 2).abs()
+
+
+def _mix(a: tuple[float, float, float], b: tuple[float, float, float], w: torch.Tensor) -> torch.Tensor:
+    ta, tb = _vec(*a), _vec(*b)
+    return ta + (tb - ta) * w[..., None]
+
+
+def _rotation_z(angle_deg: float) -> torch.Tensor:
+    c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def _rotation_x(angle_deg: float) -> torch.Tensor:
+    c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=torch.float64)
+
+
+class _Sphere:
+    """Checkered sphere with a strong highlight."""
+
+    centre = _vec(-0.3, -0.25, 0.05)
+    radius = 0.5
+    specular, shininess = 0.8, 80.0
+
+    def intersect(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        oc = o - self.centre
+        b = _dot(oc, d)
+        disc = b * b - (_dot(oc, oc) - self.radius**2)
+        t = -b - torch.sqrt(disc.clamp_min(0.0))
+        return torch.where((disc > 0) & (t > _EPS), t, _MISS)
+
+    def surface(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = (p - self.centre) / self.radius
+        longitude = torch.atan2(n[:, 1], n[:, 0]) / (2 * math.pi) * 16
+        latitude = torch.asin(n[:, 2].clamp(-1.0, 1.0)) / math.pi * 8
+        return n, _mix((0.85, 0.12, 0.1), (0.95, 0.9, 0.75), _parity(longitude, latitude))
+
+
+class _Box:
+    """Box rotated about Z, with a fine solid checker."""
+
+    centre = _vec(0.45, 0.35, -0.45)
+    half = _vec(0.28, 0.25, 0.3)
+    rotation = _rotation_z(30.0)
+    specular, shininess = 0.15, 20.0
+    cell = 0.08
+
+    def intersect(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        lo = (o - self.centre) @ self.rotation
+        ld = d @ self.rotation
+        ld = torch.where(ld.abs() < 1e-9, torch.full_like(ld, 1e-9), ld)
+        t1, t2 = (-self.half - lo) / ld, (self.half - lo) / ld
+        t_in = torch.minimum(t1, t2).amax(dim=-1)
+        t_out = torch.maximum(t1, t2).amin(dim=-1)
+        return torch.where((t_in <= t_out) & (t_in > _EPS), t_in, _MISS)
+
+    def surface(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lp = (p - self.centre) @ self.rotation
+        face = (lp.abs() / self.half).argmax(dim=-1, keepdim=True)
+        n_local = torch.zeros_like(lp).scatter_(-1, face, 1.0) * torch.sign(lp)
+        cells = lp / self.cell
+        albedo = _mix((0.1, 0.3, 0.8), (0.95, 0.8, 0.2), _parity(cells[:, 0], cells[:, 1], cells[:, 2]))
+        return n_local @ self.rotation.T, albedo
+
+
+class _Rod:
+    """Thin capped cylinder from ``a`` to ``b`` with coloured bands along its length."""
+
+    specular, shininess = 0.5, 40.0
+
+    def __init__(self, a: tuple[float, ...], b: tuple[float, ...], radius: float, bands: int,
+                 colours: tuple[tuple[float, float, float], tuple[float, float, float]]):
+        self.a, self.b = _vec(*a), _vec(*b)
+        self.radius, self.bands, self.colours = radius, bands, colours
+
+    def intersect(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        ba = self.b - self.a
+        oc = o - self.a
+        baba, bard, baoc = _dot(ba, ba), d @ ba, oc @ ba
+        k2 = baba - bard * bard
+        k1 = baba * _dot(oc, d) - baoc * bard
+        k0 = baba * _dot(oc, oc) - baoc * baoc - self.radius**2 * baba
+        h = k1 * k1 - k2 * k0
+        sqrt_h = torch.sqrt(h.clamp_min(0.0))
+        t_body = (-k1 - sqrt_h) / k2.clamp_min(1e-12)
+        y = baoc + t_body * bard
+        body = (h > 0) & (y > 0) & (y < baba) & (t_body > _EPS)
+        cap_level = torch.where(y < 0, torch.zeros_like(y), baba)
+        safe_bard = torch.where(bard.abs() < 1e-12, torch.full_like(bard, 1e-12), bard)
+        t_cap = (cap_level - baoc) / safe_bard
+        cap = (h > 0) & ((k1 + k2 * t_cap).abs() < sqrt_h) & (t_cap > _EPS) & ~body
+        return torch.where(body, t_body, torch.where(cap, t_cap, _MISS))
+
+    def surface(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ba = self.b - self.a
+        s = ((p - self.a) @ ba / _dot(ba, ba)).clamp(0.0, 1.0)
+        radial = p - self.a - s[:, None] * ba
+        axis = ba / ba.norm()
+        on_cap = (s <= 1e-6) | (s >= 1.0 - 1e-6)
+        cap_normal = torch.where((s < 0.5)[:, None], -axis, axis)
+        n = torch.where(on_cap[:, None], cap_normal, _normalize(radial))
+        return n, _mix(*self.colours, _parity(s * self.bands))
+
+
+class _Torus:
+    """Thin ring (torus about its local Z axis), found by sphere tracing its exact distance."""
+
+    centre = _vec(-0.35, 0.5, -0.55)
+    rotation = _rotation_z(-20.0) @ _rotation_x(60.0)
+    major, minor = 0.32, 0.035
+    specular, shininess = 0.5, 30.0
+    steps = 64
+
+    def _distance(self, lp: torch.Tensor) -> torch.Tensor:
+        ring = torch.stack([lp[:, :2].norm(dim=-1) - self.major, lp[:, 2]], dim=-1)
+        return ring.norm(dim=-1) - self.minor
+
+    def intersect(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        lo = (o - self.centre) @ self.rotation
+        ld = d @ self.rotation
+        bound = self.major + self.minor
+        b = _dot(lo, ld)
+        disc = b * b - (_dot(lo, lo) - bound**2)
+        result = torch.full_like(b, _MISS)
+        rays = torch.nonzero(disc > 0).squeeze(-1)
+        t = (-b - torch.sqrt(disc.clamp_min(0.0)))[rays].clamp_min(0.0)
+        t_exit = (-b + torch.sqrt(disc.clamp_min(0.0)))[rays]
+        for _ in range(self.steps):
+            if rays.numel() == 0:
+                break
+            dist = self._distance(lo[rays] + t[:, None] * ld[rays])
+            hit = dist < 1e-4
+            result[rays[hit]] = t[hit]
+            alive = ~hit & (t + dist < t_exit)
+            rays, t, t_exit = rays[alive], (t + dist)[alive], t_exit[alive]
+        return torch.where(result > _EPS, result, _MISS)
+
+    def surface(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lp = (p - self.centre) @ self.rotation
+        radial = _normalize(torch.cat([lp[:, :2], torch.zeros_like(lp[:, :1])], dim=-1))
+        n_local = _normalize(lp - self.major * radial)
+        angle = torch.atan2(lp[:, 1], lp[:, 0])
+        hue = torch.stack([angle, angle + 2.1, angle + 4.2], dim=-1)
+        albedo = 0.55 + 0.4 * torch.cos(hue)
+        return n_local @ self.rotation.T, albedo
+
+
+class _Cone:
+    """Small cone standing on its base, with stripes around its axis."""
+
+    apex = _vec(0.2, -0.65, -0.3)
+    height, base_radius = 0.5, 0.22
+    specular, shininess = 0.3, 25.0
+
+    def intersect(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        axis = _vec(0.0, 0.0, -1.0)
+        cos2 = self.height**2 / (self.height**2 + self.base_radius**2)
+        co = o - self.apex
+        dv, cv = d @ axis, co @ axis
+        qa = dv * dv - cos2
+        qb = 2 * (dv * cv - cos2 * _dot(d, co))
+        qc = cv * cv - cos2 * _dot(co, co)
+        disc = qb * qb - 4 * qa * qc
+        root = torch.sqrt(disc.clamp_min(0.0))
+        best = torch.full_like(dv, _MISS)
+        for t in ((-qb - root) / (2 * qa), (-qb + root) / (2 * qa)):
+            along = cv + t * dv
+            valid = (disc > 0) & (t > _EPS) & (along >= 0) & (along <= self.height)
+            best = torch.where(valid & (t < best), t, best)
+        t_base = (self.height - cv) / torch.where(dv.abs() < 1e-12, torch.full_like(dv, 1e-12), dv)
+        offset = co + t_base[:, None] * d
+        on_base = (offset[:, :2].norm(dim=-1) <= self.base_radius) & (t_base > _EPS)
+        return torch.where(on_base & (t_base < best), t_base, best)
+
+    def surface(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v = p - self.apex
+        on_base = v[:, 2] < -self.height + 1e-3
+        slope = self.base_radius / self.height
+        radial = _normalize(torch.cat([v[:, :2], torch.zeros_like(v[:, :1])], dim=-1))
+        side = _normalize(radial + slope * _vec(0.0, 0.0, 1.0))
+        n = torch.where(on_base[:, None], _vec(0.0, 0.0, -1.0), side)
+        stripes = _parity(torch.atan2(v[:, 1], v[:, 0]) / (2 * math.pi) * 12)
+        return n, _mix((0.95, 0.45, 0.05), (0.55, 0.1, 0.5), stripes)
+
+
+_OBJECTS = (
+    _Sphere(),
+    _Box(),
+    _Rod((0.75, -0.35, -0.85), (0.75, -0.35, 0.75), 0.025, 14, ((0.9, 0.9, 0.9), (0.8, 0.05, 0.05))),
+    _Rod((-0.85, 0.2, -0.8), (0.1, 0.85, 0.6), 0.025, 10, ((0.1, 0.7, 0.3), (0.05, 0.05, 0.05))),
+    _Torus(),
+    _Cone(),
+)
+
+
+def trace_demo_rays(origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shade rays against the demo scene (one bounce, no shadows).
+
+    Args:
+        origins: [R, 3] ray origins, world units, float (computed in float64).
+        directions: [R, 3] unit ray directions.
+
+    Returns:
+        ``(rgb, depth)`` in the inputs' dtype: [R, 3] colour in [0, 1] (0 where the ray misses)
+        and [R] distance to the first hit along the ray (``inf`` on a miss).
+    """
+    dtype = origins.dtype
+    origins, directions = origins.double(), directions.double()
+    distances = torch.stack([obj.intersect(origins, directions) for obj in _OBJECTS])
+    depth, nearest = distances.min(dim=0)
+    rgb = torch.zeros_like(origins)
+    light = _normalize(_vec(*_LIGHT))
+    for index, obj in enumerate(_OBJECTS):
+        rays = torch.nonzero((nearest == index) & torch.isfinite(depth)).squeeze(-1)
+        if rays.numel() == 0:
+            continue
+        d = directions[rays]
+        normal, albedo = obj.surface(origins[rays] + depth[rays, None] * d)
+        normal = torch.where((_dot(normal, d) > 0)[:, None], -normal, normal)
+        lambert = _dot(normal, light).clamp_min(0.0)
+        halfway = _normalize(light - d)
+        highlight = _dot(normal, halfway).clamp_min(0.0) ** obj.shininess * (lambert > 0)
+        colour = albedo * (_AMBIENT + _DIFFUSE * lambert)[:, None]
+        rgb[rays] = (colour + obj.specular * highlight[:, None]).clamp(0.0, 1.0)
+    return rgb.to(dtype), depth.to(dtype)
+
+
+def render_demo_view(
+    c2w: torch.Tensor, size: int, *, generator: torch.Generator, samples_per_side: int = 2
+) -> np.ndarray:
+    """Render one ``size`` x ``size`` RGBA view of the demo scene.
+
+    Args:
+        c2w: [3, 4] camera-to-world (OpenGL convention), float32.
+        size: image width and height in pixels (field of view :data:`CAMERA_ANGLE_X`).
+        generator: CPU generator for the sub-pixel jitter.
+        samples_per_side: each pixel averages ``samples_per_side ** 2`` stratified, jittered
+            samples.
+
+    Returns:
+        [size, size, 4] float32 in [0, 1], straight (not premultiplied) alpha.
+    """
+    focal = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
+    intrinsics = torch.tensor([[focal, focal, 0.5 * size, 0.5 * size]], dtype=torch.float64)
+    k = samples_per_side
+    rows, cols = torch.meshgrid(torch.arange(size * k), torch.arange(size * k), indexing="ij")
+    jitter = torch.rand((size * k, size * k, 2), generator=generator, dtype=torch.float64)
+    pixels = (torch.stack([cols, rows], dim=-1) + jitter) / k
+    origins, directions = generate_rays(
+        c2w[None].double(), intrinsics, size, size, pixels=pixels[None]
+    )
+    rgb, depth = trace_demo_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
+    coverage = torch.isfinite(depth).float()[:, None]
+    samples = torch.cat([rgb, coverage], dim=-1).reshape(size, k, size, k, 4)
+    premultiplied = samples.mean(dim=(1, 3))
+    alpha = premultiplied[..., 3:]
+    straight = torch.where(alpha > 0, premultiplied[..., :3] / alpha.clamp_min(1e-8), 0.0)
+    return torch.cat([straight.clamp(0.0, 1.0), alpha], dim=-1).float().numpy()
+
+
+def write_demo_scene(
+    out_dir: str | os.PathLike[str],
+    *,
+    size: int = 128,
+    n_train: int = 60,
+    n_val: int = 8,
+    n_test: int = 16,
+    seed: int = 0,
+) -> Path:
+    """Render the demo scene and write it in the NeRF-Synthetic layout.
+
+    Train and val cameras are random on the upper hemisphere (:data:`ELEVATION_RANGE_DEG`) at
+    :data:`CAMERA_RADIUS` from the origin, looking at it; test cameras are an orbit at
+    :data:`TEST_ELEVATION_DEG`. Writes ``transforms_{train,val,test}.json`` and
+    ``{split}/r_{i}.png`` (RGBA, 8 bits) under ``out_dir`` (created if needed).
+
+    Returns:
+        ``out_dir`` as a :class:`Path`.
+    """
+    out = Path(out_dir)
+    generator = torch.Generator().manual_seed(seed)
+    poses = {
+        "train": sphere_poses(n_train, CAMERA_RADIUS, ELEVATION_RANGE_DEG, generator),
+        "val": sphere_poses(n_val, CAMERA_RADIUS, ELEVATION_RANGE_DEG, generator),
+        "test": orbit_path(n_test, CAMERA_RADIUS, TEST_ELEVATION_DEG, start_azimuth_deg=15.0),
+    }
+    for split, c2w in poses.items():
+        (out / split).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for i, pose in enumerate(c2w):
+            rgba = render_demo_view(pose, size, generator=generator)
+            Image.fromarray(np.round(rgba * 255).astype(np.uint8), mode="RGBA").save(
+                out / split / f"r_{i}.png"
+            )
+            matrix = torch.cat([pose, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]).tolist()
+            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": matrix})
+        meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}
+        (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def demo_scene_path(
+    size: int = 128,
+    n_train: int = 60,
+    n_val: int = 8,
+    n_test: int = 16,
+    seed: int = 0,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The folder of a cached demo scene with these parameters, rendering it on first use.
+
+    The cache lives in ``cache_dir``, else ``$PVD_CACHE``, else ``~/.cache/taichi-pvd``, as
+    ``demo-<size>-<hash of the parameters and DEMO_VERSION>``. A scene is written to a temporary
+    folder beside it and renamed into place, so a reader never sees a half-written scene and
+    concurrent callers are safe.
+    """
+    params = dict(version=DEMO_VERSION, size=size, n_train=n_train, n_val=n_val, n_test=n_test,
+                  seed=seed)
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    base = Path(cache_dir or os.environ.get("PVD_CACHE") or Path.home() / ".cache" / "taichi-pvd")
+    target = base / f"demo-{size}-{digest}"
+    if (target / "transforms_test.json").is_file():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
+    try:
+        write_demo_scene(staging, size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+        os.rename(staging, target)
+    except OSError:
+        if not (target / "transforms_test.json").is_file():
+            raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target

@@ -1,0 +1,119 @@
+"""The library entry point behind ``pvd-ti distill``: find and check the teacher, build the
+student, distil."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import backend
+from ..data.camera_rig import CameraRig
+from ..errors import CheckpointError, ConfigError
+from ..fields import field_class, make_field
+from ..io.checkpoint import load_checkpoint
+from ..io.runs import CHECKPOINT_NAME, checkpoint_path, load_run
+from ..rendering.volume import MarchingConfig
+from ..training.api import prepare_run_dir
+from ..training.interrupts import graceful_termination
+from ..training.loop import ProgressFn
+from .config import DistillConfig
+from .distiller import Distiller
+
+
+def find_latest_run(model: str, root: Path = Path("runs"), scene_name: str | None = None) -> Path:
+    """The most recently written run directory under ``root`` whose checkpoint holds a field
+    of architecture ``model`` (and, if given, was trained on the scene named ``scene_name``)."""
+    candidates = []
+    for ckpt in root.glob(f"*/{CHECKPOINT_NAME}"):
+        try:
+            config = load_checkpoint(ckpt, expected_kind="run").config
+        except CheckpointError:
+            continue
+        if config.get("model") != model:
+            continue
+        if scene_name is not None and config.get("scene", {}).get("name") != scene_name:
+            continue
+        candidates.append((ckpt.stat().st_mtime, ckpt.parent))
+    if not candidates:
+        where = f" for scene {scene_name!r}" if scene_name else ""
+        raise CheckpointError(
+            f"no {model!r} run found under {root}/{where}: train one first (`pvd-ti train --model {model}`) "
+            "or pass --teacher RUN_DIR"
+        )
+    return max(candidates)[1]
+
+
+def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None = None) -> DistillConfig:
+    """:class:`DistillConfig` defaults with ``overrides`` applied (``None`` values ignored);
+    ``lr`` left unset takes the student architecture's training default."""
+    values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    base = dataclasses.asdict(DistillConfig())
+    marching = {**base.pop("marching"), **values.pop("marching", {})}
+    unknown = sorted(set(values) - set(base))
+    if unknown:
+        raise ConfigError(f"unknown distillation option(s): {', '.join(unknown)}")
+    merged = {**base, **values, "marching": marching}
+    if merged["lr"] is None:
+        merged["lr"] = float(field_class(student_model).train_defaults.get("lr", 1e-2))
+    config = DistillConfig.from_dict(merged)
+    config.validate()
+    return config
+
+
+def default_distill_dir(teacher_dir: Path, teacher_model: str, student_model: str) -> Path:
+    """``runs/<teacher folder>-to-<student>`` beside the teacher."""
+    return teacher_dir.parent / f"{teacher_dir.name}-to-{student_model}"
+
+
+def distill(*, source: str, target: str, teacher: str | Path | None = None, out: str | Path | None = None,
+            student_overrides: dict[str, Any] | None = None, distill_overrides: dict[str, Any] | None = None,
+            resume: bool = False, overwrite: bool = False, runs_root: str | Path = "runs",
+            on_progress: ProgressFn | None = None, on_ready=None) -> dict[str, Any]:
+    """Distil the ``source``-architecture run ``teacher`` (default: the latest such run under
+    ``runs_root``) into a new ``target``-architecture student written to ``out``.
+
+    Returns the final metrics dict (with ``run_dir``). ``on_ready(distiller)`` is called before
+    the first step.
+    """
+    field_class(source)
+    field_class(target)
+    teacher_dir = Path(teacher) if teacher is not None else find_latest_run(source, Path(runs_root))
+    backend.init()
+    device = backend.device()
+    loaded = load_run(teacher_dir, device)
+    if loaded.model != source:
+        raise CheckpointError(
+            f"teacher {teacher_dir} is a {loaded.model!r} model, not {source!r}: pass --from {loaded.model} "
+            f"or a {source} run as --teacher"
+        )
+    if "camera_rig" not in loaded.config:
+        raise CheckpointError(f"teacher {teacher_dir} records no camera rig; retrain it with this version")
+    rig = CameraRig(**loaded.config["camera_rig"])
+    config = resolve_distill_config(target, distill_overrides)
+    if config.marching == MarchingConfig() and "train" in loaded.config:
+        config = dataclasses.replace(config, marching=MarchingConfig(**loaded.config["train"]["marching"]))
+    out_dir = Path(out) if out is not None else default_distill_dir(teacher_dir, source, target)
+    resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    student = make_field(target, loaded.field.aabb.detach().cpu(), student_overrides, generator=generator)
+    run_info = {
+        "scene": loaded.config.get("scene", {}),
+        "teacher": {
+            "path": str(teacher_dir.resolve()),
+            "model": loaded.model,
+            "val_psnr_db": loaded.meta.get("val_psnr_db"),
+            "provenance": loaded.config.get("teacher"),
+        },
+    }
+    distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info)
+    if resuming:
+        distiller.resume()
+    if on_ready is not None:
+        on_ready(distiller)
+    with graceful_termination():
+        metrics = distiller.run(on_progress)
+    return {**metrics, "teacher": str(teacher_dir), "run_dir": str(out_dir)}

@@ -1,0 +1,108 @@
+"""Distillation configuration (defaults: the PVD paper and its reference code)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..errors import ConfigError
+from ..rendering.volume import MarchingConfig
+
+
+@dataclass
+class DistillConfig:
+    """How a student is distilled from a teacher. Saved inside the student's checkpoint."""
+
+    steps: int = 30000
+    """Total optimizer steps (all stages)."""
+    stage1_steps: int = 3000
+    """Stage 1 (block-wise): only phi1 of both models runs; feature loss only."""
+    stage2_steps: int = 5000
+    """Stage 2: + clipped raw-density loss and per-point colour loss."""
+    batch_rays: int = 4096
+    """Pseudo-label rays per step."""
+    lr: float | None = None
+    """Peak learning rate; ``None`` takes the student architecture's training default."""
+    lr_final_ratio: float = 0.03
+    """Final learning rate as a fraction of ``lr`` (cosine decay)."""
+    lr_warmup_steps: int = 0
+    """Linear learning-rate warm-up."""
+    adam_eps: float = 1e-15
+    """Adam epsilon."""
+    feature_weight: float = 2e-3
+    """Weight of the phi1 feature MSE (skipped when either model is ``grid``)."""
+    density_weight: float = 2e-3
+    """Weight of the raw-density MSE."""
+    colour_weight: float = 2e-3
+    """Weight of the per-point colour MSE."""
+    rgb_weight: float = 1.0
+    """Weight of the rendered-colour MSE (stage 3)."""
+    density_clip_min: float = -2.0
+    """Raw densities are clipped to [min, max] before comparison: outside it the physics is
+    the same (fully transparent / opaque)."""
+    density_clip_max: float = 7.0
+    """Upper clip of raw densities."""
+    feature_loss: bool = True
+    """Use the feature loss (ablation switch ``--no-feature-loss``)."""
+    density_clip: bool = True
+    """Clip raw densities before comparing (ablation switch ``--no-density-clip``)."""
+    blockwise: bool = True
+    """Run the stages; False starts with every loss at step 0 (``--no-blockwise``)."""
+    init_head_from_teacher: bool = False
+    """Copy the teacher's colour head into the student (when both have the shared head)."""
+    virtual_cameras: int = 300
+    """Random virtual cameras on the sphere at the training cameras' radius."""
+    elevation_min_deg: float = 0.0
+    """Lowest virtual camera elevation, degrees."""
+    elevation_max_deg: float = 80.0
+    """Highest virtual camera elevation, degrees."""
+    random_background: bool = True
+    """Random background colour per ray, the same for teacher and student."""
+    val_every: int = 1000
+    """Steps between student-vs-teacher PSNR checks (0: only at the end)."""
+    val_views: int = 4
+    """Fixed virtual views used for the student-vs-teacher PSNR."""
+    val_size: int = 100
+    """Width and height (pixels) of those views."""
+    checkpoint_every: int = 2000
+    """Steps between checkpoints (0: at the end and on interruption only)."""
+    mixed_precision: bool = True
+    """float16 autocast for the MLPs on CUDA."""
+    seed: int = 0
+    """Seed of every random draw."""
+    marching: MarchingConfig = field(default_factory=MarchingConfig)
+    """Ray sampling through the teacher's occupancy grid."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values out of range."""
+        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not self.density_clip_min < self.density_clip_max:
+            raise ConfigError("density-clip-min must be below density-clip-max")
+        if not -90 <= self.elevation_min_deg <= self.elevation_max_deg <= 90:
+            raise ConfigError("elevations must satisfy -90 <= min <= max <= 90 degrees")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DistillConfig":
+        """Rebuild from :func:`dataclasses.asdict` output."""
+        data = dict(data)
+        marching = MarchingConfig(**data.pop("marching", {}))
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown distillation option(s): {', '.join(unknown)}")
+        return cls(marching=marching, **data)
+
+    def stage(self, step: int) -> int:
+        """The stage (1, 2 or 3) that step ``step`` (0-based) belongs to."""
+        if not self.blockwise:
+            return 3
+        if step < self.stage1_steps:
+            return 1
+        if step < self.stage1_steps + self.stage2_steps:
+            return 2
+        return 3

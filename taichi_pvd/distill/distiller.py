@@ -1,0 +1,172 @@
+"""Progressive Volume Distillation: a student field learns to match a teacher field on
+pseudo-label rays, block-wise in three stages.
+
+Teacher and student are evaluated at the same packed samples, marched once per step through
+the teacher's occupancy grid, which the student inherits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import generate_rays
+from ..data.camera_rig import CameraRig
+from ..errors import ConfigError
+from ..fields import RadianceField, density_from_raw
+from ..kernels.occupancy import OccupancyGrid
+from ..metrics import psnr
+from ..rendering.volume import composite_samples, march, render_rays_chunked
+from ..training.loop import LoopSettings, OptimizationLoop
+from .config import DistillConfig
+from .virtual_rays import sample_virtual_rays, virtual_cameras
+
+
+def features_comparable(teacher: RadianceField, student: RadianceField) -> bool:
+    """True when phi1 of the two fields can be compared value by value (same width: the
+    hash, vm and mlp fields share 16-value features; the grid's 28 are SH coefficients)."""
+    return teacher.feature_dim == student.feature_dim and teacher.kind != "grid" and student.kind != "grid"
+
+
+class Distiller(OptimizationLoop):
+    """Distils ``teacher`` (frozen) into ``student`` on rays of virtual cameras of ``rig``.
+
+    Stage 1 runs only ``features`` of both models (feature MSE); stage 2 adds the clipped
+    raw-density MSE and the per-point colour MSE; stage 3 adds the composited-colour MSE
+    against the teacher's rendering and the student's regulariser. When the feature loss
+    cannot or must not be used, stage 1 is skipped.
+    """
+
+    def __init__(self, teacher: RadianceField, teacher_grid: OccupancyGrid, student: RadianceField,
+                 rig: CameraRig, config: DistillConfig, out_dir: str | Path, device: torch.device,
+                 run_info: dict[str, Any] | None = None):
+        config.validate()
+        if config.lr is None:
+            config = dataclasses.replace(config, lr=float(student.train_defaults.get("lr", 1e-2)))
+        self.config = config
+        self.rig = rig
+        self.run_info = dict(run_info or {})
+        self.teacher = teacher.to(device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.use_feature_loss = config.feature_loss and features_comparable(teacher, student)
+        if config.init_head_from_teacher:
+            copy_colour_head(teacher, student)
+        grid = OccupancyGrid(teacher_grid.aabb.detach().cpu(), resolution=teacher_grid.resolution)
+        grid.copy_from(teacher_grid.cpu())
+        teacher_grid.to(device)
+        names = {f.name for f in dataclasses.fields(LoopSettings)}
+        settings = LoopSettings(**{n: getattr(config, n) for n in names})
+        super().__init__(student, grid, settings, out_dir, device)
+        self.cameras = virtual_cameras(rig, config.virtual_cameras,
+                                       (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
+        self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+
+    # -- the losses ------------------------------------------------------------------------------
+
+    def stage(self) -> int:
+        """Stage of the current step; stage 1 is skipped without a feature loss."""
+        stage = self.config.stage(self.step)
+        return 2 if stage == 1 and not self.use_feature_loss else stage
+
+    def _clip(self, raw: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return raw.clamp(c.density_clip_min, c.density_clip_max) if c.density_clip else raw
+
+    def train_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+        c = self.config
+        stage = self.stage()
+        origins, directions = sample_virtual_rays(self.cameras, self.rig, c.batch_rays, self.generator)
+        jitter = torch.rand(c.batch_rays, device=self.device, generator=self.generator)
+        with torch.no_grad():
+            samples = march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
+                            config=c.marching, jitter=jitter)
+        n = c.batch_rays
+        parts: dict[str, torch.Tensor] = {}
+        loss = torch.zeros((), device=self.device)
+        if samples.n_samples == 0:
+            return loss + 0.0 * sum(p.sum() for p in self.field.parameters()), 0.0, parts
+        x, d = samples.positions, samples.directions
+        with self.autocast():
+            with torch.no_grad():
+                t_feat = self.teacher.features(x).float()
+            s_feat = self.field.features(x).float()
+            if self.use_feature_loss:
+                parts["feature"] = F.mse_loss(s_feat[:, 1:], t_feat[:, 1:])
+                loss = loss + c.feature_weight * parts["feature"]
+            if stage >= 2:
+                parts["density"] = F.mse_loss(self._clip(s_feat[:, 0]), self._clip(t_feat[:, 0]))
+                with torch.no_grad():
+                    t_rgb = self.teacher.colour(t_feat, d).float()
+                s_rgb = self.field.colour(s_feat, d).float()
+                parts["colour"] = F.mse_loss(s_rgb, t_rgb)
+                loss = loss + c.density_weight * parts["density"] + c.colour_weight * parts["colour"]
+        if stage == 3:
+            if c.random_background:
+                background = torch.rand(n, 3, device=self.device, generator=self.generator)
+            else:
+                background = torch.ones(n, 3, device=self.device)
+            with torch.no_grad():
+                target = composite_samples(density_from_raw(t_feat[:, 0]), t_rgb, samples, background, c.marching).rgb
+            out = composite_samples(density_from_raw(s_feat[:, 0]), s_rgb, samples, background, c.marching)
+            parts["rgb"] = F.mse_loss(out.rgb, target)
+            loss = loss + c.rgb_weight * parts["rgb"] + self.field.regularization()
+        parts = {k: v.detach() for k, v in parts.items()}
+        return loss, samples.n_samples / n, parts
+
+    # -- validation: student against teacher on fixed virtual views ------------------------------
+
+    def _fixed_views(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if self._val_views is None:
+            size = self.config.val_size
+            rig = self.rig.scaled(size, size)
+            poses = virtual_cameras(rig, self.config.val_views, (self.config.elevation_min_deg, self.config.elevation_max_deg),
+                                    self.config.seed + 1, self.device)
+            views = []
+            for i in range(poses.shape[0]):
+                o, dirs = generate_rays(poses[i : i + 1], rig.intrinsics(1, self.device), size, size)
+                o, dirs = o.reshape(-1, 3).contiguous(), dirs.reshape(-1, 3).contiguous()
+                views.append((o, dirs, self._render(self.teacher, o, dirs)))
+            self._val_views = views
+        return self._val_views
+
+    def _render(self, field: RadianceField, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        def field_fn(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with self.autocast():
+                sigma, rgb = field(x, d)
+            return sigma.float(), rgb.float()
+
+        rgb, _, _ = render_rays_chunked(field_fn, self.grid, origins, directions, near=self.rig.near,
+                                        far=self.rig.far, background=torch.ones(3, device=self.device),
+                                        config=self.config.marching)
+        return rgb
+
+    def validate(self) -> float | None:
+        """Mean PSNR (dB) of the student's renderings against the teacher's on fixed virtual
+        views."""
+        values = [psnr(self._render(self.field, o, d), target) for o, d, target in self._fixed_views()]
+        self.last_val_psnr = float(sum(values) / len(values))
+        return self.last_val_psnr
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        return {**self.run_info, "distill": dataclasses.asdict(self.config), "camera_rig": self.rig.to_dict()}
+
+    def final_metrics(self) -> dict[str, Any]:
+        return {"student_vs_teacher_psnr_db": self.last_val_psnr, "distill_seconds": self.train_seconds}
+
+
+def copy_colour_head(teacher: RadianceField, student: RadianceField) -> None:
+    """Start the student's colour head from the teacher's (both must have the shared head)."""
+    t_head, s_head = getattr(teacher, "head", None), getattr(student, "head", None)
+    if t_head is None or s_head is None or type(t_head) is not type(s_head):
+        raise ConfigError(
+            f"--init-head-from-teacher needs the shared colour head on both sides; {teacher.kind} -> {student.kind} has none to copy"
+        )
+    try:
+        s_head.load_state_dict(t_head.state_dict())
+    except RuntimeError as exc:
+        raise ConfigError(f"colour heads of {teacher.kind} and {student.kind} differ in shape: {exc}") from exc
