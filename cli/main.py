@@ -77,6 +77,7 @@ def main(ctx: click.Context, arch: str) -> None:
     arch = arch.lower()
     ctx.ensure_object(dict)["arch"] = arch
     os.environ["PVD_ARCH"] = arch
+    # Taichi prints a banner to stdout when imported; `pvd-ti doctor` reports its version.
     os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
 
 
@@ -138,7 +139,7 @@ def scene() -> None:
               help="Number of validation views.")
 @click.option("--n-test", type=click.IntRange(min=1), default=16, show_default=True,
               help="Number of test views.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the camera poses.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the cameras and rendering.")
 def scene_demo(out_dir: Path, size: int, n_train: int, n_val: int, n_test: int, seed: int) -> None:
     """Render the built-in procedural scene to a transforms.json folder."""
     from taichi_pvd.data.demo import write_demo_scene
