@@ -139,7 +139,8 @@ def scene() -> None:
               help="Number of validation views.")
 @click.option("--n-test", type=click.IntRange(min=1), default=16, show_default=True,
               help="Number of test views.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the cameras and rendering.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the cameras and rendering.")
 def scene_demo(out_dir: Path, size: int, n_train: int, n_val: int, n_test: int, seed: int) -> None:
     """Render the built-in procedural scene to a transforms.json folder."""
     from taichi_pvd.data.demo import write_demo_scene
