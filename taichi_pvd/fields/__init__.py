@@ -10,10 +10,16 @@ import torch
 from ..errors import ConfigError
 from .base import RadianceField, density_from_raw
 from .hash_grid import HashGridConfig, HashGridField
+from .mlp import NeRFConfig, NeRFField
+from .vm import TensoRFConfig, TensoRFField
+from .voxel_grid import VoxelGridConfig, VoxelGridField
 
 #: CLI name -> field class. Each class carries its ``config_class``.
 FIELD_CLASSES: dict[str, type[RadianceField]] = {
     HashGridField.kind: HashGridField,
+    TensoRFField.kind: TensoRFField,
+    NeRFField.kind: NeRFField,
+    VoxelGridField.kind: VoxelGridField,
 }
 
 
@@ -50,7 +56,13 @@ __all__ = [
     "FIELD_CLASSES",
     "HashGridConfig",
     "HashGridField",
+    "NeRFConfig",
+    "NeRFField",
     "RadianceField",
+    "TensoRFConfig",
+    "TensoRFField",
+    "VoxelGridConfig",
+    "VoxelGridField",
     "density_from_raw",
     "field_class",
     "make_config",

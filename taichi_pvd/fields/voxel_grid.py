@@ -1,0 +1,105 @@
+"""Plenoxels-style field: a dense voxel grid of raw density and degree-2 spherical-harmonic colour
+coefficients, trilinearly interpolated; no network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..kernels.grid_interpolation import grid_interpolate
+from ..kernels.sh_encoding import sh_encode
+from .base import RadianceField, density_from_raw
+
+#: SH bands of the colour (degree 2): 9 coefficients per colour channel.
+SH_BANDS = 3
+SH_COEFFS = SH_BANDS**2
+
+
+@dataclass
+class VoxelGridConfig:
+    """Configuration of :class:`VoxelGridField`."""
+
+    resolution: int = 128
+    """Grid points per axis (cubic, spanning the scene box corner to corner)."""
+    init_raw_density: float = -2.0
+    """Initial raw density of every voxel (sigma = exp of it, per world unit)."""
+    tv_samples: int = 32768
+    """Voxels drawn at random per :meth:`VoxelGridField.regularization` call for the total
+    variation (the full grid is too large to difference every step)."""
+    tv_density_weight: float = 1e-3
+    """Weight of the total variation of the raw density."""
+    tv_sh_weight: float = 1e-3
+    """Weight of the total variation of the SH coefficients."""
+    l1_density_weight: float = 1e-5
+    """Weight of the mean density sigma at the sampled voxels (L1 sparsity of empty space)."""
+
+    def __post_init__(self) -> None:
+        if self.resolution < 2:
+            raise ConfigError(f"VoxelGridConfig.resolution must be at least 2, got {self.resolution}")
+
+
+class VoxelGridField(RadianceField):
+    """Dense voxel grid field.
+
+    Grid layout ``[R, R, R, 28]`` (x, y, z, channel), float32: channel 0 is the raw density,
+    channel ``1 + 9 c + k`` the SH coefficient ``k`` (0..8, the order of :func:`sh_encode`) of
+    colour ``c`` (0 red, 1 green, 2 blue), Plenoxels' colour-major layout.
+    ``features(x)`` is the trilinear interpolation of all 28 channels, ``colour(features, d)`` is
+    ``sigmoid(sum_k SH_k(d) * coeff[c, k])``.
+    """
+
+    kind = "grid"
+    config_class = VoxelGridConfig
+    feature_dim = 1 + 3 * SH_COEFFS
+    train_defaults = {"lr": 1e-1}
+
+    def __init__(self, config: VoxelGridConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
+        super().__init__(config, aabb)
+        r = config.resolution
+        grid = torch.zeros(r, r, r, self.feature_dim)
+        grid[..., 0] = config.init_raw_density
+        self.grid = nn.Parameter(grid)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
+        self._tv_seed = seed
+        self._tv_generators: dict[torch.device, torch.Generator] = {}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return grid_interpolate(self.normalise(x), self.grid)
+
+    def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        sh = sh_encode(directions.float().contiguous(), SH_BANDS)
+        coeffs = features[:, 1:].float().reshape(-1, 3, SH_COEFFS)
+        return torch.sigmoid((coeffs * sh[:, None, :]).sum(dim=-1))
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        return [{"params": [self.grid], "lr": lr}]
+
+    def _tv_generator(self) -> torch.Generator:
+        device = self.grid.device
+        if device not in self._tv_generators:
+            self._tv_generators[device] = torch.Generator(device=device).manual_seed(self._tv_seed)
+        return self._tv_generators[device]
+
+    def regularization(self) -> torch.Tensor:
+        """Total variation of density and SH plus L1 of the density, at ``tv_samples`` voxels
+        drawn at random (each call a new draw; a scalar).
+
+        TV at a voxel is the squared difference to its +x, +y and +z neighbours summed over the
+        three axes, averaged over the sampled voxels and the channels of the group (1 density,
+        27 SH); the L1 term is the mean sigma ``exp(raw)`` at the sampled voxels.
+        """
+        c = self.config
+        r = self.grid.shape[0]
+        corner = torch.randint(0, r - 1, (c.tv_samples, 3), device=self.grid.device, generator=self._tv_generator())
+        i, j, k = corner.unbind(dim=-1)
+        centre = self.grid[i, j, k]
+        squared = ((self.grid[i + 1, j, k] - centre) ** 2 + (self.grid[i, j + 1, k] - centre) ** 2
+                   + (self.grid[i, j, k + 1] - centre) ** 2)
+        tv_density = squared[:, 0].mean()
+        tv_sh = squared[:, 1:].mean()
+        l1 = density_from_raw(centre[:, 0]).mean()
+        return c.tv_density_weight * tv_density + c.tv_sh_weight * tv_sh + c.l1_density_weight * l1
