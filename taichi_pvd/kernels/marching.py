@@ -1,0 +1,434 @@
+"""Ray marching through an occupancy grid into packed samples, with empty-space skipping.
+
+Each ray ``o + t d`` is clipped to the grid's box (slab test) and to ``[near, far]``, giving
+``[t_min, t_max)``. Candidate samples lie on a fixed lattice, ``t_0 = t_min + jitter * dt(t_min)``:
+
+* ``cone_angle == 0``: ``t_k = t_0 + k * step_size``, ``dt = step_size``;
+* ``cone_angle > 0``: ``t_{k+1} = t_k + dt(t_k)``, ``dt(t) = clip(t * cone_angle, step_size,
+  max_step_size)`` (Instant-NGP's cone stepping).
+
+A candidate ``t_k < t_max`` is kept iff its position ``o + t_k d`` falls in an occupied cell;
+at most ``max_samples_per_ray`` are kept per ray (the first ones along it). Kept samples are
+described by their midpoint ``t_k`` and interval length ``dt(t_k)``.
+
+The Taichi marcher skips an empty cell in one jump to the first lattice point at or after the
+cell's exit; it confirms the jump by locating the last skipped lattice point, which must still
+lie in the same cell. The computed cell index of ``o + t d`` is a monotone function of ``t`` on
+every axis (each floating-point operation on the way is monotone), so every lattice point in
+between lies in that empty cell too, and the kept samples are exactly those of brute-force
+stepping (:func:`march_rays_reference`). Lattice, box clipping and cell look-ups are computed in
+float64 by both, so that rounding differences between the two (e.g. fused multiply-adds) would
+need a lattice point within ~1e-16 of a cell face to change a decision. Outputs are float32.
+
+Two passes, no Python loop over rays or samples: a count kernel, ``torch.cumsum`` for
+``ray_starts``, and a fill kernel that marches again and writes the samples.
+"""
+
+import math
+from dataclasses import dataclass
+
+import taichi as ti
+import torch
+
+from taichi_pvd import backend
+from taichi_pvd.errors import ConfigError
+from taichi_pvd.kernels.occupancy import OccupancyGrid
+
+_VEC3D = ti.types.vector(3, ti.f64)
+#: Stands for "no intersection" / "never" along a ray (finite: the kernels avoid infinities).
+_FAR_AWAY = 1e300
+
+
+@dataclass
+class PackedSamples:
+    """Samples of N rays packed contiguously: ray ``i`` owns samples
+    ``ray_starts[i] : ray_starts[i] + ray_counts[i]``, in order of increasing ``t``.
+
+    Attributes:
+        ray_indices: [S] int32, the ray of each sample.
+        ray_starts: [N] int32, first sample of each ray (exclusive cumsum of ``ray_counts``).
+        ray_counts: [N] int32, samples of each ray (0 for a ray that misses every occupied cell).
+        t: [S] float32, distance of each sample (interval midpoint) along its ray, world units.
+        dt: [S] float32, length of each sample's interval, world units.
+        positions: [S, 3] float32, world positions ``origin + t * direction``.
+        directions: [S, 3] float32, the (unit) direction of each sample's ray.
+    """
+
+    ray_indices: torch.Tensor
+    ray_starts: torch.Tensor
+    ray_counts: torch.Tensor
+    t: torch.Tensor
+    dt: torch.Tensor
+    positions: torch.Tensor
+    directions: torch.Tensor
+
+    @property
+    def n_samples(self) -> int:
+        """Total number of samples ``S``."""
+        return int(self.t.shape[0])
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Grid geometry in Python floats (float64), shared by the kernel and the reference."""
+
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+    inv_cell: tuple[float, float, float]
+    cell_size: tuple[float, float, float]
+    resolution: int
+
+
+def _geometry(grid: OccupancyGrid) -> _Geometry:
+    lo, hi = grid.aabb.tolist()
+    r = grid.resolution
+    return _Geometry(
+        lo=tuple(lo), hi=tuple(hi),
+        inv_cell=tuple(r / (b - a) for a, b in zip(lo, hi)),
+        cell_size=tuple((b - a) / r for a, b in zip(lo, hi)),
+        resolution=r,
+    )
+
+
+# -- Taichi kernels -----------------------------------------------------------------------------
+
+
+@ti.func
+def _ray_box(o, d, lo, hi):
+    """Slab test: ``(t_enter, t_exit)``, with ``t_enter > t_exit`` when the line misses."""
+    t_enter = ti.f64(-_FAR_AWAY)
+    t_exit = ti.f64(_FAR_AWAY)
+    for a in ti.static(range(3)):
+        if d[a] != 0.0:
+            t1 = (lo[a] - o[a]) / d[a]
+            t2 = (hi[a] - o[a]) / d[a]
+            t_enter = ti.max(t_enter, ti.min(t1, t2))
+            t_exit = ti.min(t_exit, ti.max(t1, t2))
+        elif o[a] < lo[a] or o[a] > hi[a]:
+            t_enter = ti.f64(_FAR_AWAY)
+            t_exit = ti.f64(-_FAR_AWAY)
+    return t_enter, t_exit
+
+
+@ti.func
+def _cell_of(p, lo, inv_cell, resolution):
+    """Integer cell coordinates of position ``p``, clamped into the grid."""
+    top = ti.cast(resolution - 1, ti.f64)
+    c = ti.Vector([0, 0, 0], dt=ti.i32)
+    for a in ti.static(range(3)):
+        c[a] = ti.cast(ti.floor(ti.min(ti.max((p[a] - lo[a]) * inv_cell[a], 0.0), top)), ti.i32)
+    return c
+
+
+@ti.func
+def _is_occupied(bitfield: ti.template(), c, resolution):
+    idx = (c[0] * resolution + c[1]) * resolution + c[2]
+    return (ti.cast(bitfield[idx >> 3], ti.i32) >> (idx & 7)) & 1
+
+
+@ti.func
+def _cell_exit(o, d, lo, cell_size, c):
+    """Distance along the ray at which it leaves cell ``c`` (geometrically)."""
+    t_exit = ti.f64(_FAR_AWAY)
+    for a in ti.static(range(3)):
+        if d[a] != 0.0:
+            face = c[a] + 1 if d[a] > 0.0 else c[a]
+            t_exit = ti.min(t_exit, (lo[a] + ti.cast(face, ti.f64) * cell_size[a] - o[a]) / d[a])
+    return t_exit
+
+
+@ti.func
+def _step_at(t, step_size, cone_angle, max_step_size):
+    dt = step_size
+    if cone_angle > 0.0:
+        dt = ti.min(ti.max(t * cone_angle, step_size), max_step_size)
+    return dt
+
+
+@ti.func
+def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.template(),
+               far: ti.template(), jitter: ti.template(), bitfield: ti.template(), lo, hi,
+               inv_cell, cell_size, resolution, step_size, cone_angle, max_step_size, limit, start,
+               ray_indices: ti.template(), t_out: ti.template(), dt_out: ti.template(),
+               positions: ti.template(), dirs_out: ti.template(), fill: ti.template()):
+    """March ray ``i``: returns the number of kept samples (at most ``limit``); with ``fill``
+    also writes them from index ``start`` on."""
+    o = ti.Vector([ti.cast(origins[i, a], ti.f64) for a in ti.static(range(3))])
+    d = ti.Vector([ti.cast(directions[i, a], ti.f64) for a in ti.static(range(3))])
+    t_enter, t_exit = _ray_box(o, d, lo, hi)
+    t_min = ti.max(t_enter, ti.cast(near[i], ti.f64))
+    t_max = ti.min(t_exit, ti.cast(far[i], ti.f64))
+    n = 0
+    if t_min < t_max:
+        t0 = t_min + ti.cast(jitter[i], ti.f64) * _step_at(t_min, step_size, cone_angle, max_step_size)
+        t = t0
+        k = 0
+        while n < limit and t < t_max:
+            p = o + t * d
+            c = _cell_of(p, lo, inv_cell, resolution)
+            dt = _step_at(t, step_size, cone_angle, max_step_size)
+            t_next = t + dt
+            if _is_occupied(bitfield, c, resolution):
+                if ti.static(fill):
+                    s = start + n
+                    ray_indices[s] = i
+                    t_out[s] = ti.cast(t, ti.f32)
+                    dt_out[s] = ti.cast(dt, ti.f32)
+                    for a in ti.static(range(3)):
+                        positions[s, a] = ti.cast(p[a], ti.f32)
+                        dirs_out[s, a] = directions[i, a]
+                n += 1
+                k += 1
+            else:
+                t_leave = ti.min(_cell_exit(o, d, lo, cell_size, c), t_max)
+                if cone_angle == 0.0:
+                    k_jump = k + 1
+                    k_exit = ti.ceil((t_leave - t0) / step_size)
+                    if k_exit > ti.cast(k + 1, ti.f64):
+                        k_last = ti.cast(k_exit, ti.i32) - 1
+                        p_last = o + (t0 + ti.cast(k_last, ti.f64) * step_size) * d
+                        if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
+                            k_jump = k_last + 1
+                    k = k_jump
+                else:
+                    t_last = t
+                    t_after = t_next
+                    while t_after < t_leave:
+                        t_last = t_after
+                        t_after = t_last + _step_at(t_last, step_size, cone_angle, max_step_size)
+                    if t_last > t:
+                        p_last = o + t_last * d
+                        if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
+                            t_next = t_after
+            if cone_angle == 0.0:
+                t = t0 + ti.cast(k, ti.f64) * step_size
+            else:
+                t = t_next
+    return n
+
+
+_F32_1D = ti.types.ndarray(dtype=ti.f32, ndim=1)
+_F32_2D = ti.types.ndarray(dtype=ti.f32, ndim=2)
+_I32_1D = ti.types.ndarray(dtype=ti.i32, ndim=1)
+_U8_1D = ti.types.ndarray(dtype=ti.u8, ndim=1)
+
+
+@ti.kernel
+def _count_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
+                  jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
+                  cell_size: _VEC3D, resolution: ti.i32, step_size: ti.f64, cone_angle: ti.f64,
+                  max_step_size: ti.f64, max_samples: ti.i32, counts: _I32_1D):
+    for i in range(origins.shape[0]):
+        # Counting writes no samples: the output arguments are placeholders, never touched.
+        counts[i] = _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi,
+                               inv_cell, cell_size, resolution, step_size, cone_angle,
+                               max_step_size, max_samples, 0, counts, near, near, origins,
+                               origins, False)
+
+
+@ti.kernel
+def _fill_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
+                 jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
+                 cell_size: _VEC3D, resolution: ti.i32, step_size: ti.f64, cone_angle: ti.f64,
+                 max_step_size: ti.f64, ray_starts: _I32_1D, counts: _I32_1D,
+                 ray_indices: _I32_1D, t_out: _F32_1D, dt_out: _F32_1D, positions: _F32_2D,
+                 dirs_out: _F32_2D):
+    for i in range(origins.shape[0]):
+        _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi, inv_cell,
+                   cell_size, resolution, step_size, cone_angle, max_step_size, counts[i],
+                   ray_starts[i], ray_indices, t_out, dt_out, positions, dirs_out, True)
+
+
+# -- public API ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rays:
+    origins: torch.Tensor
+    directions: torch.Tensor
+    near: torch.Tensor
+    far: torch.Tensor
+    jitter: torch.Tensor
+
+
+def _per_ray(value: float | torch.Tensor, n: int, device: torch.device, name: str) -> torch.Tensor:
+    value = torch.as_tensor(value, dtype=torch.float32, device=device)
+    if value.dim() == 0:
+        return value.expand(n).contiguous()
+    if value.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or a [N={n}] tensor, got {tuple(value.shape)}")
+    return value.contiguous()
+
+
+def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid,
+                  near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
+                  cone_angle: float, max_samples_per_ray: int, jitter: torch.Tensor | None,
+                  max_step_size: float | None) -> tuple[_Rays, float]:
+    if origins.dim() != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
+        raise ValueError(
+            f"origins and directions must both be [N, 3], got {tuple(origins.shape)} and "
+            f"{tuple(directions.shape)}"
+        )
+    if not step_size > 0.0 or not math.isfinite(step_size):
+        raise ConfigError(f"step_size must be a positive number of world units, got {step_size}")
+    if not cone_angle >= 0.0 or not math.isfinite(cone_angle):
+        raise ConfigError(f"cone_angle must be >= 0, got {cone_angle}")
+    if max_samples_per_ray < 1:
+        raise ConfigError(f"max_samples_per_ray must be >= 1, got {max_samples_per_ray}")
+    if max_step_size is None:
+        max_step_size = max(step_size, math.sqrt(3.0) * float(grid.cell_size.max()))
+    if not max_step_size >= step_size:
+        raise ConfigError(f"max_step_size ({max_step_size}) must be >= step_size ({step_size})")
+    device = grid.bitfield.device
+    n = origins.shape[0]
+    rays = _Rays(
+        origins=origins.detach().to(device, torch.float32).contiguous(),
+        directions=directions.detach().to(device, torch.float32).contiguous(),
+        near=_per_ray(near, n, device, "near"),
+        far=_per_ray(far, n, device, "far"),
+        jitter=_per_ray(0.0 if jitter is None else jitter.detach(), n, device, "jitter"),
+    )
+    return rays, float(max_step_size)
+
+
+def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
+               near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
+               cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
+               jitter: torch.Tensor | None = None,
+               max_step_size: float | None = None) -> PackedSamples:
+    """March N rays through the occupied cells of ``grid`` into packed samples.
+
+    Args:
+        origins: [N, 3] float32 ray origins, world units.
+        directions: [N, 3] float32 unit ray directions.
+        grid: occupancy grid; its box clips the rays, its bitfield selects the samples.
+        near, far: distance range along the rays (world units), scalars or [N].
+        step_size: base step ``dt`` in world units (Instant-NGP: ``sqrt(3) * box size / 1024``).
+        cone_angle: step growth with distance, ``dt = clip(t * cone_angle, step_size,
+            max_step_size)``; 0 for a constant step.
+        max_samples_per_ray: cap on the samples kept per ray (the first ones along it).
+        jitter: [N] in [0, 1) shifting each ray's first sample by ``jitter * dt``, or ``None``.
+        max_step_size: largest step with ``cone_angle > 0``; ``None`` for one cell diagonal
+            (or ``step_size`` when that is larger).
+
+    Returns:
+        :class:`PackedSamples` on the grid's device, in float32/int32, without gradients.
+
+    Raises:
+        ConfigError: a non-positive ``step_size``, negative ``cone_angle`` or
+            ``max_samples_per_ray < 1``.
+
+    Example:
+        >>> grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=16)
+        >>> s = march_rays(torch.tensor([[-2.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]),
+        ...                grid, near=0.0, far=10.0, step_size=0.5)
+        >>> s.t.tolist()
+        [1.0, 1.5, 2.0, 2.5]
+    """
+    backend.init()
+    rays, max_step_size = _check_inputs(origins, directions, grid, near, far, step_size,
+                                        cone_angle, max_samples_per_ray, jitter, max_step_size)
+    geo = _geometry(grid)
+    n = rays.origins.shape[0]
+    device = rays.origins.device
+    shared = (rays.origins, rays.directions, rays.near, rays.far, rays.jitter,
+              grid.bitfield.contiguous(), geo.lo, geo.hi, geo.inv_cell, geo.cell_size,
+              geo.resolution, float(step_size), float(cone_angle), max_step_size)
+    counts = torch.zeros(n, dtype=torch.int32, device=device)
+    if n > 0:
+        _count_kernel(*shared, int(max_samples_per_ray), counts)
+    ray_starts = (torch.cumsum(counts, 0, dtype=torch.int32) - counts).contiguous()
+    n_samples = int(counts.sum()) if n > 0 else 0
+    samples = PackedSamples(
+        ray_indices=torch.empty(n_samples, dtype=torch.int32, device=device),
+        ray_starts=ray_starts,
+        ray_counts=counts,
+        t=torch.empty(n_samples, device=device),
+        dt=torch.empty(n_samples, device=device),
+        positions=torch.empty(n_samples, 3, device=device),
+        directions=torch.empty(n_samples, 3, device=device),
+    )
+    if n_samples > 0:
+        _fill_kernel(*shared, ray_starts, counts, samples.ray_indices, samples.t, samples.dt,
+                     samples.positions, samples.directions)
+    return samples
+
+
+def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
+                         near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
+                         cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
+                         jitter: torch.Tensor | None = None,
+                         max_step_size: float | None = None) -> PackedSamples:
+    """Brute-force torch version of :func:`march_rays` (same arguments and result): visits
+    every lattice point of every ray, in float64, and keeps those in occupied cells. For tests
+    and documentation; it loops in Python over the lattice index, vectorised over rays."""
+    rays, max_step_size = _check_inputs(origins, directions, grid, near, far, step_size,
+                                        cone_angle, max_samples_per_ray, jitter, max_step_size)
+    geo = _geometry(grid)
+    device = rays.origins.device
+    o = rays.origins.double()
+    d = rays.directions.double()
+    lo = torch.tensor(geo.lo, dtype=torch.float64, device=device)
+    hi = torch.tensor(geo.hi, dtype=torch.float64, device=device)
+    inv_cell = torch.tensor(geo.inv_cell, dtype=torch.float64, device=device)
+    r = geo.resolution
+    occupied = grid.occupied_mask()
+
+    def step_at(t: torch.Tensor) -> torch.Tensor:
+        if cone_angle == 0.0:
+            return torch.full_like(t, step_size)
+        return (t * cone_angle).clamp(min=step_size).clamp(max=max_step_size)
+
+    moving = d != 0.0
+    safe_d = torch.where(moving, d, torch.ones_like(d))
+    t1 = (lo - o) / safe_d
+    t2 = (hi - o) / safe_d
+    inside = (o >= lo) & (o <= hi)
+    far_away = torch.full_like(o, _FAR_AWAY)
+    t_near_axis = torch.where(moving, torch.minimum(t1, t2), torch.where(inside, -far_away, far_away))
+    t_far_axis = torch.where(moving, torch.maximum(t1, t2), torch.where(inside, far_away, -far_away))
+    t_min = torch.maximum(t_near_axis.max(dim=1).values, rays.near.double())
+    t_max = torch.minimum(t_far_axis.min(dim=1).values, rays.far.double())
+    alive = t_min < t_max
+    t0 = torch.where(alive, t_min + rays.jitter.double() * step_at(t_min), torch.zeros_like(t_min))
+    t = t0.clone()
+    kept = torch.zeros_like(rays.near, dtype=torch.int64)
+    records: list[tuple[torch.Tensor, ...]] = []
+    k = 0
+    while True:
+        alive = alive & (t < t_max) & (kept < max_samples_per_ray)
+        if not bool(alive.any()):
+            break
+        p = o + t[:, None] * d
+        c = ((p - lo) * inv_cell).clamp(min=0.0).clamp(max=float(r - 1)).floor().long()
+        keep = alive & occupied[(c[:, 0] * r + c[:, 1]) * r + c[:, 2]]
+        dt = step_at(t)
+        rays_kept = torch.nonzero(keep).squeeze(1)
+        records.append((rays_kept, t[keep], dt[keep], p[keep]))
+        kept += keep.long()
+        k += 1
+        t = t0 + k * step_size if cone_angle == 0.0 else t + dt
+    return _pack(records, kept, rays.directions)
+
+
+def _pack(records: list[tuple[torch.Tensor, ...]], counts: torch.Tensor,
+          directions: torch.Tensor) -> PackedSamples:
+    device = directions.device
+    if records:
+        ray_ids, t, dt, p = (torch.cat(parts) for parts in zip(*records))
+    else:
+        ray_ids = torch.zeros(0, dtype=torch.int64, device=device)
+        t = dt = torch.zeros(0, dtype=torch.float64, device=device)
+        p = torch.zeros(0, 3, dtype=torch.float64, device=device)
+    order = torch.sort(ray_ids, stable=True).indices
+    ray_ids = ray_ids[order]
+    counts = counts.to(torch.int32)
+    return PackedSamples(
+        ray_indices=ray_ids.to(torch.int32),
+        ray_starts=(torch.cumsum(counts, 0, dtype=torch.int32) - counts),
+        ray_counts=counts,
+        t=t[order].float(),
+        dt=dt[order].float(),
+        positions=p[order].float(),
+        directions=directions[ray_ids],
+    )

@@ -1,0 +1,248 @@
+"""Occupancy grid for empty-space skipping: an EMA of density per cell and its packed bitfield.
+
+The world-space box ``aabb`` [2, 3] is cut into ``R^3`` equal cells. Cell ``(ix, iy, iz)`` has
+the flat index ``(ix * R + iy) * R + iz`` (plain x-major order, z fastest), so
+``density.view(R, R, R)[ix, iy, iz]`` is that cell. The bitfield stores cell ``c`` in bit
+``c % 8`` (least significant first) of byte ``c // 8``; the marcher
+(:mod:`taichi_pvd.kernels.marching`) reads it in the same layout.
+
+Update rule (Instant-NGP): every cell is re-evaluated during the warm-up steps; afterwards
+``R^3 / 4`` uniformly random cells and ``R^3 / 4`` random currently occupied cells are, each at
+a uniformly jittered point inside the cell, and ``density = max(density * decay, sigma)`` for the
+sampled cells. A cell is occupied when its EMA exceeds the threshold, by default
+``min(mean EMA, 0.01 / min_step_size)``: Instant-NGP's minimal optical thickness 0.01 over one
+step of ``min_step_size = sqrt(3) * max box extent / 1024`` (about 5.91 for a unit cube, the
+value ngp_pl uses), or the grid's mean density when that is lower.
+
+Packing and unpacking the bitfield are a handful of elementwise torch operations (R^3 values,
+once every few training steps), which run on any device, also from a state-dict load hook;
+the per-ray work lives in the Taichi marching kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+
+from taichi_pvd.errors import ConfigError, TrainingDiverged
+
+#: Instant-NGP's minimal optical thickness of an occupied cell over one minimal step.
+MIN_OPTICAL_THICKNESS = 0.01
+#: Minimal steps across the box's largest extent, times sqrt(3) (Instant-NGP's NERF_STEPS).
+STEPS_ACROSS_BOX = 1024
+#: Points handed to ``density_fn`` at once by :meth:`OccupancyGrid.update`.
+UPDATE_CHUNK = 1 << 18
+
+DensityFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def pack_bitfield(mask: torch.Tensor) -> torch.Tensor:
+    """Pack a boolean mask [M] (M a multiple of 8) into bytes [M / 8] uint8, bit ``c % 8`` of
+    byte ``c // 8`` holding ``mask[c]``."""
+    shifts = torch.arange(8, device=mask.device, dtype=torch.uint8)
+    bits = mask.reshape(-1, 8).to(torch.uint8) << shifts
+    return bits.sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bitfield(bitfield: torch.Tensor) -> torch.Tensor:
+    """Unpack bytes [M / 8] uint8 into a boolean mask [M] (inverse of :func:`pack_bitfield`)."""
+    shifts = torch.arange(8, device=bitfield.device, dtype=torch.uint8)
+    return ((bitfield[:, None] >> shifts) & 1).reshape(-1).bool()
+
+
+def _rebuild_after_load(module: "OccupancyGrid", incompatible_keys) -> None:
+    module.rebuild_bitfield()
+
+
+class OccupancyGrid(torch.nn.Module):
+    """Density EMA and occupancy bitfield of ``resolution^3`` cells over a world-space box.
+
+    Args:
+        aabb: [2, 3] box corners ``(min, max)`` in world units, ``max > min`` on every axis.
+        resolution: cells per axis ``R`` (even, so the bitfield packs into whole bytes).
+
+    Buffers:
+        aabb: [2, 3] float32, persistent.
+        density: [R^3] float32 EMA of sigma (1 / world unit) per cell, persistent.
+        bitfield_threshold: [] float32, the threshold the bitfield was built with (``-inf``:
+            every cell occupied), persistent.
+        bitfield: [R^3 / 8] uint8 occupancy, non-persistent: derived from ``density`` and
+            ``bitfield_threshold``, rebuilt by :meth:`update`, :meth:`rebuild_bitfield` and
+            automatically after :meth:`load_state_dict`.
+
+    A new grid has zero density and every cell occupied, so rays are sampled everywhere until
+    the first :meth:`update`.
+
+    Example:
+        >>> grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=16)
+        >>> grid.update(lambda x: 10.0 * (x.norm(dim=-1) < 0.5), step=0)
+        >>> 0.0 < grid.occupancy_fraction() < 1.0
+        True
+    """
+
+    aabb: torch.Tensor
+    density: torch.Tensor
+    bitfield_threshold: torch.Tensor
+    bitfield: torch.Tensor
+
+    def __init__(self, aabb: torch.Tensor | Sequence[Sequence[float]], resolution: int = 128):
+        super().__init__()
+        aabb = torch.as_tensor(aabb, dtype=torch.float32).detach().clone()
+        if aabb.shape != (2, 3) or not bool(torch.isfinite(aabb).all()):
+            raise ConfigError(f"aabb must be a finite [2, 3] tensor (min, max), got {tuple(aabb.shape)}")
+        if not bool((aabb[1] > aabb[0]).all()):
+            raise ConfigError(f"aabb max must exceed min on every axis, got {aabb.tolist()}")
+        if resolution < 2 or resolution % 2:
+            raise ConfigError(f"occupancy resolution must be even and >= 2, got {resolution}")
+        self.resolution = int(resolution)
+        n_cells = self.resolution**3
+        self.register_buffer("aabb", aabb)
+        self.register_buffer("density", torch.zeros(n_cells))
+        self.register_buffer("bitfield_threshold", torch.tensor(-math.inf))
+        self.register_buffer("bitfield", torch.full((n_cells // 8,), 255, dtype=torch.uint8),
+                             persistent=False)
+        self.register_load_state_dict_post_hook(_rebuild_after_load)
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells, ``R^3``."""
+        return self.resolution**3
+
+    @property
+    def cell_size(self) -> torch.Tensor:
+        """[3] edge lengths of one cell, world units."""
+        return (self.aabb[1] - self.aabb[0]) / self.resolution
+
+    @property
+    def min_step_size(self) -> float:
+        """Instant-NGP's minimal step, ``sqrt(3) * max box extent / 1024`` world units."""
+        return math.sqrt(3.0) * float((self.aabb[1] - self.aabb[0]).max()) / STEPS_ACROSS_BOX
+
+    def cell_coordinates(self, cells: torch.Tensor) -> torch.Tensor:
+        """Integer coordinates [M, 3] int64 ``(ix, iy, iz)`` of flat cell indices ``cells`` [M]."""
+        r = self.resolution
+        return torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
+
+    def cell_centres(self) -> torch.Tensor:
+        """World positions [R^3, 3] float32 of every cell's centre, in flat cell order."""
+        cells = torch.arange(self.n_cells, device=self.density.device)
+        return self.aabb[0] + (self.cell_coordinates(cells) + 0.5) * self.cell_size
+
+    def occupied_mask(self) -> torch.Tensor:
+        """[R^3] bool: which cells the bitfield marks occupied, in flat cell order."""
+        return unpack_bitfield(self.bitfield)
+
+    def occupancy_fraction(self) -> float:
+        """Fraction of cells marked occupied, in [0, 1]."""
+        return float(self.occupied_mask().float().mean())
+
+    @torch.no_grad()
+    def mark_all_occupied(self) -> None:
+        """Mark every cell occupied (the densities are kept; the next :meth:`update` builds the
+        bitfield from them again)."""
+        self.bitfield_threshold.fill_(-math.inf)
+        self.bitfield.fill_(255)
+
+    @torch.no_grad()
+    def rebuild_bitfield(self) -> None:
+        """Rebuild ``bitfield`` from ``density`` and ``bitfield_threshold`` (cells whose density
+        exceeds the threshold are occupied), e.g. after loading a state dict."""
+        self.bitfield.copy_(pack_bitfield(self.density > self.bitfield_threshold))
+
+    @torch.no_grad()
+    def copy_from(self, other: "OccupancyGrid") -> None:
+        """Copy densities, threshold and bitfield of ``other`` (same box and resolution), e.g.
+        for a student inheriting its teacher's grid.
+
+        Raises:
+            ConfigError: the grids differ in resolution or box.
+        """
+        if other.resolution != self.resolution:
+            raise ConfigError(
+                f"cannot copy an occupancy grid of resolution {other.resolution} into one of "
+                f"{self.resolution}: build the student's grid with the teacher's resolution"
+            )
+        if not torch.allclose(other.aabb.to(self.aabb.device), self.aabb):
+            raise ConfigError(
+                f"cannot copy an occupancy grid over box {other.aabb.tolist()} into one over "
+                f"{self.aabb.tolist()}: both models must use the same scene box"
+            )
+        self.density.copy_(other.density)
+        self.bitfield_threshold.copy_(other.bitfield_threshold)
+        self.bitfield.copy_(other.bitfield)
+
+    @torch.no_grad()
+    def update(self, density_fn: DensityFn, *, step: int, decay: float = 0.95,
+               threshold: float | None = None, warmup_steps: int = 256,
+               generator: torch.Generator | None = None) -> None:
+        """Re-evaluate cells with ``density_fn`` and rebuild the bitfield (Instant-NGP's rule).
+
+        Args:
+            density_fn: world positions [M, 3] float32 -> sigma [M] (or [M, 1]), 1 / world
+                unit; called under ``torch.no_grad`` in chunks of at most 2^18 points.
+            step: the training step; before ``warmup_steps`` every cell is evaluated, after it
+                ``R^3 / 4`` uniformly random cells plus ``R^3 / 4`` random occupied ones.
+            decay: EMA factor in (0, 1]: ``density = max(density * decay, sigma)`` for the
+                sampled cells (cells drawn twice take their largest sample).
+            threshold: sigma above which a cell is occupied; ``None`` for
+                ``min(mean density, 0.01 / min_step_size)``.
+            warmup_steps: steps during which every cell is evaluated.
+            generator: torch generator on the grid's device for the cell choice and jitter.
+
+        Raises:
+            ConfigError: ``decay`` outside (0, 1] or a negative ``warmup_steps``.
+            TrainingDiverged: ``density_fn`` returned NaN.
+        """
+        if not 0.0 < decay <= 1.0:
+            raise ConfigError(f"occupancy decay must lie in (0, 1], got {decay}")
+        if warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        cells = self._cells_to_update(step < warmup_steps, generator)
+        sigma = self._evaluate(density_fn, self._jittered_positions(cells, generator))
+        if bool(torch.isnan(sigma).any()):
+            raise TrainingDiverged(
+                "the density function returned NaN while updating the occupancy grid: the "
+                "model has diverged; lower the learning rate or resume from a checkpoint"
+            )
+        sampled = torch.zeros(self.n_cells, dtype=torch.bool, device=cells.device)
+        sampled[cells] = True
+        fresh = torch.zeros_like(self.density).scatter_reduce_(0, cells, sigma, "amax",
+                                                               include_self=False)
+        self.density.copy_(torch.where(sampled, torch.maximum(self.density * decay, fresh),
+                                       self.density))
+        if threshold is None:
+            threshold = min(float(self.density.mean()), MIN_OPTICAL_THICKNESS / self.min_step_size)
+        self.bitfield_threshold.fill_(threshold)
+        self.rebuild_bitfield()
+
+    def _cells_to_update(self, warmup: bool, generator: torch.Generator | None) -> torch.Tensor:
+        device = self.density.device
+        if warmup:
+            return torch.arange(self.n_cells, device=device)
+        n = self.n_cells // 4
+        uniform = torch.randint(self.n_cells, (n,), device=device, generator=generator)
+        occupied = torch.nonzero(self.occupied_mask()).squeeze(1)
+        if occupied.numel() == 0:
+            return uniform
+        pick = torch.randint(occupied.numel(), (n,), device=device, generator=generator)
+        return torch.cat([uniform, occupied[pick]])
+
+    def _jittered_positions(self, cells: torch.Tensor,
+                            generator: torch.Generator | None) -> torch.Tensor:
+        u = torch.rand(cells.shape[0], 3, device=cells.device, generator=generator)
+        return self.aabb[0] + (self.cell_coordinates(cells) + u) * self.cell_size
+
+    def _evaluate(self, density_fn: DensityFn, positions: torch.Tensor) -> torch.Tensor:
+        out = []
+        for start in range(0, positions.shape[0], UPDATE_CHUNK):
+            chunk = positions[start : start + UPDATE_CHUNK]
+            sigma = density_fn(chunk)
+            if sigma.numel() != chunk.shape[0]:
+                raise ValueError(
+                    f"density_fn must return one sigma per point: got shape {tuple(sigma.shape)} "
+                    f"for {chunk.shape[0]} points"
+                )
+            out.append(sigma.reshape(-1).float())
+        return torch.cat(out)
