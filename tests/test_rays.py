@@ -101,7 +101,10 @@ def test_ray_sampler_returns_the_pixels_its_rays_go_through(demo_dir: Path) -> N
     torch.testing.assert_close(batch.rgb, scene.images[batch.image_index, row, column])
     torch.testing.assert_close(batch.alpha, scene.alphas[batch.image_index, row, column])
     _, directions = generate_rays(
-        scene.c2w[batch.image_index], scene.intrinsics[batch.image_index], 16, 16,
+        scene.c2w[batch.image_index],
+        scene.intrinsics[batch.image_index],
+        16,
+        16,
         pixels=batch.pixel,
     )
     torch.testing.assert_close(batch.directions, directions)

@@ -21,7 +21,9 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_demo_scene(tmp_path_factory.mktemp("demo"), size=SIZE, n_train=4, n_val=2, n_test=3)
+    return write_demo_scene(
+        tmp_path_factory.mktemp("demo"), size=SIZE, n_train=4, n_val=2, n_test=3
+    )
 
 
 def _png_float64(path: Path) -> np.ndarray:
@@ -74,7 +76,9 @@ def test_rgba_is_kept_premultiplied_with_alpha(demo_dir: Path) -> None:
     png = _png_float64(demo_dir / "test" / "r_1.png")
     assert scene.alphas is not None
     np.testing.assert_allclose(scene.alphas[1].double().numpy(), png[..., 3:], atol=1e-6)
-    np.testing.assert_allclose(scene.images[1].double().numpy(), png[..., :3] * png[..., 3:], atol=1e-6)
+    np.testing.assert_allclose(
+        scene.images[1].double().numpy(), png[..., :3] * png[..., 3:], atol=1e-6
+    )
 
 
 def test_background_is_composited_and_alpha_dropped(demo_dir: Path) -> None:
@@ -104,8 +108,14 @@ def test_instant_ngp_per_frame_intrinsics_override_the_top_level(tmp_path: Path)
     pixels_b = _write_rgb(tmp_path / "images" / "b.png", 10, 12, seed=1)
     frames = [
         {"file_path": "images/a.png", "transform_matrix": _pose(3.0)},
-        {"file_path": "images/b.png", "transform_matrix": _pose(5.0)[:3],
-         "fl_x": 20.0, "fl_y": 21.0, "cx": 5.5, "cy": 4.5},
+        {
+            "file_path": "images/b.png",
+            "transform_matrix": _pose(5.0)[:3],
+            "fl_x": 20.0,
+            "fl_y": 21.0,
+            "cx": 5.5,
+            "cy": 4.5,
+        },
     ]
     root = _write_ngp_scene(tmp_path, frames, fl_x=10.0, cx=6.0, cy=5.0, w=12, h=10, aabb_scale=4)
     scene = load_scene(root, "val")
@@ -217,13 +227,20 @@ def test_missing_folder_and_missing_json_raise_scene_error(tmp_path: Path) -> No
     with pytest.raises(SceneError, match="does not exist"):
         load_scene(tmp_path / "nowhere")
     (tmp_path / "other.json").write_text("{}")
-    with pytest.raises(SceneError, match=r"no transforms_test\.json or transforms\.json .*other\.json"):
+    with pytest.raises(
+        SceneError, match=r"no transforms_test\.json or transforms\.json .*other\.json"
+    ):
         load_scene(tmp_path, "test")
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(split="holdout"), dict(downscale=0), dict(downscale=1.5), dict(background=(1.0, 2.0, 0.0))],
+    [
+        dict(split="holdout"),
+        dict(downscale=0),
+        dict(downscale=1.5),
+        dict(background=(1.0, 2.0, 0.0)),
+    ],
 )
 def test_bad_options_raise_config_error(demo_dir: Path, kwargs: dict) -> None:
     with pytest.raises(ConfigError):

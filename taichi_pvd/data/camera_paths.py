@@ -108,7 +108,9 @@ def sphere_poses(
     """
     low, high = elevation_range_deg
     if not -90.0 <= low <= high <= 90.0:
-        raise ConfigError(f"elevation range must satisfy -90 <= low <= high <= 90, got {(low, high)}")
+        raise ConfigError(
+            f"elevation range must satisfy -90 <= low <= high <= 90, got {(low, high)}"
+        )
     if not radius > 0:
         raise ConfigError(f"sphere radius must be positive, got {radius}")
     if generator is None:

@@ -65,7 +65,9 @@ def _parity(*coords: torch.Tensor) -> torch.Tensor:
     return (sum(torch.floor(c) for c in coords) % 2).abs()
 
 
-def _mix(a: tuple[float, float, float], b: tuple[float, float, float], w: torch.Tensor) -> torch.Tensor:
+def _mix(
+    a: tuple[float, float, float], b: tuple[float, float, float], w: torch.Tensor
+) -> torch.Tensor:
     ta, tb = _vec(*a), _vec(*b)
     return ta + (tb - ta) * w[..., None]
 
@@ -124,7 +126,9 @@ class _Box:
         face = (lp.abs() / self.half).argmax(dim=-1, keepdim=True)
         n_local = torch.zeros_like(lp).scatter_(-1, face, 1.0) * torch.sign(lp)
         cells = lp / self.cell
-        albedo = _mix((0.1, 0.3, 0.8), (0.95, 0.8, 0.2), _parity(cells[:, 0], cells[:, 1], cells[:, 2]))
+        albedo = _mix(
+            (0.1, 0.3, 0.8), (0.95, 0.8, 0.2), _parity(cells[:, 0], cells[:, 1], cells[:, 2])
+        )
         return n_local @ self.rotation.T, albedo
 
 
@@ -133,8 +137,14 @@ class _Rod:
 
     specular, shininess = 0.5, 40.0
 
-    def __init__(self, a: tuple[float, ...], b: tuple[float, ...], radius: float, bands: int,
-                 colours: tuple[tuple[float, float, float], tuple[float, float, float]]):
+    def __init__(
+        self,
+        a: tuple[float, ...],
+        b: tuple[float, ...],
+        radius: float,
+        bands: int,
+        colours: tuple[tuple[float, float, float], tuple[float, float, float]],
+    ):
         self.a, self.b = _vec(*a), _vec(*b)
         self.radius, self.bands, self.colours = radius, bands, colours
 
@@ -251,14 +261,18 @@ class _Cone:
 _OBJECTS = (
     _Sphere(),
     _Box(),
-    _Rod((0.75, -0.35, -0.85), (0.75, -0.35, 0.75), 0.025, 14, ((0.9, 0.9, 0.9), (0.8, 0.05, 0.05))),
+    _Rod(
+        (0.75, -0.35, -0.85), (0.75, -0.35, 0.75), 0.025, 14, ((0.9, 0.9, 0.9), (0.8, 0.05, 0.05))
+    ),
     _Rod((-0.85, 0.2, -0.8), (0.1, 0.85, 0.6), 0.025, 10, ((0.1, 0.7, 0.3), (0.05, 0.05, 0.05))),
     _Torus(),
     _Cone(),
 )
 
 
-def trace_demo_rays(origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def trace_demo_rays(
+    origins: torch.Tensor, directions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shade rays against the demo scene (one bounce, no shadows).
 
     Args:
@@ -380,8 +394,9 @@ def demo_scene_path(
     folder beside it and renamed into place, so a reader never sees a half-written scene and
     concurrent callers are safe.
     """
-    params = dict(version=DEMO_VERSION, size=size, n_train=n_train, n_val=n_val, n_test=n_test,
-                  seed=seed)
+    params = dict(
+        version=DEMO_VERSION, size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed
+    )
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     base = Path(cache_dir or os.environ.get("PVD_CACHE") or Path.home() / ".cache" / "taichi-pvd")
     target = base / f"demo-{size}-{digest}"

@@ -150,7 +150,10 @@ class RaySampler:
         column = within - row * scene.width
         pixel = torch.stack([column, row], dim=-1).float() + 0.5
         origins, directions = generate_rays(
-            scene.c2w[image_index], scene.intrinsics[image_index], scene.height, scene.width,
+            scene.c2w[image_index],
+            scene.intrinsics[image_index],
+            scene.height,
+            scene.width,
             pixels=pixel,
         )
         return RayBatch(

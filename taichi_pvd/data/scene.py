@@ -216,7 +216,9 @@ def _check_background(background: Any) -> tuple[float, float, float] | None:
     except (TypeError, ValueError):
         values = ()
     if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
-        raise ConfigError(f"background must be three numbers in [0, 1] (r, g, b), got {background!r}")
+        raise ConfigError(
+            f"background must be three numbers in [0, 1] (r, g, b), got {background!r}"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -244,7 +246,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise SceneError(f"cannot read {path}: {err}; check the file exists and is readable") from err
+        raise SceneError(
+            f"cannot read {path}: {err}; check the file exists and is readable"
+        ) from err
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as err:
@@ -288,10 +292,7 @@ def _frame_pose(frame: dict[str, Any], index: int, json_path: Path) -> np.ndarra
     if matrix.shape == (4, 4) and not np.allclose(matrix[3], (0.0, 0.0, 0.0, 1.0), atol=1e-4):
         raise SceneError(f"{where} has last row {matrix[3].tolist()}, expected [0, 0, 0, 1]")
     rotation = matrix[:3, :3]
-    if (
-        np.abs(rotation.T @ rotation - np.eye(3)).max() > 1e-2
-        or np.linalg.det(rotation) <= 0.0
-    ):
+    if np.abs(rotation.T @ rotation - np.eye(3)).max() > 1e-2 or np.linalg.det(rotation) <= 0.0:
         raise SceneError(
             f"{where} is not a rigid camera-to-world transform (its 3x3 part is not a rotation): "
             "poses must be unscaled, right-handed camera-to-world matrices"
@@ -352,7 +353,9 @@ def _frame_intrinsics(
         except (TypeError, ValueError):
             value = math.nan
         if not math.isfinite(value):
-            raise SceneError(f"'{key}' for frame {index} in {json_path} is {raw!r}, not a finite number")
+            raise SceneError(
+                f"'{key}' for frame {index} in {json_path} is {raw!r}, not a finite number"
+            )
         values[key] = value
     height, width = image_hw
     for key, actual in (("w", width), ("h", height)):
