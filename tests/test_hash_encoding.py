@@ -12,7 +12,9 @@ from taichi_pvd.kernels.hash_encoding import (
 )
 
 # Growth factor 3: scales 4, 14, 44; resolutions 5, 15, 45.
-SMALL = dict(n_levels=3, features_per_level=2, log2_table_size=12, base_resolution=5, finest_resolution=45)
+SMALL = dict(
+    n_levels=3, features_per_level=2, log2_table_size=12, base_resolution=5, finest_resolution=45
+)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,4 +1,4 @@
-"""Spherical harmonics: constants, orthonormality, Instant-NGP's form, kernel vs float64 reference."""
+"""Spherical harmonics: constants, orthonormality, Instant-NGP's form, kernel vs float64 torch."""
 
 import math
 

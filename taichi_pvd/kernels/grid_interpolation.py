@@ -1,4 +1,4 @@
-"""Trilinear interpolation of a dense channels-last voxel grid: Taichi kernels and a torch reference.
+"""Trilinear interpolation of a dense channels-last voxel grid: Taichi kernels, torch reference.
 
 The grid ``[Rx, Ry, Rz, C]`` stores ``C`` channels at vertices; index order is (x, y, z, channel),
 so the ``C`` values of one vertex are contiguous. A point ``x`` in ``[0, 1]^3`` (clamped) sits at
@@ -121,7 +121,9 @@ def grid_interpolate(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """
     arch = backend.init()
     if x.dtype != torch.float32 or grid.dtype != torch.float32:
-        raise TypeError(f"grid_interpolate takes float32 x and grid, got {x.dtype} and {grid.dtype}")
+        raise TypeError(
+            f"grid_interpolate takes float32 x and grid, got {x.dtype} and {grid.dtype}"
+        )
     if x.dim() != 2 or x.shape[1] != 3:
         raise ValueError(f"grid_interpolate: x must have shape [N, 3], got {list(x.shape)}")
     if grid.dim() != 4 or min(grid.shape[:3]) < 2 or grid.shape[3] < 1:
@@ -132,7 +134,9 @@ def grid_interpolate(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     if grid.numel() >= 2**31:
         raise ValueError(f"grid_interpolate: grid has {grid.numel()} values, the limit is 2^31 - 1")
     if not grid.is_contiguous():
-        raise ValueError("grid_interpolate: grid must be contiguous (channels-last [Rx, Ry, Rz, C])")
+        raise ValueError(
+            "grid_interpolate: grid must be contiguous (channels-last [Rx, Ry, Rz, C])"
+        )
     if x.device != grid.device or x.device.type != arch:
         raise ValueError(
             f"grid_interpolate: x ({x.device}) and grid ({grid.device}) must both be on the "

@@ -149,13 +149,15 @@ def init_hash_table(
 
 
 @functools.lru_cache(maxsize=None)
-def _level_tensors(layout: HashGridLayout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _level_tensors(
+    layout: HashGridLayout, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-level parameters as kernel inputs: scales f32 ``[L]`` and i32 ``[L, 4]`` rows of
     ``(resolution, table_size, offset, dense)``, cached per layout and device."""
     scales = torch.tensor(layout.scales, dtype=torch.float32, device=device)
     rows = list(zip(layout.resolutions, layout.table_sizes, layout.offsets, layout.dense))
-    meta = torch.tensor([[r, s, o, int(d)] for r, s, o, d in rows], dtype=torch.int32, device=device)
-    return scales, meta
+    meta = [[r, s, o, int(d)] for r, s, o, d in rows]
+    return scales, torch.tensor(meta, dtype=torch.int32, device=device)
 
 
 @ti.func
@@ -247,7 +249,8 @@ def _hash_encode_backward(
 class _HashEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, table, level_scales, level_meta, n_features):
-        out = torch.empty((x.shape[0], level_scales.shape[0] * n_features), dtype=torch.float32, device=x.device)
+        width = level_scales.shape[0] * n_features
+        out = torch.empty((x.shape[0], width), dtype=torch.float32, device=x.device)
         if x.shape[0] > 0:
             _hash_encode_forward(x, table.detach(), level_scales, level_meta, out, n_features)
         ctx.save_for_backward(x, level_scales, level_meta)
@@ -278,10 +281,13 @@ def _check_inputs(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout) 
     expected = [layout.total_entries, layout.features_per_level]
     if list(table.shape) != expected:
         raise ValueError(
-            f"hash_encode: table must have shape {expected} for this layout, got {list(table.shape)}"
+            f"hash_encode: table must have shape {expected} for this layout, "
+            f"got {list(table.shape)}"
         )
     if not table.is_contiguous():
-        raise ValueError("hash_encode: table must be contiguous (call .contiguous() once, at creation)")
+        raise ValueError(
+            "hash_encode: table must be contiguous (call .contiguous() once, at creation)"
+        )
     if x.device != table.device or x.device.type != arch:
         raise ValueError(
             f"hash_encode: x ({x.device}) and table ({table.device}) must both be on the backend's "
@@ -320,7 +326,9 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout) ->
     )
 
 
-def _corner_rows_reference(corner: torch.Tensor, layout: HashGridLayout, level: int) -> torch.Tensor:
+def _corner_rows_reference(
+    corner: torch.Tensor, layout: HashGridLayout, level: int
+) -> torch.Tensor:
     res, size = layout.resolutions[level], layout.table_sizes[level]
     if layout.dense[level]:
         index = corner[:, 0] + corner[:, 1] * res + corner[:, 2] * res * res
@@ -333,7 +341,9 @@ def _corner_rows_reference(corner: torch.Tensor, layout: HashGridLayout, level: 
     return layout.offsets[level] + index % size
 
 
-def hash_encode_reference(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout) -> torch.Tensor:
+def hash_encode_reference(
+    x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout
+) -> torch.Tensor:
     """Pure-torch :func:`hash_encode` in the dtype of ``x`` and ``table`` (use float64 to check the
     kernel); differentiable w.r.t. ``table`` through torch autograd. Same shapes as
     :func:`hash_encode`; runs on any device, slowly."""

@@ -1,4 +1,4 @@
-"""Real spherical harmonics of view directions: Taichi forward/backward kernels and a torch reference.
+"""Real spherical harmonics of directions: Taichi forward/backward kernels and a torch reference.
 
 ``sh_encode(d, n_bands)`` returns the ``n_bands**2`` real SH basis functions of bands
 ``0 .. n_bands - 1`` at unit directions ``d = (x, y, z)``: 4 bands (16 values, "degree 4" in

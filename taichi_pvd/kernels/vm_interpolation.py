@@ -175,7 +175,9 @@ def vm_interpolate(x: torch.Tensor, planes: torch.Tensor, lines: torch.Tensor) -
     return _VmInterpolate.apply(x.detach().contiguous(), planes, lines)
 
 
-def vm_interpolate_reference(x: torch.Tensor, planes: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
+def vm_interpolate_reference(
+    x: torch.Tensor, planes: torch.Tensor, lines: torch.Tensor
+) -> torch.Tensor:
     """Pure-torch :func:`vm_interpolate` by explicit gathers, in the dtype of the inputs (use
     float64 to check the kernel); differentiable w.r.t. ``planes`` and ``lines``."""
     resolution = lines.shape[1]
