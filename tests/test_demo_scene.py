@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from taichi_pvd.data import demo, demo_scene_path, orbit_path, write_demo_scene
+from taichi_pvd.errors import ConfigError
 
 SIZE = 24
 
@@ -126,3 +127,9 @@ def test_demo_scene_path_renders_once_into_the_cache(
     assert demo_scene_path(size=8, n_train=2, n_val=1, n_test=1) == path
     with pytest.raises(AssertionError, match="rendered again"):
         demo_scene_path(size=8, n_train=2, n_val=1, n_test=1, seed=1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(size=0), dict(n_val=0), dict(n_train=2.5)])
+def test_bad_sizes_raise_config_error(tmp_path: Path, kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        write_demo_scene(tmp_path, **kwargs)

@@ -16,12 +16,14 @@ Lighting is one fixed directional light, ambient + Lambert + Blinn-Phong; each p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from PIL import Image
 
 from taichi_pvd.data.camera_paths import orbit_path, sphere_poses
 from taichi_pvd.data.rays import generate_rays
+from taichi_pvd.errors import ConfigError
 
 #: Bumped whenever the rendered images change, so cached copies are regenerated.
 DEMO_VERSION = 1
@@ -80,6 +83,18 @@ def _rotation_z(angle_deg: float) -> torch.Tensor:
 def _rotation_x(angle_deg: float) -> torch.Tensor:
     c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
     return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=torch.float64)
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch ops on one thread: the renderer's many mid-sized ops gain little from more, and
+    on a busy machine (tests, a trainer beside it) contended threads make it 10-20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Sphere:
@@ -270,6 +285,7 @@ _OBJECTS = (
 )
 
 
+@_one_torch_thread()
 def trace_demo_rays(
     origins: torch.Tensor, directions: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,6 +320,7 @@ def trace_demo_rays(
     return rgb.to(dtype), depth.to(dtype)
 
 
+@_one_torch_thread()
 def render_demo_view(
     c2w: torch.Tensor, size: int, *, generator: torch.Generator, samples_per_side: int = 2
 ) -> np.ndarray:
@@ -354,9 +371,19 @@ def write_demo_scene(
     ``{split}/r_{i}.png`` (RGBA, 8 bits) under ``out_dir`` (created if needed).
 
     Returns:
-        ``out_dir`` as a :class:`Path`.
+        ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or view count
+        below 1.
     """
+    counts = dict(size=size, n_train=n_train, n_val=n_val, n_test=n_test)
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"demo scene {name} must be a positive integer, got {value!r}")
     out = Path(out_dir)
+    _render_splits(out, size, n_train, n_val, n_test, seed)
+    return out
+
+
+def _render_splits(out: Path, size: int, n_train: int, n_val: int, n_test: int, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     poses = {
         "train": sphere_poses(n_train, CAMERA_RADIUS, ELEVATION_RANGE_DEG, generator),
@@ -368,14 +395,11 @@ def write_demo_scene(
         frames = []
         for i, pose in enumerate(c2w):
             rgba = render_demo_view(pose, size, generator=generator)
-            Image.fromarray(np.round(rgba * 255).astype(np.uint8), mode="RGBA").save(
-                out / split / f"r_{i}.png"
-            )
+            Image.fromarray(np.round(rgba * 255).astype(np.uint8)).save(out / split / f"r_{i}.png")
             matrix = torch.cat([pose, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]).tolist()
             frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": matrix})
         meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}
         (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
-    return out
 
 
 def demo_scene_path(
