@@ -109,6 +109,7 @@ def test_ray_sampler_returns_the_pixels_its_rays_go_through(demo_dir: Path) -> N
     )
     torch.testing.assert_close(batch.directions, directions)
     torch.testing.assert_close(batch.origins, scene.c2w[batch.image_index, :, 3])
+    assert batch.origins.is_contiguous() and batch.directions.is_contiguous()
     assert set(batch.image_index.tolist()) == {0, 1, 2}
 
 

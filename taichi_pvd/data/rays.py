@@ -35,8 +35,8 @@ def generate_rays(
             row-major).
 
     Returns:
-        ``(origins, directions)``, each [B, *S, 3] in ``c2w``'s dtype and device; directions are
-        unit vectors in world space, origins the camera centres.
+        ``(origins, directions)``, each [B, *S, 3], contiguous, in ``c2w``'s dtype and device;
+        directions are unit vectors in world space, origins the camera centres.
     """
     if c2w.ndim != 3 or c2w.shape[1:] != (3, 4):
         raise ValueError(f"c2w must be [B, 3, 4], got {list(c2w.shape)}")
@@ -63,7 +63,7 @@ def generate_rays(
     rotation = c2w[:, :, :3].reshape(view + (3, 3))
     directions = (rotation * camera_dirs.unsqueeze(-2)).sum(dim=-1)
     directions = directions / directions.norm(dim=-1, keepdim=True)
-    origins = c2w[:, :, 3].reshape(view + (3,)).expand_as(directions)
+    origins = c2w[:, :, 3].reshape(view + (3,)).expand_as(directions).contiguous()
     return origins, directions
 
 
