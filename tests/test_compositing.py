@@ -31,7 +31,8 @@ def _packed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     sigmas[int(starts[OPAQUE_RAY]) + OPAQUE_SAMPLE] = 300.0
     t = torch.cumsum(dt, 0) + 2.0
     rgbs = torch.rand(n_samples, 3, generator=gen)
-    return dict(sigmas=sigmas, rgbs=rgbs, dt=dt, t=t, ray_starts=starts, ray_counts=counts)
+    return {"sigmas": sigmas, "rgbs": rgbs, "dt": dt, "t": t, "ray_starts": starts,
+            "ray_counts": counts}
 
 
 def _upstream(n_rays: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

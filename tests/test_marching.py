@@ -83,7 +83,8 @@ def test_matches_brute_force_reference_with_cone_stepping_and_sample_cap():
 def test_lattice_points_exactly_on_cell_faces_match_reference():
     # Cells of 0.125, steps of 1/32 from t = 1: every fourth sample sits on a cell face.
     grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=16)
-    grid.bitfield.copy_(pack_bitfield(torch.rand(16**3, generator=torch.Generator().manual_seed(6)) < 0.3))
+    occupied = torch.rand(16**3, generator=torch.Generator().manual_seed(6)) < 0.3
+    grid.bitfield.copy_(pack_bitfield(occupied))
     origins = torch.tensor([[-2.0, 0.0, 0.25], [0.0, 2.0, -0.5], [0.375, -0.125, -2.0],
                             [2.0, 0.5, 0.5]])
     directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0],
@@ -156,9 +157,9 @@ def test_default_step_matches_instant_ngp_for_the_box():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(step_size=0.0), "step_size"),
-    (dict(step_size=0.1, cone_angle=-1.0), "cone_angle"),
-    (dict(step_size=0.1, max_samples_per_ray=0), "max_samples_per_ray"),
+    ({"step_size": 0.0}, "step_size"),
+    ({"step_size": 0.1, "cone_angle": -1.0}, "cone_angle"),
+    ({"step_size": 0.1, "max_samples_per_ray": 0}, "max_samples_per_ray"),
 ])
 def test_invalid_options_are_rejected(kwargs, match):
     grid = OccupancyGrid(torch.tensor(BOX), resolution=8)

@@ -2,7 +2,8 @@
 
 Along each ray, front to back (samples packed as described in :mod:`taichi_pvd.kernels`)::
 
-    alpha_i = 1 - exp(-sigma_i * dt_i),   w_i = T_i * alpha_i,   T_0 = 1,   T_{i+1} = T_i * (1 - alpha_i)
+    alpha_i = 1 - exp(-sigma_i * dt_i),   w_i = T_i * alpha_i,
+    T_0 = 1,   T_{i+1} = T_i * (1 - alpha_i)
     rgb = sum_i w_i * c_i,   depth = sum_i w_i * t_i,   opacity = sum_i w_i
 
 Early termination: sample ``i`` is composited only while ``T_i >= transmittance_threshold``;
@@ -31,6 +32,9 @@ from taichi_pvd.errors import ConfigError
 _F32_1D = ti.types.ndarray(dtype=ti.f32, ndim=1)
 _F32_2D = ti.types.ndarray(dtype=ti.f32, ndim=2)
 _I32_1D = ti.types.ndarray(dtype=ti.i32, ndim=1)
+#: Threads per block of the one-thread-per-ray loops: small, so that a batch of 8192 rays
+#: spreads over all of an H100's 132 SMs.
+_RAYS_PER_BLOCK = 64
 
 
 # -- Taichi kernels -----------------------------------------------------------------------------
@@ -41,6 +45,7 @@ def _composite_forward(sigmas: _F32_1D, rgbs: _F32_2D, dt: _F32_1D, t: _F32_1D,
                        ray_starts: _I32_1D, ray_counts: _I32_1D, threshold: ti.f32,
                        rgb_out: _F32_2D, depth_out: _F32_1D, opacity_out: _F32_1D,
                        n_used: _I32_1D):
+    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(ray_starts.shape[0]):
         start = ray_starts[i]
         count = ray_counts[i]
@@ -71,6 +76,7 @@ def _composite_backward(sigmas: _F32_1D, rgbs: _F32_2D, dt: _F32_1D, t: _F32_1D,
                         depth_out: _F32_1D, opacity_out: _F32_1D, grad_rgb: _F32_2D,
                         grad_depth: _F32_1D, grad_opacity: _F32_1D, grad_sigmas: _F32_1D,
                         grad_rgbs: _F32_2D):
+    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(ray_starts.shape[0]):
         g = ti.Vector([grad_rgb[i, 0], grad_rgb[i, 1], grad_rgb[i, 2]])
         total = (g.dot(ti.Vector([rgb_out[i, 0], rgb_out[i, 1], rgb_out[i, 2]]))
@@ -94,6 +100,7 @@ def _composite_backward(sigmas: _F32_1D, rgbs: _F32_2D, dt: _F32_1D, t: _F32_1D,
 @ti.kernel
 def _weights_forward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, ray_counts: _I32_1D,
                      threshold: ti.f32, weights: _F32_1D, n_used: _I32_1D):
+    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(ray_starts.shape[0]):
         start = ray_starts[i]
         count = ray_counts[i]
@@ -111,6 +118,7 @@ def _weights_forward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, ray_coun
 @ti.kernel
 def _weights_backward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, n_used: _I32_1D,
                       weights: _F32_1D, grad_weights: _F32_1D, grad_sigmas: _F32_1D):
+    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(ray_starts.shape[0]):
         start = ray_starts[i]
         total = 0.0
@@ -272,7 +280,8 @@ def _padded_weights(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.Te
     j = torch.arange(width, device=sigmas.device)
     valid = j < ray_counts[:, None].long()
     index = torch.where(valid, ray_starts[:, None].long() + j, torch.zeros_like(j))
-    optical = torch.where(valid, sigmas[index] * dt[index], torch.zeros_like(index, dtype=sigmas.dtype))
+    optical = torch.where(valid, sigmas[index] * dt[index],
+                          torch.zeros_like(index, dtype=sigmas.dtype))
     alpha = 1.0 - torch.exp(-optical)
     trans = torch.cumprod(1.0 - alpha, dim=1)
     trans = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)

@@ -35,6 +35,9 @@ from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.occupancy import OccupancyGrid
 
 _VEC3D = ti.types.vector(3, ti.f64)
+#: Threads per block of the one-thread-per-ray loops: small, so that a batch of 8192 rays
+#: spreads over all of an H100's 132 SMs.
+_RAYS_PER_BLOCK = 64
 #: Stands for "no intersection" / "never" along a ray (finite: the kernels avoid infinities).
 _FAR_AWAY = 1e300
 
@@ -160,7 +163,8 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
     t_max = ti.min(t_exit, ti.cast(far[i], ti.f64))
     n = 0
     if t_min < t_max:
-        t0 = t_min + ti.cast(jitter[i], ti.f64) * _step_at(t_min, step_size, cone_angle, max_step_size)
+        dt0 = _step_at(t_min, step_size, cone_angle, max_step_size)
+        t0 = t_min + ti.cast(jitter[i], ti.f64) * dt0
         t = t0
         k = 0
         while n < limit and t < t_max:
@@ -218,6 +222,7 @@ def _count_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F3
                   jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
                   cell_size: _VEC3D, resolution: ti.i32, step_size: ti.f64, cone_angle: ti.f64,
                   max_step_size: ti.f64, max_samples: ti.i32, counts: _I32_1D):
+    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
         # Counting writes no samples: the output arguments are placeholders, never touched.
         counts[i] = _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi,
@@ -233,6 +238,7 @@ def _fill_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32
                  max_step_size: ti.f64, ray_starts: _I32_1D, counts: _I32_1D,
                  ray_indices: _I32_1D, t_out: _F32_1D, dt_out: _F32_1D, positions: _F32_2D,
                  dirs_out: _F32_2D):
+    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
         _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi, inv_cell,
                    cell_size, resolution, step_size, cone_angle, max_step_size, counts[i],
@@ -261,7 +267,8 @@ def _per_ray(value: float | torch.Tensor, n: int, device: torch.device, name: st
 
 
 def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid,
-                  near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
+                  geo: _Geometry, near: float | torch.Tensor, far: float | torch.Tensor,
+                  step_size: float,
                   cone_angle: float, max_samples_per_ray: int, jitter: torch.Tensor | None,
                   max_step_size: float | None) -> tuple[_Rays, float]:
     if origins.dim() != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
@@ -275,8 +282,14 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
         raise ConfigError(f"cone_angle must be >= 0, got {cone_angle}")
     if max_samples_per_ray < 1:
         raise ConfigError(f"max_samples_per_ray must be >= 1, got {max_samples_per_ray}")
+    diagonal = math.dist(geo.lo, geo.hi)
+    if diagonal / step_size > 2**30:
+        raise ConfigError(
+            f"step_size {step_size} is too small for a box of diagonal {diagonal}: more than "
+            "2^30 steps would cross it; use a larger step"
+        )
     if max_step_size is None:
-        max_step_size = max(step_size, math.sqrt(3.0) * float(grid.cell_size.max()))
+        max_step_size = max(step_size, math.hypot(*geo.cell_size))
     if not max_step_size >= step_size:
         raise ConfigError(f"max_step_size ({max_step_size}) must be >= step_size ({step_size})")
     device = grid.bitfield.device
@@ -326,9 +339,9 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
         [1.0, 1.5, 2.0, 2.5]
     """
     backend.init()
-    rays, max_step_size = _check_inputs(origins, directions, grid, near, far, step_size,
-                                        cone_angle, max_samples_per_ray, jitter, max_step_size)
     geo = _geometry(grid)
+    rays, max_step_size = _check_inputs(origins, directions, grid, geo, near, far, step_size,
+                                        cone_angle, max_samples_per_ray, jitter, max_step_size)
     n = rays.origins.shape[0]
     device = rays.origins.device
     shared = (rays.origins, rays.directions, rays.near, rays.far, rays.jitter,
@@ -362,9 +375,9 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
     """Brute-force torch version of :func:`march_rays` (same arguments and result): visits
     every lattice point of every ray, in float64, and keeps those in occupied cells. For tests
     and documentation; it loops in Python over the lattice index, vectorised over rays."""
-    rays, max_step_size = _check_inputs(origins, directions, grid, near, far, step_size,
-                                        cone_angle, max_samples_per_ray, jitter, max_step_size)
     geo = _geometry(grid)
+    rays, max_step_size = _check_inputs(origins, directions, grid, geo, near, far, step_size,
+                                        cone_angle, max_samples_per_ray, jitter, max_step_size)
     device = rays.origins.device
     o = rays.origins.double()
     d = rays.directions.double()
@@ -385,8 +398,10 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
     t2 = (hi - o) / safe_d
     inside = (o >= lo) & (o <= hi)
     far_away = torch.full_like(o, _FAR_AWAY)
-    t_near_axis = torch.where(moving, torch.minimum(t1, t2), torch.where(inside, -far_away, far_away))
-    t_far_axis = torch.where(moving, torch.maximum(t1, t2), torch.where(inside, far_away, -far_away))
+    t_near_axis = torch.where(moving, torch.minimum(t1, t2),
+                              torch.where(inside, -far_away, far_away))
+    t_far_axis = torch.where(moving, torch.maximum(t1, t2),
+                             torch.where(inside, far_away, -far_away))
     t_min = torch.maximum(t_near_axis.max(dim=1).values, rays.near.double())
     t_max = torch.minimum(t_far_axis.min(dim=1).values, rays.far.double())
     alive = t_min < t_max

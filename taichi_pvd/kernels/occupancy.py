@@ -22,7 +22,7 @@ the per-ray work lives in the Taichi marching kernels.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -52,7 +52,7 @@ def unpack_bitfield(bitfield: torch.Tensor) -> torch.Tensor:
     return ((bitfield[:, None] >> shifts) & 1).reshape(-1).bool()
 
 
-def _rebuild_after_load(module: "OccupancyGrid", incompatible_keys) -> None:
+def _rebuild_after_load(module: OccupancyGrid, incompatible_keys) -> None:
     module.rebuild_bitfield()
 
 
@@ -91,7 +91,9 @@ class OccupancyGrid(torch.nn.Module):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32).detach().clone()
         if aabb.shape != (2, 3) or not bool(torch.isfinite(aabb).all()):
-            raise ConfigError(f"aabb must be a finite [2, 3] tensor (min, max), got {tuple(aabb.shape)}")
+            raise ConfigError(
+                f"aabb must be a finite [2, 3] tensor (min, max), got {tuple(aabb.shape)}"
+            )
         if not bool((aabb[1] > aabb[0]).all()):
             raise ConfigError(f"aabb max must exceed min on every axis, got {aabb.tolist()}")
         if resolution < 2 or resolution % 2:
@@ -152,7 +154,7 @@ class OccupancyGrid(torch.nn.Module):
         self.bitfield.copy_(pack_bitfield(self.density > self.bitfield_threshold))
 
     @torch.no_grad()
-    def copy_from(self, other: "OccupancyGrid") -> None:
+    def copy_from(self, other: OccupancyGrid) -> None:
         """Copy densities, threshold and bitfield of ``other`` (same box and resolution), e.g.
         for a student inheriting its teacher's grid.
 
