@@ -26,6 +26,9 @@ from rich.table import Table
 import taichi_pvd
 from taichi_pvd.errors import PvdError
 
+from .run_commands import distill, train
+from .view_commands import eval_, info, render
+
 EXIT_USER_ERROR = 2
 EXIT_NOT_IMPLEMENTED = 3
 EXIT_INTERRUPTED = 130
@@ -86,36 +89,13 @@ def _not_implemented(command: str) -> None:
     raise click.exceptions.Exit(EXIT_NOT_IMPLEMENTED)
 
 
-@main.command(context_settings=_ANY_ARGS, short_help="Train a field [not implemented yet].")
-def train() -> None:
-    """Train a field on a scene [not implemented yet]."""
-    _not_implemented("train")
+main.add_command(render)
+main.add_command(eval_)
+main.add_command(info)
 
 
-@main.command(context_settings=_ANY_ARGS, short_help="Distill a field [not implemented yet].")
-def distill() -> None:
-    """Distill a trained field into another architecture [not implemented yet]."""
-    _not_implemented("distill")
-
-
-@main.command(context_settings=_ANY_ARGS, short_help="Render views [not implemented yet].")
-def render() -> None:
-    """Render views or an orbit video of a trained field [not implemented yet]."""
-    _not_implemented("render")
-
-
-@main.command(
-    "eval", context_settings=_ANY_ARGS, short_help="Test PSNR/SSIM [not implemented yet]."
-)
-def eval_() -> None:
-    """Measure PSNR/SSIM of a trained field on the test split [not implemented yet]."""
-    _not_implemented("eval")
-
-
-@main.command(context_settings=_ANY_ARGS, short_help="Describe a run [not implemented yet].")
-def info() -> None:
-    """Describe a run folder or checkpoint [not implemented yet]."""
-    _not_implemented("info")
+main.add_command(train)
+main.add_command(distill)
 
 
 @main.group()

@@ -35,6 +35,7 @@ class Progress:
     val_psnr_db: float | None
     phase: str = "train"
     losses: dict[str, float] | None = None
+    stage: int | None = None
 
 
 ProgressFn = Callable[[Progress], None]
@@ -106,6 +107,10 @@ class OptimizationLoop:
     def final_metrics(self) -> dict[str, Any]:
         """Extra entries of ``metrics.json``."""
         return {}
+
+    def stage(self) -> int | None:
+        """The stage the current step belongs to, for loops that have stages."""
+        return None
 
     # -- optimisation ------------------------------------------------------------------------------
 
@@ -249,7 +254,7 @@ class OptimizationLoop:
                     window_start, window_rays, window_samples = now, 0, 0.0
                     eta = (s.steps - self.step) * s.batch_rays / max(rate, 1e-9)
                     on_progress(Progress(self.step, s.steps, loss_value, rate, spr, self.train_seconds, eta,
-                                         self.last_val_psnr, losses=parts_value))
+                                         self.last_val_psnr, losses=parts_value, stage=self.stage()))
                 if stop_requested():
                     raise KeyboardInterrupt
         except KeyboardInterrupt:

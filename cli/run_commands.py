@@ -1,0 +1,119 @@
+"""``pvd-ti train`` and ``pvd-ti distill``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from taichi_pvd.fields import FIELD_CLASSES
+
+from .options import parse_overrides
+from .progress import progress_display
+
+MODELS = click.Choice(sorted(FIELD_CLASSES))
+_console = Console(stderr=True)
+
+
+def _print_preset(title: str, config, field) -> None:
+    values = dataclasses.asdict(config)
+    marching = values.pop("marching")
+    shown = ", ".join(f"{k}={v}" for k, v in values.items())
+    _console.print(f"[bold]{title}[/]: {field.kind} field, {field.num_parameters():,} parameters")
+    _console.print(f"[dim]settings: {shown}; marching: {marching}[/]")
+
+
+@click.command(short_help="Train a field on a scene (the demo scene by default).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Scene folder with transforms_*.json (default: the embedded demo scene).")
+@click.option("--model", type=MODELS, default="hash", show_default=True, help="Architecture to train.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder (default: runs/<scene>-<model>).")
+@click.option("--steps", type=int, default=None, help="Optimizer steps.")
+@click.option("--batch-rays", type=int, default=None, help="Rays per step.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate.")
+@click.option("--seed", type=int, default=None, help="Random seed (CPU runs are reproducible).")
+@click.option("--downscale", type=int, default=None, help="Integer image downscale factor.")
+@click.option("--val-every", type=int, default=None, help="Steps between validation renders (0: end only).")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0: end only).")
+@click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
+              help="Field option, e.g. --set log2_table_size=17 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every,
+          field_sets, resume, overwrite) -> None:
+    """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
+    checkpoint, metrics.json and a history log into the run folder."""
+    from taichi_pvd.training.api import train as train_run
+
+    overrides = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
+                     val_every=val_every, checkpoint_every=checkpoint_every)
+    with progress_display(_console, f"train {model}") as on_progress:
+        metrics = train_run(
+            data=data, model=model, out=out, field_overrides=parse_overrides(field_sets, "--set"),
+            train_overrides=overrides, resume=resume, overwrite=overwrite, on_progress=on_progress,
+            on_ready=lambda t: _print_preset("training", t.config, t.field),
+        )
+    psnr = metrics.get("val_psnr_db")
+    _console.print(
+        f"[green]done[/]: {metrics['model']} trained {metrics['steps']} steps in {metrics['train_seconds']:.1f} s, "
+        f"validation PSNR {psnr:.2f} dB -> {metrics['run_dir']}"
+    )
+
+
+@click.command(short_help="Convert a trained field into another architecture (PVD).")
+@click.option("--from", "source", type=MODELS, default="hash", show_default=True, help="Teacher architecture.")
+@click.option("--to", "target", type=MODELS, default="grid", show_default=True, help="Student architecture.")
+@click.option("--teacher", type=click.Path(path_type=Path), default=None,
+              help="Teacher run folder (default: the latest --from run under runs/).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Student run folder (default: runs/<teacher>-to-<student>).")
+@click.option("--steps", type=int, default=None, help="Total steps (all stages).")
+@click.option("--stage1-steps", type=int, default=None, help="Steps of stage 1 (feature loss only).")
+@click.option("--stage2-steps", type=int, default=None, help="Steps of stage 2 (+ density and colour).")
+@click.option("--batch-rays", type=int, default=None, help="Pseudo-label rays per step.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default: the student's).")
+@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--no-feature-loss", is_flag=True, help="Ablation: drop the feature loss.")
+@click.option("--no-density-clip", is_flag=True, help="Ablation: compare raw densities unclipped.")
+@click.option("--no-blockwise", is_flag=True, help="Ablation: every loss from step 0.")
+@click.option("--init-head-from-teacher", is_flag=True, help="Start the student's colour head from the teacher's.")
+@click.option("--val-every", type=int, default=None, help="Steps between student-vs-teacher checks.")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--set", "student_sets", multiple=True, metavar="KEY=VALUE", help="Student field option (repeatable).")
+@click.option("--distill-set", "distill_sets", multiple=True, metavar="KEY=VALUE",
+              help="Any other distillation option, e.g. --distill-set rgb_weight=0.5.")
+@click.option("--runs-root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Where to look for the latest teacher.")
+@click.option("--resume", is_flag=True, help="Continue the distillation in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, batch_rays, lr, seed,
+            no_feature_loss, no_density_clip, no_blockwise, init_head_from_teacher, val_every,
+            checkpoint_every, student_sets, distill_sets, runs_root, resume, overwrite) -> None:
+    """Distil a trained field into another architecture without the training images."""
+    from taichi_pvd.distill.api import distill as distill_run
+
+    overrides = parse_overrides(distill_sets, "--distill-set")
+    overrides.update(dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
+                          lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every))
+    if no_feature_loss:
+        overrides["feature_loss"] = False
+    if no_density_clip:
+        overrides["density_clip"] = False
+    if no_blockwise:
+        overrides["blockwise"] = False
+    if init_head_from_teacher:
+        overrides["init_head_from_teacher"] = True
+    with progress_display(_console, f"distill {source}->{target}") as on_progress:
+        metrics = distill_run(
+            source=source, target=target, teacher=teacher, out=out,
+            student_overrides=parse_overrides(student_sets, "--set"), distill_overrides=overrides,
+            resume=resume, overwrite=overwrite, runs_root=runs_root, on_progress=on_progress,
+            on_ready=lambda d: _print_preset(f"distilling {d.teacher.kind} -> {d.field.kind}", d.config, d.field),
+        )
+    _console.print(
+        f"[green]done[/]: {source} -> {target} in {metrics['distill_seconds']:.1f} s, student vs teacher "
+        f"{metrics['student_vs_teacher_psnr_db']:.2f} dB -> {metrics['run_dir']}"
+    )
