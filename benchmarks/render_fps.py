@@ -1,0 +1,53 @@
+"""Rendering speed of trained runs: frames per second of an orbit, fast renderer against the
+training renderer.
+
+Usage: ``python benchmarks/render_fps.py RUN_DIR [RUN_DIR ...] [--size 400] [--frames 10]
+[--scene lego] [--out-dir DIR]``, one run directory per architecture. Writes
+``render_fps-<scene>-<card>.json`` following the results convention (DESIGN.md), with one entry
+per run under ``runs``: ``model``, ``run``, ``fps`` (:func:`taichi_pvd.rendering.inference.
+render_image`, live rays only), ``fps_reference`` (every marched sample evaluated), the frame
+size and count. Each figure times ``--frames`` orbit frames after one warm-up frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import write_result  # noqa: E402
+from taichi_pvd import backend  # noqa: E402
+from taichi_pvd.io.runs import load_run  # noqa: E402
+from taichi_pvd.rendering.inference import measure_fps  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Measure every run given on the command line and write the result file."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (one per architecture)")
+    parser.add_argument("--size", type=int, default=400, help="frame width and height in pixels")
+    parser.add_argument("--frames", type=int, default=10, help="frames timed per run")
+    parser.add_argument("--scene", default=None, help="scene name for the file (default: the first run's)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="where the result file goes")
+    args = parser.parse_args(argv)
+    backend.init()
+    device = backend.device()
+    entries, scene = [], args.scene
+    for run_dir in args.runs:
+        run = load_run(run_dir, device)
+        scene = scene or run.config.get("scene", {}).get("name", "unknown")
+        m = measure_fps(run, args.size, args.frames)
+        entry = {"model": run.model, "run": str(run_dir), "fps": m.fps, "fps_reference": m.fps_reference,
+                 "width": m.width, "height": m.height, "frames": m.frames}
+        print(f"{run.model:5s} {run_dir}: {m.fps:.2f} fps (reference renderer {m.fps_reference:.2f} fps) "
+              f"at {m.width}x{m.height}")
+        entries.append(entry)
+    path = write_result("render_fps", scene, {"runs": entries}, args.out_dir)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Benchmark helpers: train or distill with the library, then score the result on the test
+split and merge it into a results file as one entry of its ``runs`` list."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from taichi_pvd import backend
+from taichi_pvd.evaluation import evaluate_run
+from taichi_pvd.io.runs import load_run, read_history
+from taichi_pvd.training.loop import Progress
+
+
+def printer(label: str, every: int = 500):
+    """A progress callback printing one line every ``every`` steps."""
+
+    def show(p: Progress) -> None:
+        if p.step % every == 0 or p.phase != "train":
+            val = f"{p.val_psnr_db:.2f}" if p.val_psnr_db is not None else "-"
+            print(f"[{label}] step {p.step}/{p.steps} loss {p.loss:.3e} val {val} dB "
+                  f"{p.rays_per_second / 1e6:.2f} Mrays/s {p.samples_per_ray:.1f} spp t={p.elapsed_s:.1f}s", flush=True)
+
+    return show
+
+
+def score(run_dir: Path, test_views: int | None) -> dict[str, Any]:
+    """Test-split PSNR/SSIM of a run (``test_views`` evenly spaced views, all when None)."""
+    run = load_run(run_dir, backend.device())
+    t0 = time.perf_counter()
+    evaluation = evaluate_run(run, split="test", n_views=test_views, write_images=False)
+    return {
+        "test_psnr_db": evaluation.psnr_db,
+        "test_ssim": evaluation.ssim,
+        "test_views": len(evaluation.views),
+        "eval_seconds": time.perf_counter() - t0,
+        "history": [{"elapsed_s": h["elapsed_s"], "val_psnr_db": h.get("val_psnr_db"), "step": h["step"]}
+                    for h in read_history(run_dir)],
+    }
+
+
+def merge_runs(path: Path, entry: dict[str, Any], key: tuple[str, ...]) -> None:
+    """Replace (by the values of ``key``) or append ``entry`` in the ``runs`` list of the
+    results file at ``path`` (written by :func:`benchmarks.common.write_result`)."""
+    record = json.loads(path.read_text())
+    previous: list[dict[str, Any]] = []
+    old_path = path.with_suffix(".previous")
+    if old_path.exists():
+        previous = json.loads(old_path.read_text()).get("runs", [])
+        old_path.unlink()
+    runs = [r for r in previous if tuple(r.get(k) for k in key) != tuple(entry.get(k) for k in key)]
+    runs.append(entry)
+    record["runs"] = runs
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def keep_previous(path: Path) -> None:
+    """Set the existing results file aside so :func:`merge_runs` can carry its other runs over."""
+    if path.exists():
+        path.rename(path.with_suffix(".previous"))

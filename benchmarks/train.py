@@ -1,0 +1,85 @@
+"""Train one architecture on a scene, score it on the test split, record the result.
+
+Usage::
+
+    python benchmarks/train.py --model hash --data .device-kit/data/nerf_synthetic/lego \
+        [--steps N] [--batch-rays B] [--test-views 50] [--set key=value ...]
+
+Writes (or updates the entry for this model in) ``benchmarks/results/train-<scene>-<card>.json``:
+training wall time (``train_seconds``: optimisation only, validation excluded), test PSNR/SSIM,
+steps, rays per step, and the validation PSNR history against time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import card_name, card_slug, write_result, RESULTS_DIR  # noqa: E402
+from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
+from taichi_pvd.training.api import train  # noqa: E402
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        k, _, v = pair.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="hash")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-rays", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--val-every", type=int, default=1000)
+    parser.add_argument("--test-views", type=int, default=50)
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="field option key=value")
+    parser.add_argument("--train-set", dest="train_sets", action="append", default=[], help="training option key=value")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="results folder")
+    args = parser.parse_args()
+
+    run_dir = args.out or Path(tempfile.mkdtemp(prefix=f"pvd-{args.model}-"))
+    train_overrides = {"steps": args.steps, "batch_rays": args.batch_rays, "lr": args.lr, "val_every": args.val_every,
+                       "val_views": 2, "checkpoint_every": 0, **parse_sets(args.train_sets)}
+    metrics = train(data=args.data, model=args.model, out=run_dir, field_overrides=parse_sets(args.sets),
+                    train_overrides=train_overrides, overwrite=True, on_progress=printer(args.model))
+    scores = score(run_dir, args.test_views)
+    entry = {
+        "model": args.model,
+        "steps": metrics["steps"],
+        "batch_rays": train_overrides["batch_rays"] or "default",
+        "train_seconds": metrics["train_seconds"],
+        "test_psnr_db": scores["test_psnr_db"],
+        "test_ssim": scores["test_ssim"],
+        "test_views": scores["test_views"],
+        "num_parameters": metrics["num_parameters"],
+        "field_overrides": parse_sets(args.sets),
+        "history": scores["history"],
+    }
+    out_dir = Path(args.out_dir or RESULTS_DIR)
+    path = out_dir / f"train-{args.data.name}-{card_slug(card_name())}.json"
+    keep_previous(path)
+    path = write_result("train", args.data.name, {}, out_dir)
+    merge_runs(path, entry, ("model",))
+    print(f"{args.model}: {entry['test_psnr_db']:.2f} dB test PSNR ({entry['test_views']} views), "
+          f"SSIM {entry['test_ssim']:.4f}, trained {entry['steps']} steps in {entry['train_seconds']:.1f} s -> {path}")
+    if args.out is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
