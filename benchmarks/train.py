@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -70,7 +71,7 @@ def main() -> None:
         "field_overrides": parse_sets(args.sets),
         "history": scores["history"],
     }
-    out_dir = Path(args.out_dir or RESULTS_DIR)
+    out_dir = Path(args.out_dir or os.environ.get("PVD_RESULTS_DIR") or RESULTS_DIR)
     path = out_dir / f"train-{args.data.name}-{card_slug(card_name())}.json"
     keep_previous(path)
     path = write_result("train", args.data.name, {}, out_dir)

@@ -119,7 +119,10 @@ class OptimizationLoop:
         groups = self.field.param_groups(self.settings.lr)
         for g in groups:
             g["initial_lr"] = g["lr"]
-        self.optimizer = torch.optim.Adam(groups, lr=self.settings.lr, eps=self.settings.adam_eps, betas=(0.9, 0.99))
+        # The fused CUDA Adam takes the grad scaler's inf check on the device: no host sync.
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(groups, lr=self.settings.lr, eps=self.settings.adam_eps, betas=(0.9, 0.99),
+                                          fused=fused)
 
     def _set_lr(self) -> None:
         s = self.settings

@@ -1,0 +1,104 @@
+"""Where a training step's time goes: per-stage wall time (synchronised) and the top device
+kernels from the torch profiler.
+
+Usage: ``python benchmarks/profile_train.py --data SCENE [--model hash] [--steps 300]``.
+Prints a table; nothing is recorded under results/ (profiling perturbs timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from taichi_pvd import backend  # noqa: E402
+from taichi_pvd.data import load_scene  # noqa: E402
+from taichi_pvd.fields import make_field  # noqa: E402
+from taichi_pvd.training.api import resolve_train_config  # noqa: E402
+from taichi_pvd.training.trainer import Trainer  # noqa: E402
+import taichi_pvd.training.trainer as trainer_module  # noqa: E402
+import taichi_pvd.rendering.volume as volume  # noqa: E402
+
+
+class StageTimer:
+    """Accumulates synchronised wall time per named stage."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, float] = defaultdict(float)
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.totals[name] += time.perf_counter() - t0
+            return out
+
+        return timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", default="hash")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=300)
+    args = parser.parse_args()
+    backend.init()
+    device = backend.device()
+    scene = load_scene(args.data, "train", device=device)
+    field = make_field(args.model, scene.aabb)
+    config = resolve_train_config(args.model, {"steps": 100000, "val_every": 0, "checkpoint_every": 0})
+    trainer = Trainer(field, scene, None, config, "/tmp/pvd-profile")
+    for _ in range(args.warmup):
+        trainer.optimizer_step()
+    torch.cuda.synchronize() if device.type == "cuda" else None
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.optimizer_step()
+    torch.cuda.synchronize() if device.type == "cuda" else None
+    plain = (time.perf_counter() - t0) / args.steps
+
+    timer = StageTimer(device)
+    volume.march = timer.wrap("march", volume.march)
+    trainer.field_fn = timer.wrap("field forward", trainer.field_fn)
+    volume.composite = timer.wrap("composite forward", volume.composite)
+    trainer.sampler.sample = timer.wrap("sample rays", trainer.sampler.sample)
+    trainer.grid.update = timer.wrap("occupancy update", trainer.grid.update)
+    trainer.scaler.step = timer.wrap("optimizer step", trainer.scaler.step)
+    original_backward = torch.Tensor.backward
+    torch.Tensor.backward = timer.wrap("backward", original_backward)
+    spp = 0.0
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        _, s, _ = trainer.optimizer_step()
+        spp += s
+    torch.Tensor.backward = original_backward
+    total = (time.perf_counter() - t0) / args.steps
+    print(f"step (unsynchronised): {plain * 1e3:.2f} ms; with stage syncs: {total * 1e3:.2f} ms; "
+          f"{spp / args.steps:.1f} samples/ray; {config.batch_rays} rays/step")
+    for name, seconds in sorted(timer.totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:20s} {seconds / args.steps * 1e3:7.2f} ms")
+    if device.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(20):
+                trainer.optimizer_step()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
+        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
