@@ -69,6 +69,17 @@ def main() -> None:
     torch.cuda.synchronize() if device.type == "cuda" else None
     plain = (time.perf_counter() - t0) / args.steps
 
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(args.steps):
+        trainer.optimizer_step()
+    torch.cuda.synchronize() if device.type == "cuda" else None
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
     timer = StageTimer(device)
     volume.march = timer.wrap("march", volume.march)
     trainer.field_fn = timer.wrap("field forward", trainer.field_fn)
