@@ -1,0 +1,218 @@
+"""Seeing the result: the fast renderer, `pvd-ti render`, `pvd-ti eval`, `pvd-ti info` and the
+PSNR-against-time plot, on one tiny trained run shared by the module."""
+
+import json
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+from taichi_pvd.data import generate_rays
+from taichi_pvd.data.demo import write_demo_scene
+from taichi_pvd.io.runs import load_run
+from taichi_pvd.metrics import psnr
+from taichi_pvd.plots import plot_psnr_vs_time
+from taichi_pvd.rendering import inference
+from taichi_pvd.rendering.images import colour_depth, error_comparison, error_heatmap, side_by_side
+from taichi_pvd.run_info import latest_run, teacher_chain
+from taichi_pvd.training.api import train
+
+SIZE = 24
+
+
+@pytest.fixture(autouse=True)
+def _keep_cpu(monkeypatch):
+    """The CLI exports PVD_ARCH; keep the tests' CPU setting for everything run afterwards."""
+    monkeypatch.setenv("PVD_ARCH", "cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A hash run trained 30 steps on a 24x24 demo scene (coarse marching to keep it fast)."""
+    root = tmp_path_factory.mktemp("render_eval")
+    scene = write_demo_scene(root / "scene", size=SIZE, n_train=8, n_val=2, n_test=2)
+    out = root / "runs" / "tiny"
+    train(data=scene, model="hash", out=out,
+          field_overrides={"log2_table_size": 12, "n_levels": 4, "finest_resolution": 64},
+          train_overrides={"steps": 30, "batch_rays": 256, "val_every": 0, "checkpoint_every": 0,
+                           "grid_resolution": 32, "marching": {"steps_across_box": 128}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def second_run(tiny_run):
+    """A copy of the tiny run under another name (for --compare)."""
+    other = tiny_run.parent / "other"
+    shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns("render", "eval"))
+    return other
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def _frame_sizes(folder):
+    return [Image.open(p).size for p in sorted(folder.glob("[0-9][0-9][0-9][0-9].png"))]
+
+
+class _CountingField:
+    """Wraps a field, counting the sample points it is asked about."""
+
+    def __init__(self, field):
+        self.field = field
+        self.points = 0
+
+    def __call__(self, x, d):
+        self.points += x.shape[0]
+        return self.field(x, d)
+
+
+def _orbit_rays(run, n_frames=2):
+    views = inference.orbit_views(inference.camera_rig(run), n_frames, (SIZE, SIZE))
+    origins, directions = generate_rays(views.c2w, views.intrinsics, SIZE, SIZE)
+    return origins.reshape(-1, 3).contiguous(), directions.reshape(-1, 3).contiguous(), views
+
+
+def test_fast_renderer_equals_reference_renderer(tiny_run):
+    run = load_run(tiny_run)
+    origins, directions, views = _orbit_rays(run)
+    kwargs = {"near": views.near, "far": views.far, "background": torch.tensor([1.0, 1.0, 1.0]),
+              "marching": inference.marching_config(run), "chunk": 500}
+    got = inference.render_image(run.field, run.grid, origins, directions, **kwargs)
+    want = inference.render_image_reference(run.field, run.grid, origins, directions, **kwargs)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
+    assert 0.05 < float(want[2].mean()) < 0.95  # the views see both the object and empty space
+
+
+def test_fast_renderer_stops_behind_an_opaque_wall():
+    """A ray through uniform dense matter is composited only until it is opaque."""
+    from taichi_pvd.kernels.occupancy import OccupancyGrid
+    from taichi_pvd.rendering.volume import MarchingConfig
+
+    grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=8)
+    dense = _CountingField(lambda x, d: (torch.full((x.shape[0],), 50.0), torch.full((x.shape[0], 3), 0.5)))
+    origins = torch.tensor([[-2.0, 0.0, 0.0], [0.0, -2.0, 0.3]])
+    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    marching = MarchingConfig(steps_across_box=256)
+    rgb, _, opacity = inference.render_image(dense, grid, origins, directions, near=0.0, far=10.0,
+                                                 background=torch.zeros(3), marching=marching)
+    # sigma * dt = 50 * 2 sqrt(3) / 256 = 0.68 per sample: T < 1e-4 after 14 samples, of 148 per ray.
+    assert dense.points == 2 * inference.FIRST_WINDOW
+    torch.testing.assert_close(rgb, torch.full((2, 3), 0.5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(opacity, torch.ones(2), atol=1e-4, rtol=0)
+
+
+def test_orbit_render_writes_the_requested_frames(tiny_run, tmp_path):
+    out = tmp_path / "orbit"
+    _invoke("render", "--run", tiny_run, "--path", "orbit", "--frames", 3, "--size", "20x16", "--out", out)
+    assert _frame_sizes(out / "frames") == [(20, 16)] * 3
+    assert _frame_sizes(out / "depth") == [(20, 16)] * 3
+    video = next(out.glob("video.*"))
+    depth = next(out.glob("depth.*"))
+    assert video.suffix in (".mp4", ".gif") and depth.suffix == video.suffix
+    if video.suffix == ".gif":
+        assert Image.open(video).n_frames == 3
+
+
+def test_render_without_run_uses_the_latest_and_writes_beside_it(tiny_run, second_run):
+    os.utime(second_run / "checkpoint.pt", (time.time() + 5, time.time() + 5))
+    _invoke("render", "--runs-root", tiny_run.parent, "--frames", 2, "--size", "12x12")
+    assert _frame_sizes(second_run / "render" / "orbit" / "frames") == [(12, 12)] * 2
+
+
+def test_compare_puts_two_runs_side_by_side(tiny_run, second_run, tmp_path):
+    out = tmp_path / "compare"
+    _invoke("render", "--run", tiny_run, "--compare", second_run, "--frames", 2, "--size", "20x16",
+            "--out", out)
+    assert _frame_sizes(out / "frames") == [(40, 16)] * 2
+    assert _frame_sizes(out / "depth") == [(40, 16)] * 2
+
+
+def test_compare_on_the_test_path_adds_an_error_panel(tiny_run, second_run, tmp_path):
+    out = tmp_path / "test-compare"
+    _invoke("render", "--run", tiny_run, "--compare", second_run, "--path", "test", "--out", out)
+    assert _frame_sizes(out / "frames") == [(3 * SIZE, SIZE)] * 2
+
+
+def test_info_reports_the_true_parameter_count(tiny_run):
+    n_params = sum(p.numel() for p in load_run(tiny_run).field.parameters())
+    facts = json.loads(_invoke("info", tiny_run, "--json").output)
+    assert facts["num_parameters"] == n_params
+    assert facts["model"] == "hash" and facts["origin"] == "trained" and facts["teachers"] == []
+    assert facts["checkpoint_bytes"] == (tiny_run / "checkpoint.pt").stat().st_size
+    table = _invoke("info", tiny_run).output
+    assert f"{n_params:,}" in table and "trained from images" in table
+
+
+def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
+    _invoke("eval", "--run", tiny_run, "--views", 1)
+    result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
+    assert result["split"] == "test" and result["n_views"] == 1
+    assert math.isfinite(result["psnr_db"]) and 0.0 < result["ssim"] <= 1.0
+    assert result["lpips"] is None or math.isfinite(result["lpips"])
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["test_psnr_db"] == result["psnr_db"] and metrics["test_ssim"] == result["ssim"]
+    assert metrics["model"] == "hash"  # training's entries are kept
+    pred = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-pred.png"), dtype=np.float64) / 255
+    gt = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-gt.png"), dtype=np.float64) / 255
+    assert abs(psnr(pred, gt) - result["views"][0]["psnr_db"]) < 0.2  # 8-bit rounding only
+
+
+def test_plot_of_psnr_against_time_is_a_png(tiny_run, tmp_path):
+    records = [{"step": s, "elapsed_s": 2.0 * s, "val_psnr_db": 20.0 + s} for s in range(1, 4)]
+    out = plot_psnr_vs_time([tiny_run, ("synthetic", records)], tmp_path / "plots" / "psnr.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(out).size[0] > 100
+    _invoke("info", tiny_run, "--plot", tmp_path / "cli.png")
+    assert (tmp_path / "cli.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_latest_run_is_the_last_written_checkpoint(tmp_path):
+    for name, age in (("old", 100), ("new", 0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checkpoint.pt").write_bytes(b"")
+        os.utime(tmp_path / name / "checkpoint.pt", (time.time() - age, time.time() - age))
+    assert latest_run(tmp_path) == tmp_path / "new"
+
+
+def test_teacher_chain_follows_recorded_provenance(tmp_path):
+    config = {"teacher": {"path": str(tmp_path), "model": "vm", "val_psnr_db": 30.0,
+                          "provenance": {"path": "/gone", "model": "hash", "val_psnr_db": 33.0,
+                                         "provenance": None}}}
+    chain = teacher_chain(config)
+    assert [(t.model, t.val_psnr_db, t.exists) for t in chain] == [("vm", 30.0, True), ("hash", 33.0, False)]
+
+
+def test_depth_colouring_runs_from_bright_near_to_dark_far():
+    depth = np.array([[2.0, 6.0, 0.0]])
+    opacity = np.array([[1.0, 1.0, 0.0]])
+    colours = colour_depth(depth, opacity, near=2.0, far=6.0)
+    assert colours[0, 0].sum() > 1.5 and colours[0, 1].sum() < 0.7
+    np.testing.assert_array_equal(colours[0, 2], 0.0)
+
+
+def test_error_maps_are_black_where_the_prediction_is_right():
+    target = np.random.default_rng(0).random((4, 5, 3))
+    wrong = target.copy()
+    wrong[0, 0] = 1.0 - wrong[0, 0]
+    np.testing.assert_array_equal(error_heatmap(target, target), 0.0)
+    both = error_comparison(wrong, target, target)
+    assert both[0, 0, 0] > 0 and both[0, 0, 1] == 0 and both[1:].max() == 0
+
+
+def test_side_by_side_keeps_height_and_adds_widths():
+    panels = [np.zeros((40, 30, 3)), np.ones((40, 20, 3), dtype=np.float32)]
+    out = side_by_side(panels, ["a", "b"])
+    assert out.shape == (40, 50, 3) and out.dtype == np.uint8
+    assert out[-1, 0].tolist() == [0, 0, 0] and out[-1, -1].tolist() == [255, 255, 255]
+    assert out[:12, 30:].min() == 0  # the caption's dark box over the white panel
