@@ -216,3 +216,16 @@ def test_side_by_side_keeps_height_and_adds_widths():
     assert out.shape == (40, 50, 3) and out.dtype == np.uint8
     assert out[-1, 0].tolist() == [0, 0, 0] and out[-1, -1].tolist() == [255, 255, 255]
     assert out[:12, 30:].min() == 0  # the caption's dark box over the white panel
+
+
+def test_spiral_render_writes_the_requested_frames(tiny_run, tmp_path):
+    out = tmp_path / "spiral"
+    _invoke("render", "--run", tiny_run, "--path", "spiral", "--frames", 2, "--size", "12x10", "--out", out)
+    assert _frame_sizes(out / "frames") == [(12, 10)] * 2
+
+
+def test_other_frame_sizes_keep_square_pixels_and_the_horizontal_view(tiny_run):
+    rig = inference.camera_rig(load_run(tiny_run))
+    fx, fy, cx, cy = inference.rig_intrinsics(rig, 1, 2 * rig.width, rig.height)[0].tolist()
+    assert fx == pytest.approx(2 * rig.fx) and fy == pytest.approx(2 * rig.fy)
+    assert cx == pytest.approx(2 * rig.cx) and cy == pytest.approx(rig.cy)

@@ -240,28 +240,36 @@ def parse_size(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
+def rig_intrinsics(rig: CameraRig, n: int, width: int, height: int) -> torch.Tensor:
+    """[n, 4] ``(fx, fy, cx, cy)`` of the rig's cameras for ``width`` x ``height`` images: the
+    horizontal field of view and square pixels are kept (a different aspect ratio shows more or
+    less above and below), the principal point stays at the same relative place."""
+    scale = width / rig.width
+    values = [rig.fx * scale, rig.fy * scale, rig.cx * scale, rig.cy * height / rig.height]
+    return torch.tensor(values).expand(n, 4).contiguous()
+
+
 def orbit_views(rig: CameraRig, n_frames: int, size: tuple[int, int] | None = None,
                 elevation_deg: float = ORBIT_ELEVATION_DEG) -> ViewSet:
     """``n_frames`` cameras on a circle around the rig's centre at its radius, ``elevation_deg``
-    above the plane perpendicular to its up vector, with the rig's field of view at ``size``
-    ``(width, height)`` (default: the training image size)."""
+    above the plane perpendicular to its up vector, with the rig's horizontal field of view at
+    ``size`` ``(width, height)`` (default: the training image size)."""
     width, height = size or (rig.width, rig.height)
-    scaled = rig.scaled(width, height)
     c2w = orbit_path(n_frames, rig.radius, elevation_deg, rig.centre, rig.up)
-    return ViewSet(c2w, scaled.intrinsics(n_frames, torch.device("cpu")), width, height, rig.near, rig.far)
+    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far)
 
 
 def spiral_views(rig: CameraRig, scene_dir: Path, n_frames: int,
                  size: tuple[int, int] | None = None) -> ViewSet:
     """A forward-facing spiral of ``n_frames`` cameras around the training cameras of the
-    scene at ``scene_dir``, with the rig's field of view at ``size`` (default: training size)."""
+    scene at ``scene_dir``, with the rig's horizontal field of view at ``size`` (default: the
+    training size)."""
     if n_frames < 1:
         raise ConfigError(f"a spiral needs at least one frame, got {n_frames}")
     width, height = size or (rig.width, rig.height)
     train = load_scene(scene_dir, "train", background=(1.0, 1.0, 1.0))
     c2w = spiral_path(train.c2w, n_frames)
-    return ViewSet(c2w, rig.scaled(width, height).intrinsics(n_frames, torch.device("cpu")),
-                   width, height, rig.near, rig.far)
+    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far)
 
 
 def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None,
