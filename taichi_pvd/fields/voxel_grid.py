@@ -93,12 +93,13 @@ class VoxelGridField(RadianceField):
         27 SH); the L1 term is the mean sigma ``exp(raw)`` at the sampled voxels.
         """
         c = self.config
-        r = self.grid.shape[0]
+        r, channels = self.grid.shape[0], self.grid.shape[-1]
         corner = torch.randint(0, r - 1, (c.tv_samples, 3), device=self.grid.device, generator=self._tv_generator())
-        i, j, k = corner.unbind(dim=-1)
-        centre = self.grid[i, j, k]
-        squared = ((self.grid[i + 1, j, k] - centre) ** 2 + (self.grid[i, j + 1, k] - centre) ** 2
-                   + (self.grid[i, j, k + 1] - centre) ** 2)
+        flat = (corner[:, 0] * r + corner[:, 1]) * r + corner[:, 2]
+        neighbours = torch.cat([flat, flat + r * r, flat + r, flat + 1])
+        values = self.grid.reshape(-1, channels)[neighbours].reshape(4, c.tv_samples, channels)
+        centre = values[0]
+        squared = ((values[1:] - centre) ** 2).sum(dim=0)
         tv_density = squared[:, 0].mean()
         tv_sh = squared[:, 1:].mean()
         l1 = density_from_raw(centre[:, 0]).mean()
