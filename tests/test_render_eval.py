@@ -1,11 +1,14 @@
 """Seeing the result: the fast renderer, `pvd-ti render`, `pvd-ti eval`, `pvd-ti info` and the
 PSNR-against-time plot, on one tiny trained run shared by the module."""
 
+import importlib.machinery
 import json
 import math
 import os
 import shutil
+import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -229,3 +232,44 @@ def test_other_frame_sizes_keep_square_pixels_and_the_horizontal_view(tiny_run):
     fx, fy, cx, cy = inference.rig_intrinsics(rig, 1, 2 * rig.width, rig.height)[0].tolist()
     assert fx == pytest.approx(2 * rig.fx) and fy == pytest.approx(2 * rig.fy)
     assert cx == pytest.approx(2 * rig.cx) and cy == pytest.approx(rig.cy)
+
+
+def test_lpips_is_skipped_without_the_package_or_its_weights(monkeypatch, tmp_path):
+    from taichi_pvd.evaluation import load_lpips
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setitem(sys.modules, "lpips", _fake_lpips_module())
+    fn, note = load_lpips(torch.device("cpu"))
+    assert fn is None and "AlexNet weights" in note and "never downloaded" in note
+
+
+def test_lpips_gets_nchw_images_in_minus_one_to_one(monkeypatch, tmp_path):
+    from taichi_pvd.evaluation import load_lpips
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth").write_bytes(b"")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setitem(sys.modules, "lpips", _fake_lpips_module())
+    fn, _ = load_lpips(torch.device("cpu"))
+    pred, target = np.zeros((6, 5, 3), np.float32), np.full((6, 5, 3), 0.25, np.float32)
+    assert fn(pred, target) == pytest.approx(0.5)
+
+
+def _fake_lpips_module():
+    """Stands in for the lpips package: its distance is the mean absolute difference of the
+    inputs, which must be [1, 3, H, W] in [-1, 1]."""
+
+    class LPIPS(torch.nn.Module):
+        def __init__(self, net, verbose):
+            super().__init__()
+            assert net == "alex" and verbose is False
+
+        def forward(self, a, b):
+            assert a.shape[:2] == (1, 3) and b.shape == a.shape
+            assert a.min() >= -1 and a.max() <= 1
+            return (a - b).abs().mean().reshape(1, 1, 1, 1)
+
+    module = types.ModuleType("lpips")
+    module.__spec__ = importlib.machinery.ModuleSpec("lpips", None)
+    module.LPIPS = LPIPS
+    return module
