@@ -157,6 +157,21 @@ def test_info_reports_the_true_parameter_count(tiny_run):
     assert f"{n_params:,}" in table and "trained from images" in table
 
 
+def test_info_of_a_distilled_run_names_its_teacher(tiny_run, tmp_path):
+    from taichi_pvd.distill.api import distill
+
+    student = tmp_path / "student"
+    distill(source="hash", target="hash", teacher=tiny_run, out=student,
+            student_overrides={"log2_table_size": 10, "n_levels": 2, "finest_resolution": 32},
+            distill_overrides={"steps": 2, "stage1_steps": 1, "stage2_steps": 1, "batch_rays": 64,
+                               "val_every": 0, "checkpoint_every": 0, "val_views": 1, "val_size": 12})
+    facts = json.loads(_invoke("info", student, "--json").output)
+    assert facts["origin"] == "distilled" and facts["settings"]["steps"] == 2
+    assert facts["teachers"] == [{"model": "hash", "path": str(tiny_run.resolve()), "exists": True,
+                                  "val_psnr_db": load_run(tiny_run).meta["val_psnr_db"]}]
+    assert facts["num_parameters"] == sum(p.numel() for p in load_run(student).field.parameters())
+
+
 def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
     _invoke("eval", "--run", tiny_run, "--views", 1)
     result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
