@@ -83,7 +83,7 @@ class _Geometry:
 
 
 def _geometry(grid: OccupancyGrid) -> _Geometry:
-    lo, hi = grid.aabb.tolist()
+    lo, hi = grid.bounds
     r = grid.resolution
     return _Geometry(
         lo=tuple(lo), hi=tuple(hi),

@@ -53,7 +53,13 @@ def unpack_bitfield(bitfield: torch.Tensor) -> torch.Tensor:
 
 
 def _rebuild_after_load(module: OccupancyGrid, incompatible_keys) -> None:
+    module.bounds = _bounds(module.aabb)
     module.rebuild_bitfield()
+
+
+def _bounds(aabb: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    lo, hi = aabb.tolist()
+    return tuple(lo), tuple(hi)
 
 
 class OccupancyGrid(torch.nn.Module):
@@ -101,6 +107,8 @@ class OccupancyGrid(torch.nn.Module):
         self.resolution = int(resolution)
         n_cells = self.resolution**3
         self.register_buffer("aabb", aabb)
+        #: ``(min, max)`` corners as Python floats, so marching needs no device read.
+        self.bounds = _bounds(aabb)
         self.register_buffer("density", torch.zeros(n_cells))
         self.register_buffer("bitfield_threshold", torch.tensor(-math.inf))
         self.register_buffer("bitfield", torch.full((n_cells // 8,), 255, dtype=torch.uint8),
@@ -120,7 +128,8 @@ class OccupancyGrid(torch.nn.Module):
     @property
     def min_step_size(self) -> float:
         """Instant-NGP's minimal step, ``sqrt(3) * max box extent / 1024`` world units."""
-        return math.sqrt(3.0) * float((self.aabb[1] - self.aabb[0]).max()) / STEPS_ACROSS_BOX
+        lo, hi = self.bounds
+        return math.sqrt(3.0) * max(b - a for a, b in zip(lo, hi)) / STEPS_ACROSS_BOX
 
     def cell_coordinates(self, cells: torch.Tensor) -> torch.Tensor:
         """Integer coordinates [M, 3] int64 ``(ix, iy, iz)`` of flat cell indices ``cells`` [M]."""

@@ -32,10 +32,10 @@ class MarchingConfig:
     transmittance_threshold: float = 1e-4
     """Compositing stops once transmittance falls below this."""
 
-    def step_size(self, aabb: torch.Tensor) -> float:
-        """Base step (world units) for a scene box ``aabb`` [2, 3]."""
-        size = float((aabb[1] - aabb[0]).max())
-        return math.sqrt(3.0) * size / self.steps_across_box
+    def step_size(self, grid: OccupancyGrid) -> float:
+        """Base step (world units) for the box of ``grid``."""
+        lo, hi = grid.bounds
+        return math.sqrt(3.0) * max(b - a for a, b in zip(lo, hi)) / self.steps_across_box
 
 
 @dataclass
@@ -59,7 +59,7 @@ def march(grid: OccupancyGrid, origins: torch.Tensor, directions: torch.Tensor, 
     occupied cells of ``grid``, with the step size ``config`` gives for the grid's box."""
     return march_rays(
         origins.contiguous(), directions.contiguous(), grid,
-        near=near, far=far, step_size=config.step_size(grid.aabb), cone_angle=config.cone_angle,
+        near=near, far=far, step_size=config.step_size(grid), cone_angle=config.cone_angle,
         max_samples_per_ray=config.max_samples_per_ray, jitter=jitter,
     )
 

@@ -87,6 +87,9 @@ class OptimizationLoop:
         self.step = 0
         self.train_seconds = 0.0
         self.last_val_psnr: float | None = None
+        #: Generator state before a prefetched batch was drawn (None: nothing prefetched); a
+        #: checkpoint stores this so that resuming redraws the same batch.
+        self.rng_state_before_prefetch: torch.Tensor | None = None
         self.build_optimizer()
 
     # -- to be provided by subclasses -------------------------------------------------------------
@@ -107,6 +110,12 @@ class OptimizationLoop:
     def final_metrics(self) -> dict[str, Any]:
         """Extra entries of ``metrics.json``."""
         return {}
+
+    def prepare_next_step(self) -> None:
+        """Called after the loss of a step is built and before its backward pass: a loop may
+        draw and march the next step's rays here, so the host waits on the marcher's sample
+        count while the device still has this step's backward pass queued. A loop that does
+        so records the generator state from before the draw in ``rng_state_before_prefetch``."""
 
     def stage(self) -> int | None:
         """The stage the current step belongs to, for loops that have stages."""
@@ -140,6 +149,7 @@ class OptimizationLoop:
             self.build_optimizer()
         self._set_lr()
         loss, samples_per_ray, parts = self.train_step()
+        self.prepare_next_step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -165,7 +175,8 @@ class OptimizationLoop:
             **prefixed(self.field.state_dict(), "field."),
             **prefixed(self.grid.state_dict(), "grid."),
             **optim_tensors,
-            "rng.generator": self.generator.get_state(),
+            "rng.generator": (self.rng_state_before_prefetch if self.rng_state_before_prefetch is not None
+                              else self.generator.get_state()),
         }
         meta = {
             "step": self.step,

@@ -9,11 +9,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import RaySampler, Scene, image_rays
+from ..data import RayBatch, RaySampler, Scene, image_rays
 from ..fields import RadianceField
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
-from ..rendering.volume import render_rays, render_rays_chunked
+from ..kernels.marching import PackedSamples
+from ..rendering.volume import composite_samples, march, render_rays_chunked
 from .config import TrainConfig
 from .loop import LoopSettings, OptimizationLoop
 
@@ -44,6 +45,7 @@ class Trainer(OptimizationLoop):
         grid.mark_all_occupied()
         super().__init__(field, grid, loop_settings(config), out_dir, device)
         self.sampler = RaySampler(scene, config.batch_rays, self.generator)
+        self._prefetched: tuple[RayBatch, torch.Tensor, PackedSamples] | None = None
 
     def field_fn(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Density [S] and colour [S, 3] at samples, under autocast on CUDA."""
@@ -56,11 +58,9 @@ class Trainer(OptimizationLoop):
         with self.autocast():
             return self.field.density(x).float()
 
-    def train_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+    def _draw_batch(self) -> tuple[RayBatch, torch.Tensor, PackedSamples]:
+        """Random rays with their targets on random backgrounds, marched through the grid."""
         c = self.config
-        if self.step % c.grid_update_every == 0:
-            self.grid.update(self.density_fn, step=self.step, decay=c.grid_decay,
-                             warmup_steps=c.grid_warmup_steps, generator=self.generator)
         batch = self.sampler.sample()
         n = batch.origins.shape[0]
         if batch.alpha is None:
@@ -69,14 +69,38 @@ class Trainer(OptimizationLoop):
             background = torch.rand(n, 3, device=self.device, generator=self.generator)
         else:
             background = torch.ones(n, 3, device=self.device)
-        target = batch.rgb_on(background)
         jitter = torch.rand(n, device=self.device, generator=self.generator)
-        out = render_rays(self.field_fn, self.grid, batch.origins, batch.directions,
-                          near=self.scene.near, far=self.scene.far, background=background,
-                          config=c.marching, jitter=jitter)
-        rgb_loss = F.mse_loss(out.rgb, target)
+        with torch.no_grad():
+            samples = march(self.grid, batch.origins, batch.directions, near=self.scene.near, far=self.scene.far,
+                            config=c.marching, jitter=jitter)
+        return batch, background, samples
+
+    def prepare_next_step(self) -> None:
+        nxt = self.step + 1
+        if nxt >= self.config.steps or nxt % self.config.grid_update_every == 0:
+            return
+        self.rng_state_before_prefetch = self.generator.get_state()
+        self._prefetched = self._draw_batch()
+
+    def train_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+        c = self.config
+        if self._prefetched is not None:
+            batch, background, samples = self._prefetched
+            self._prefetched, self.rng_state_before_prefetch = None, None
+        else:
+            if self.step % c.grid_update_every == 0:
+                self.grid.update(self.density_fn, step=self.step, decay=c.grid_decay,
+                                 warmup_steps=c.grid_warmup_steps, generator=self.generator)
+            batch, background, samples = self._draw_batch()
+        n = batch.origins.shape[0]
+        if samples.n_samples:
+            sigma, rgb = self.field_fn(samples.positions, samples.directions)
+        else:
+            sigma, rgb = torch.zeros(0, device=self.device), torch.zeros(0, 3, device=self.device)
+        out = composite_samples(sigma, rgb, samples, background, c.marching)
+        rgb_loss = F.mse_loss(out.rgb, batch.rgb_on(background))
         loss = rgb_loss + self.field.regularization()
-        return loss, out.samples.n_samples / n, {"rgb": rgb_loss.detach()}
+        return loss, samples.n_samples / n, {"rgb": rgb_loss.detach()}
 
     def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
         """Render view ``index`` of ``scene`` as an image [H, W, 3] (white background unless
