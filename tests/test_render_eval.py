@@ -1,4 +1,4 @@
-"""Seeing the result: the fast renderer, `pvd-ti render`, `pvd-ti eval`, `pvd-ti info` and the
+"""Seeing the result: the inference renderer, `pvd-ti render`, `pvd-ti eval`, `pvd-ti info` and the
 PSNR-against-time plot, on one tiny trained run shared by the module."""
 
 import importlib.machinery
@@ -24,6 +24,7 @@ from taichi_pvd.metrics import psnr
 from taichi_pvd.plots import plot_psnr_vs_time
 from taichi_pvd.rendering import inference
 from taichi_pvd.rendering.images import colour_depth, error_comparison, error_heatmap, side_by_side
+from taichi_pvd.rendering.volume import render_rays_chunked
 from taichi_pvd.run_info import latest_run, teacher_chain
 from taichi_pvd.training.api import train
 
@@ -85,20 +86,22 @@ def _orbit_rays(run, n_frames=2):
     return origins.reshape(-1, 3).contiguous(), directions.reshape(-1, 3).contiguous(), views
 
 
-def test_fast_renderer_equals_reference_renderer(tiny_run):
+def test_live_ray_renderer_equals_the_training_renderer(tiny_run):
     run = load_run(tiny_run)
     origins, directions, views = _orbit_rays(run)
     kwargs = {"near": views.near, "far": views.far, "background": torch.tensor([1.0, 1.0, 1.0]),
               "marching": inference.marching_config(run), "chunk": 500}
-    got = inference.render_image(run.field, run.grid, origins, directions, **kwargs)
-    want = inference.render_image_reference(run.field, run.grid, origins, directions, **kwargs)
+    got = inference.render_image(run.field, run.grid, origins, directions, live_rays=True, **kwargs)
+    want = render_rays_chunked(inference.inference_fn(run.field), run.grid, origins, directions,
+                               near=views.near, far=views.far, background=kwargs["background"],
+                               config=kwargs["marching"])
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
     assert 0.05 < float(want[2].mean()) < 0.95  # the views see both the object and empty space
 
 
-def test_fast_renderer_stops_behind_an_opaque_wall():
-    """A ray through uniform dense matter is composited only until it is opaque."""
+def test_live_ray_renderer_stops_behind_an_opaque_wall():
+    """A ray through uniform dense matter is evaluated only until it is opaque."""
     from taichi_pvd.kernels.occupancy import OccupancyGrid
     from taichi_pvd.rendering.volume import MarchingConfig
 
@@ -108,7 +111,8 @@ def test_fast_renderer_stops_behind_an_opaque_wall():
     directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     marching = MarchingConfig(steps_across_box=256)
     rgb, _, opacity = inference.render_image(dense, grid, origins, directions, near=0.0, far=10.0,
-                                                 background=torch.zeros(3), marching=marching)
+                                             background=torch.zeros(3), marching=marching,
+                                             live_rays=True)
     # sigma * dt = 50 * 2 sqrt(3) / 256 = 0.68 per sample: T < 1e-4 after 14 samples, of 148 per ray.
     assert dense.points == 2 * inference.FIRST_WINDOW
     torch.testing.assert_close(rgb, torch.full((2, 3), 0.5), atol=1e-4, rtol=0)
