@@ -2,6 +2,12 @@
 
 Taichi is initialised lazily, on the first call to :func:`init` (every kernel wrapper calls it),
 never at import time. CUDA is used when torch sees a GPU, the CPU otherwise; ``arch`` forces one.
+
+Reproducibility: the backward kernels scatter gradients with float atomic adds, whose order
+varies between threads, so two multi-threaded CPU runs with the same seed differ in the last
+bits. A *deterministic* backend runs Taichi's CPU kernels on one thread, which fixes that order:
+CPU runs with the same seed then give bit-for-bit equal parameters. CUDA atomics have no fixed
+order; GPU runs are reproducible only up to rounding.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ def _resolve_arch(arch: str | None) -> str:
     return arch
 
 
-def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False) -> str:
+def _resolve_deterministic(deterministic: bool | None) -> bool:
+    if deterministic is None:
+        return os.environ.get("PVD_DETERMINISTIC", "0").strip().lower() in ("1", "true", "yes")
+    return bool(deterministic)
+
+
+def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False,
+         deterministic: bool | None = None) -> str:
     """Initialise Taichi once and return the backend in use, ``'cpu'`` or ``'cuda'``.
 
     Args:
@@ -44,16 +57,28 @@ def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False) -> st
         seed: Taichi's random seed (the kernels draw no random numbers themselves; all sampling
             randomness comes from torch generators).
         verbose: print Taichi's start-up banner.
+        deterministic: on the CPU, run Taichi on one thread so that runs with the same seed
+            are bit-for-bit reproducible (see the module docstring); no effect on CUDA.
+            ``None`` reads the environment variable ``PVD_DETERMINISTIC`` (``1`` turns it on).
 
     A second call with a different ``arch`` raises :class:`BackendError`: Taichi cannot switch
-    backend inside one process.
+    backend inside one process. Asking for a deterministic backend after Taichi started on
+    several CPU threads warns, for the same reason.
     """
     resolved = _resolve_arch(arch)
+    wanted_deterministic = _resolve_deterministic(deterministic)
     if "arch" in _state:
         if arch not in (None, "auto") and resolved != _state["arch"]:
             raise BackendError(
                 f"Taichi is already running on {_state['arch']}; cannot switch to {resolved} "
                 "in the same process"
+            )
+        if wanted_deterministic and _state["arch"] == "cpu" and not _state["deterministic"]:
+            warnings.warn(
+                "Taichi already runs on several CPU threads in this process, so this run is "
+                "reproducible only up to rounding; start a new process to get bit-for-bit "
+                "reproducible CPU runs",
+                stacklevel=2,
             )
         return str(_state["arch"])
     import taichi as ti
@@ -68,9 +93,19 @@ def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False) -> st
     if resolved == "cuda":
         ti.init(arch=ti.cuda, device_memory_GB=TAICHI_DEVICE_MEMORY_GB, **kwargs)
     else:
+        if wanted_deterministic:
+            kwargs["cpu_max_num_threads"] = 1
         ti.init(arch=ti.cpu, **kwargs)
     _state["arch"] = resolved
+    _state["deterministic"] = resolved == "cpu" and wanted_deterministic
     return resolved
+
+
+def is_deterministic() -> bool:
+    """Whether runs on this backend are bit-for-bit reproducible: Taichi on one CPU thread
+    (initialising Taichi with the automatic choice if needed)."""
+    init()
+    return bool(_state["deterministic"])
 
 
 def arch() -> str:
