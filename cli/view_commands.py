@@ -129,7 +129,8 @@ def eval_(run_dir, split, views, no_images, runs_root) -> None:
         task = progress.add_task(f"eval {split}", total=views)
         result = evaluate_run(run, split=split, n_views=views, write_images=not no_images,
                               on_view=lambda _: progress.advance(task))
-    table = Table(title=f"{run_dir} - {split} split, {result.width}x{result.height}, white background")
+    table = Table(title=f"{run_dir.name}: {split} split",
+                  caption=f"{result.width}x{result.height}, white background")
     table.add_column("view", justify="right")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")
