@@ -1,4 +1,5 @@
-"""SIGTERM handling: a long run asked to stop saves a resumable checkpoint first."""
+"""Ctrl-C and SIGTERM handling: a long run asked to stop finishes its step, saves a resumable
+checkpoint, then stops."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ _stop = threading.Event()
 
 
 def stop_requested() -> bool:
-    """True once SIGTERM arrived inside :func:`graceful_termination`."""
+    """True once Ctrl-C, SIGTERM or :func:`request_stop` arrived inside
+    :func:`graceful_termination`."""
     return _stop.is_set()
 
 
@@ -20,18 +22,30 @@ def request_stop() -> None:
     _stop.set()
 
 
+def _on_sigint(signum, frame) -> None:
+    if _stop.is_set():
+        raise KeyboardInterrupt
+    _stop.set()
+
+
 @contextlib.contextmanager
 def graceful_termination() -> Iterator[None]:
-    """Within this block SIGTERM requests a stop (the loop saves a checkpoint and raises
-    KeyboardInterrupt) instead of killing the process mid-write. Ctrl-C raises KeyboardInterrupt
-    as usual, which the loops also turn into a saved checkpoint."""
+    """Within this block SIGTERM and a first Ctrl-C request a stop: the loop finishes the
+    current step, saves a checkpoint and raises KeyboardInterrupt. Stopping between steps keeps
+    the saved state consistent (a run resumed from it continues exactly as if never stopped).
+    A second Ctrl-C raises KeyboardInterrupt at once; the loop then saves the state as it is.
+
+    Signals are only handled in the main thread; elsewhere the block only clears old requests.
+    """
     _stop.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _stop.set())
+    previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: _stop.set())
+    previous_int = signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
         _stop.clear()
