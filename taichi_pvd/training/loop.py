@@ -271,13 +271,13 @@ class OptimizationLoop:
                                          self.last_val_psnr, losses=parts_value, stage=self.stage()))
                 if stop_requested():
                     raise KeyboardInterrupt
+            if on_progress:
+                on_progress(Progress(self.step, s.steps, loss_value, 0.0, 0.0, self.train_seconds, 0.0,
+                                     self.last_val_psnr, phase="validate", losses=parts_value))
+            self.validate()
         except KeyboardInterrupt:
             self.save()
             raise
-        if on_progress:
-            on_progress(Progress(self.step, s.steps, loss_value, 0.0, 0.0, self.train_seconds, 0.0,
-                                 self.last_val_psnr, phase="validate", losses=parts_value))
-        self.validate()
         self.save()
         append_history(self.out_dir, self._history_record(loss_value, parts_value))
         metrics = {
