@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
+from typing import Iterator
 
 import click
 from rich.console import Console
 
+from taichi_pvd.errors import PvdError
 from taichi_pvd.fields import FIELD_CLASSES
 
 from .options import parse_overrides
@@ -15,6 +18,37 @@ from .progress import progress_display
 
 MODELS = click.Choice(sorted(FIELD_CLASSES))
 _console = Console(stderr=True)
+
+
+def _reproducible_if_seeded(seed: int | None) -> None:
+    """With an explicit seed, start Taichi deterministic: CPU runs become bit-for-bit repeatable."""
+    if seed is not None:
+        from taichi_pvd import backend
+
+        backend.init(deterministic=True)
+
+
+@contextlib.contextmanager
+def _user_facing_failures(command: str, batch_rays: int | None, started: dict) -> Iterator[None]:
+    """Turns a GPU out-of-memory error into advice, and tells where an interrupted run was
+    saved and how to continue it (``started["loop"]``: the loop, once it is built)."""
+    import torch
+
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as err:
+        smaller = f"e.g. --batch-rays {max(batch_rays // 2, 1)}" if batch_rays else "e.g. half the default"
+        raise PvdError(
+            f"the GPU ran out of memory ({str(err).splitlines()[0]}): pass a smaller --batch-rays "
+            f"({smaller}) or close other programs using the GPU; a run stopped this way continues "
+            "from its last checkpoint with --resume"
+        ) from None
+    except KeyboardInterrupt:
+        loop = started.get("loop")
+        if loop is not None:
+            _console.print(f"[yellow]stopped[/] at step {loop.step}: checkpoint saved in {loop.out_dir}; "
+                           f"continue with the same `pvd-ti {command}` command plus --resume")
+        raise
 
 
 def _print_preset(title: str, config, field) -> None:
@@ -34,27 +68,38 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--steps", type=int, default=None, help="Optimizer steps.")
 @click.option("--batch-rays", type=int, default=None, help="Rays per step.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate.")
-@click.option("--seed", type=int, default=None, help="Random seed (CPU runs are reproducible).")
+@click.option("--seed", type=int, default=None,
+              help="Random seed; with it, CPU runs are bit-for-bit reproducible (Taichi uses one CPU thread).")
 @click.option("--downscale", type=int, default=None, help="Integer image downscale factor.")
 @click.option("--val-every", type=int, default=None, help="Steps between validation renders (0: end only).")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0: end only).")
+@click.option("--grid-resolution", type=int, default=None, help="Occupancy grid cells per axis (default 128).")
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
-def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every,
+def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
           field_sets, resume, overwrite) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
     from taichi_pvd.training.api import train as train_run
 
     overrides = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
-                     val_every=val_every, checkpoint_every=checkpoint_every)
-    with progress_display(_console, f"train {model}") as on_progress:
+                     val_every=val_every, checkpoint_every=checkpoint_every,
+                     grid_resolution=grid_resolution)
+    _reproducible_if_seeded(seed)
+    started: dict = {}
+
+    def on_ready(trainer) -> None:
+        started["loop"] = trainer
+        _print_preset("training", trainer.config, trainer.field)
+
+    with _user_facing_failures("train", batch_rays, started), \
+            progress_display(_console, f"train {model}") as on_progress:
         metrics = train_run(
             data=data, model=model, out=out, field_overrides=parse_overrides(field_sets, "--set"),
             train_overrides=overrides, resume=resume, overwrite=overwrite, on_progress=on_progress,
-            on_ready=lambda t: _print_preset("training", t.config, t.field),
+            on_ready=on_ready,
         )
     psnr = metrics.get("val_psnr_db")
     _console.print(
@@ -75,7 +120,8 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--stage2-steps", type=int, default=None, help="Steps of stage 2 (+ density and colour).")
 @click.option("--batch-rays", type=int, default=None, help="Pseudo-label rays per step.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (default: the student's).")
-@click.option("--seed", type=int, default=None, help="Random seed.")
+@click.option("--seed", type=int, default=None,
+              help="Random seed; with it, CPU runs are bit-for-bit reproducible (Taichi uses one CPU thread).")
 @click.option("--no-feature-loss", is_flag=True, help="Ablation: drop the feature loss.")
 @click.option("--no-density-clip", is_flag=True, help="Ablation: compare raw densities unclipped.")
 @click.option("--no-blockwise", is_flag=True, help="Ablation: every loss from step 0.")
@@ -106,12 +152,21 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
         overrides["blockwise"] = False
     if init_head_from_teacher:
         overrides["init_head_from_teacher"] = True
-    with progress_display(_console, f"distill {source}->{target}") as on_progress:
+    _reproducible_if_seeded(seed)
+    started: dict = {}
+
+    def on_ready(distiller) -> None:
+        started["loop"] = distiller
+        _print_preset(f"distilling {distiller.teacher.kind} -> {distiller.field.kind}", distiller.config,
+                      distiller.field)
+
+    with _user_facing_failures("distill", batch_rays, started), \
+            progress_display(_console, f"distill {source}->{target}") as on_progress:
         metrics = distill_run(
             source=source, target=target, teacher=teacher, out=out,
             student_overrides=parse_overrides(student_sets, "--set"), distill_overrides=overrides,
             resume=resume, overwrite=overwrite, runs_root=runs_root, on_progress=on_progress,
-            on_ready=lambda d: _print_preset(f"distilling {d.teacher.kind} -> {d.field.kind}", d.config, d.field),
+            on_ready=on_ready,
         )
     _console.print(
         f"[green]done[/]: {source} -> {target} in {metrics['distill_seconds']:.1f} s, student vs teacher "
