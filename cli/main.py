@@ -6,7 +6,6 @@ Exit codes:
 - 1: a bug (an unexpected exception, shown with its traceback);
 - 2: a usage error, or a problem with the user's input or environment
   (:class:`taichi_pvd.errors.PvdError`), printed as one line ``Error: <message>``;
-- 3: a command that is not implemented in this version;
 - 130: interrupted with Ctrl-C.
 """
 
@@ -30,16 +29,12 @@ from .run_commands import distill, train
 from .view_commands import eval_, info, render
 
 EXIT_USER_ERROR = 2
-EXIT_NOT_IMPLEMENTED = 3
 EXIT_INTERRUPTED = 130
 
 #: Where ``pvd-ti train`` and ``pvd-ti distill`` put their run folders by default.
 RUNS_DIR = Path("runs")
 
 _ARCHS = ("auto", "cpu", "cuda")
-#: Unimplemented commands accept any arguments, so they report that they are missing rather
-#: than complaining about options they do not know yet.
-_ANY_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 class UserError(click.ClickException):
@@ -82,11 +77,6 @@ def main(ctx: click.Context, arch: str) -> None:
     os.environ["PVD_ARCH"] = arch
     # Taichi prints a banner to stdout when imported; `pvd-ti doctor` reports its version.
     os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
-
-
-def _not_implemented(command: str) -> None:
-    click.echo(f"`pvd-ti {command}` is not implemented yet in this version", err=True)
-    raise click.exceptions.Exit(EXIT_NOT_IMPLEMENTED)
 
 
 main.add_command(render)

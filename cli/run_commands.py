@@ -74,19 +74,20 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--val-every", type=int, default=None, help="Steps between validation renders (0: end only).")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0: end only).")
 @click.option("--grid-resolution", type=int, default=None, help="Occupancy grid cells per axis (default 128).")
+@click.option("--time-limit", type=float, default=None, help="Stop after this many seconds of optimisation.")
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
-          field_sets, resume, overwrite) -> None:
+          time_limit, field_sets, resume, overwrite) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
     from taichi_pvd.training.api import train as train_run
 
     overrides = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
                      val_every=val_every, checkpoint_every=checkpoint_every,
-                     grid_resolution=grid_resolution)
+                     grid_resolution=grid_resolution, time_limit_s=time_limit)
     _reproducible_if_seeded(seed)
     started: dict = {}
 
@@ -128,6 +129,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--init-head-from-teacher", is_flag=True, help="Start the student's colour head from the teacher's.")
 @click.option("--val-every", type=int, default=None, help="Steps between student-vs-teacher checks.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--time-limit", type=float, default=None, help="Stop after this many seconds of optimisation.")
 @click.option("--set", "student_sets", multiple=True, metavar="KEY=VALUE", help="Student field option (repeatable).")
 @click.option("--distill-set", "distill_sets", multiple=True, metavar="KEY=VALUE",
               help="Any other distillation option, e.g. --distill-set rgb_weight=0.5.")
@@ -137,13 +139,14 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, batch_rays, lr, seed,
             no_feature_loss, no_density_clip, no_blockwise, init_head_from_teacher, val_every,
-            checkpoint_every, student_sets, distill_sets, runs_root, resume, overwrite) -> None:
+            checkpoint_every, time_limit, student_sets, distill_sets, runs_root, resume, overwrite) -> None:
     """Distil a trained field into another architecture without the training images."""
     from taichi_pvd.distill.api import distill as distill_run
 
     overrides = parse_overrides(distill_sets, "--distill-set")
     overrides.update(dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
-                          lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every))
+                          lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
+                          time_limit_s=time_limit))
     if no_feature_loss:
         overrides["feature_loss"] = False
     if no_density_clip:

@@ -10,7 +10,6 @@ import taichi_pvd
 from cli.main import main
 from taichi_pvd.errors import SceneError
 
-UNIMPLEMENTED = ["render", "eval", "info"]
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +30,7 @@ def _add_command(monkeypatch, name, callback):
 def test_help_lists_every_subcommand(runner):
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0
-    for name in (*UNIMPLEMENTED, "scene", "doctor"):
+    for name in ("train", "distill", "render", "eval", "info", "scene", "doctor"):
         assert f"  {name} " in result.output
     assert "--arch [auto|cpu|cuda]" in result.output
 
@@ -61,14 +60,6 @@ def test_arch_defaults_to_the_environment_variable(runner, monkeypatch):
     monkeypatch.setenv("PVD_ARCH", "gpu")
     result = runner.invoke(main, ["show-arch"])
     assert result.exit_code == 2 and "'gpu' is not one of" in result.stderr
-
-
-@pytest.mark.parametrize("command", UNIMPLEMENTED)
-def test_unimplemented_commands_say_so_and_exit_3(runner, command):
-    result = runner.invoke(main, [command, "--scene", "x", "extra"])
-    assert result.exit_code == 3
-    assert result.stderr == f"`pvd-ti {command}` is not implemented yet in this version\n"
-    assert result.stdout == ""
 
 
 def test_scene_demo_writes_a_loadable_scene(runner, tmp_path):

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .. import backend
+from ..data import load_scene
 from ..data.camera_rig import CameraRig
 from ..errors import CheckpointError, ConfigError
 from ..fields import field_class, make_field
@@ -71,12 +72,15 @@ def default_distill_dir(teacher_dir: Path, teacher_model: str, student_model: st
 def distill(*, source: str, target: str, teacher: str | Path | None = None, out: str | Path | None = None,
             student_overrides: dict[str, Any] | None = None, distill_overrides: dict[str, Any] | None = None,
             resume: bool = False, overwrite: bool = False, runs_root: str | Path = "runs",
-            on_progress: ProgressFn | None = None, on_ready=None) -> dict[str, Any]:
+            on_progress: ProgressFn | None = None, on_ready=None,
+            monitor_split: str | None = None) -> dict[str, Any]:
     """Distil the ``source``-architecture run ``teacher`` (default: the latest such run under
     ``runs_root``) into a new ``target``-architecture student written to ``out``.
 
     Returns the final metrics dict (with ``run_dir``). ``on_ready(distiller)`` is called before
-    the first step.
+    the first step. ``monitor_split`` (benchmarks only) also scores the student against that
+    split's ground-truth images at each validation, recorded as ``monitor_psnr_db`` in the
+    history; the losses never see those images.
     """
     field_class(source)
     field_class(target)
@@ -109,7 +113,12 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
             "provenance": loaded.config.get("teacher"),
         },
     }
-    distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info)
+    monitor = None
+    if monitor_split is not None:
+        monitor = load_scene(loaded.config["scene"]["path"], monitor_split, background=(1.0, 1.0, 1.0),
+                             device=device, downscale=int(loaded.config.get("train", {}).get("downscale", 1)))
+    distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info,
+                          monitor_scene=monitor)
     if resuming:
         distiller.resume()
     if on_ready is not None:

@@ -69,6 +69,9 @@ class DistillConfig:
     """float16 autocast for the MLPs on CUDA."""
     seed: int = 0
     """Seed of every random draw."""
+    time_limit_s: float = 0.0
+    """Stop once this much optimisation time (seconds) has passed, even before ``steps``
+    (0: no limit). The learning-rate schedule still follows ``steps``."""
     marching: MarchingConfig = field(default_factory=MarchingConfig)
     """Ray sampling through the teacher's occupancy grid."""
 
@@ -80,6 +83,8 @@ class DistillConfig:
         for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.time_limit_s < 0:
+            raise ConfigError(f"time-limit must be >= 0 seconds, got {self.time_limit_s}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not self.density_clip_min < self.density_clip_max:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import generate_rays
+from ..data import Scene, generate_rays, image_rays
 from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
 from ..fields import RadianceField, density_from_raw
@@ -43,7 +43,7 @@ class Distiller(OptimizationLoop):
 
     def __init__(self, teacher: RadianceField, teacher_grid: OccupancyGrid, student: RadianceField,
                  rig: CameraRig, config: DistillConfig, out_dir: str | Path, device: torch.device,
-                 run_info: dict[str, Any] | None = None):
+                 run_info: dict[str, Any] | None = None, monitor_scene: Scene | None = None):
         config.validate()
         if config.lr is None:
             config = dataclasses.replace(config, lr=float(student.train_defaults.get("lr", 1e-2)))
@@ -65,6 +65,11 @@ class Distiller(OptimizationLoop):
         self.cameras = virtual_cameras(rig, config.virtual_cameras,
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        #: Optional ground-truth views (composited on white) scored at each validation, for
+        #: benchmarks that compare distillation with training on the same images; never used
+        #: by the losses.
+        self.monitor_scene = monitor_scene
+        self.last_monitor_psnr: float | None = None
 
     # -- the losses ------------------------------------------------------------------------------
 
@@ -150,7 +155,20 @@ class Distiller(OptimizationLoop):
         views."""
         values = [psnr(self._render(self.field, o, d), target) for o, d, target in self._fixed_views()]
         self.last_val_psnr = float(sum(values) / len(values))
+        if self.monitor_scene is not None:
+            scene = self.monitor_scene
+            scores = []
+            for i in range(min(self.config.val_views, len(scene))):
+                o, d = image_rays(scene, i)
+                scores.append(psnr(self._render(self.field, o, d).reshape(scene.images[i].shape), scene.images[i]))
+            self.last_monitor_psnr = float(sum(scores) / len(scores))
         return self.last_val_psnr
+
+    def _history_record(self, loss: float, parts: dict[str, float]) -> dict[str, Any]:
+        record = super()._history_record(loss, parts)
+        if self.monitor_scene is not None:
+            record["monitor_psnr_db"] = self.last_monitor_psnr
+        return record
 
     def checkpoint_config(self) -> dict[str, Any]:
         return {**self.run_info, "distill": dataclasses.asdict(self.config), "camera_rig": self.rig.to_dict()}

@@ -46,6 +46,9 @@ class TrainConfig:
     """Seed of every random draw (ray batches, jitter, backgrounds, initialisation)."""
     downscale: int = 1
     """Integer image downscale factor applied when loading the scene."""
+    time_limit_s: float = 0.0
+    """Stop once this much optimisation time (seconds) has passed, even before ``steps``
+    (0: no limit). The learning-rate schedule still follows ``steps``."""
     marching: MarchingConfig = field(default_factory=MarchingConfig)
     """Ray sampling."""
 
@@ -58,6 +61,8 @@ class TrainConfig:
         for name in ("grid_warmup_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.time_limit_s < 0:
+            raise ConfigError(f"time-limit must be >= 0 seconds, got {self.time_limit_s}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 < self.lr_final_ratio <= 1:

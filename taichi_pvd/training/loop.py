@@ -55,6 +55,7 @@ class LoopSettings:
     checkpoint_every: int
     mixed_precision: bool
     seed: int
+    time_limit_s: float
 
 
 def cosine_lr_factor(step: int, steps: int, final_ratio: float, warmup: int) -> float:
@@ -243,7 +244,8 @@ class OptimizationLoop:
                 loss, samples_per_ray, parts = self.optimizer_step()
                 window_rays += s.batch_rays
                 window_samples += samples_per_ray * s.batch_rays
-                last = self.step == s.steps
+                out_of_time = bool(s.time_limit_s) and self.train_seconds + (time.perf_counter() - t0) >= s.time_limit_s
+                last = self.step == s.steps or out_of_time
                 report = self.step % report_every == 0 or last
                 if report:
                     loss_value = float(loss)
@@ -271,6 +273,8 @@ class OptimizationLoop:
                                          self.last_val_psnr, losses=parts_value, stage=self.stage()))
                 if stop_requested():
                     raise KeyboardInterrupt
+                if out_of_time:
+                    break
             if on_progress:
                 on_progress(Progress(self.step, s.steps, loss_value, 0.0, 0.0, self.train_seconds, 0.0,
                                      self.last_val_psnr, phase="validate", losses=parts_value))

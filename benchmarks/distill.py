@@ -1,0 +1,107 @@
+"""Distil trained teachers into students, score each student on the test split, record them.
+
+Usage::
+
+    python benchmarks/distill.py --data .device-kit/data/nerf_synthetic/lego \
+        --teacher hash=RUN_DIR [--teacher vm=RUN_DIR ...] --pairs hash:grid,hash:mlp \
+        [--steps 3000] [--stage1-steps 300] [--stage2-steps 500] [--batch-rays 4096] \
+        [--variant all|no-feature-loss|no-density-clip|no-blockwise] [--test-views 50]
+
+Each teacher's own test PSNR is scored too (once per teacher). Writes or updates
+``benchmarks/results/distill-<scene>-<card>.json``: one entry per (teacher, student, variant)
+with teacher and student test PSNR/SSIM, distillation wall time (optimisation only) and the
+student's PSNR-against-time history (``monitor_psnr_db`` on ground-truth validation views,
+which the losses never see).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS_DIR, card_name, card_slug, write_result  # noqa: E402
+from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
+from taichi_pvd.distill.api import distill  # noqa: E402
+from taichi_pvd.io.runs import read_history  # noqa: E402
+
+VARIANTS = {
+    "all": {},
+    "no-feature-loss": {"feature_loss": False},
+    "no-density-clip": {"density_clip": False},
+    "no-blockwise": {"blockwise": False},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--teacher", action="append", default=[], help="MODEL=RUN_DIR")
+    parser.add_argument("--pairs", required=True, help="comma-separated FROM:TO")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--stage1-steps", type=int, default=None)
+    parser.add_argument("--stage2-steps", type=int, default=None)
+    parser.add_argument("--batch-rays", type=int, default=None)
+    parser.add_argument("--val-every", type=int, default=500)
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds of optimisation per student")
+    parser.add_argument("--variant", action="append", default=None, choices=sorted(VARIANTS))
+    parser.add_argument("--test-views", type=int, default=50)
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="TO.key=value student option")
+    parser.add_argument("--out-dir", type=Path, default=None)
+    args = parser.parse_args()
+
+    teachers = dict(t.split("=", 1) for t in args.teacher)
+    student_sets: dict[str, dict] = {}
+    for item in args.sets:
+        target_key, _, raw = item.partition("=")
+        target, _, key = target_key.partition(".")
+        student_sets.setdefault(target, {})[key] = json.loads(raw)
+    out_dir = Path(args.out_dir or os.environ.get("PVD_RESULTS_DIR") or RESULTS_DIR)
+    path = out_dir / f"distill-{args.data.name}-{card_slug(card_name())}.json"
+    teacher_scores: dict[str, dict] = {}
+    for variant in args.variant or ["all"]:
+        for pair in args.pairs.split(","):
+            source, target = pair.split(":")
+            teacher_dir = Path(teachers[source])
+            if source not in teacher_scores:
+                teacher_scores[source] = score(teacher_dir, args.test_views)
+            run_dir = Path(tempfile.mkdtemp(prefix=f"pvd-{source}-{target}-"))
+            overrides = {"steps": args.steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps,
+                         "batch_rays": args.batch_rays, "val_every": args.val_every, "checkpoint_every": 0,
+                         "time_limit_s": args.time_limit,
+                         **VARIANTS[variant]}
+            metrics = distill(source=source, target=target, teacher=teacher_dir, out=run_dir, overwrite=True,
+                              student_overrides=student_sets.get(target), distill_overrides=overrides,
+                              on_progress=printer(f"{source}->{target} {variant}"), monitor_split="val")
+            student = score(run_dir, args.test_views)
+            entry = {
+                "teacher": source,
+                "student": target,
+                "variant": variant,
+                "steps": metrics["steps"],
+                "distill_seconds": metrics["distill_seconds"],
+                "teacher_test_psnr_db": teacher_scores[source]["test_psnr_db"],
+                "teacher_test_ssim": teacher_scores[source]["test_ssim"],
+                "student_test_psnr_db": student["test_psnr_db"],
+                "student_test_ssim": student["test_ssim"],
+                "student_vs_teacher_psnr_db": metrics["student_vs_teacher_psnr_db"],
+                "test_views": student["test_views"],
+                "history": [{"elapsed_s": h["elapsed_s"], "step": h["step"], "monitor_psnr_db": h.get("monitor_psnr_db")}
+                            for h in read_history(run_dir)],
+            }
+            keep_previous(path)
+            written = write_result("distill", args.data.name, {}, out_dir)
+            merge_runs(written, entry, ("teacher", "student", "variant"))
+            print(f"{source}->{target} [{variant}]: student {entry['student_test_psnr_db']:.2f} dB "
+                  f"(teacher {entry['teacher_test_psnr_db']:.2f} dB) in {entry['distill_seconds']:.1f} s", flush=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
