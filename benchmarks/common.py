@@ -49,7 +49,8 @@ def commit() -> str:
 def write_result(benchmark: str, scene: str, figures: dict[str, Any], out_dir: Path | None = None) -> Path:
     """Write ``<benchmark>-<scene>-<card>.json`` with card, commit, command, scene and date
     beside ``figures``; returns its path. ``out_dir`` defaults to ``benchmarks/results``, or
-    ``$PVD_RESULTS_DIR`` when set."""
+    ``$PVD_RESULTS_DIR`` when set. ``$PVD_BENCH_NOTE`` (e.g. what else shared the GPU) is
+    recorded as ``note``."""
     card = card_name()
     out_dir = Path(out_dir or os.environ.get("PVD_RESULTS_DIR") or RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,7 @@ def write_result(benchmark: str, scene: str, figures: dict[str, Any], out_dir: P
         "scene": scene,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
+        **({"note": os.environ["PVD_BENCH_NOTE"]} if os.environ.get("PVD_BENCH_NOTE") else {}),
         **figures,
     }
     path = out_dir / f"{benchmark}-{scene}-{card_slug(card)}.json"

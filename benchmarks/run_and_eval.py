@@ -50,6 +50,8 @@ def merge_runs(path: Path, entry: dict[str, Any], key: tuple[str, ...]) -> None:
     if old_path.exists():
         previous = json.loads(old_path.read_text()).get("runs", [])
         old_path.unlink()
+    if "note" in record:
+        entry = {**entry, "note": record["note"]}
     runs = [r for r in previous if tuple(r.get(k) for k in key) != tuple(entry.get(k) for k in key)]
     runs.append(entry)
     record["runs"] = runs
