@@ -16,8 +16,8 @@ python benchmarks/train.py --model hash --data "$lego" --steps "${HASH_STEPS:-10
   --out "$runs/hash" > "$out/hash-$part.log" 2>&1
 if [ "$part" = a ]; then
   (export PVD_BENCH_NOTE="shared the GPU with the hash->grid/vm/hash distillation lane";
-   python benchmarks/train.py --model vm --data "$lego" --steps 8000 --train-set time_limit_s=200 --val-every 2000
-   python benchmarks/train.py --model grid --data "$lego" --steps 10000 --train-set time_limit_s=120 --val-every 2000
+   python benchmarks/train.py --model vm --data "$lego" --steps 8000 --train-set time_limit_s=180 --val-every 2000
+   python benchmarks/train.py --model grid --data "$lego" --steps 10000 --train-set time_limit_s=100 --val-every 2000
   ) > "$out/scratch-a.log" 2>&1 &
   (export PVD_BENCH_NOTE="shared the GPU with the vm/grid from-scratch lane";
    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:grid,hash:vm,hash:hash \

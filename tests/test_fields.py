@@ -318,3 +318,56 @@ def test_grid_initial_density_is_the_configured_raw_value():
 def test_grid_config_rejects_a_single_voxel():
     with pytest.raises(ConfigError, match="resolution"):
         make_config("grid", {"resolution": 1})
+
+
+# -- training -------------------------------------------------------------------------------------
+
+#: Reduced configs and training settings for the few-second training runs below.
+TRAIN_FIELDS = {
+    "vm": {"density_rank": 8, "appearance_rank": 16, "resolution_init": 24, "resolution_final": 48,
+           "upsample_steps": (60, 120)},
+    "mlp": {"frequencies": 6, "depth": 4, "width": 64, "skip_index": 1},
+    "grid": {"resolution": 32},
+}
+TRAIN_SETTINGS = {"steps": 200, "batch_rays": 256, "grid_resolution": 32, "grid_warmup_steps": 64,
+                  "val_every": 0, "checkpoint_every": 0, "marching": {"steps_across_box": 128}}
+
+
+@pytest.fixture(scope="module")
+def demo_scene(tmp_path_factory):
+    from taichi_pvd.data import load_scene, write_demo_scene
+
+    root = write_demo_scene(tmp_path_factory.mktemp("demo"), size=32, n_train=12, n_val=2, n_test=2)
+    return load_scene(root, "train"), load_scene(root, "val", background=(1.0, 1.0, 1.0))
+
+
+def make_trainer(kind: str, demo_scene, out_dir, *, seed: int = 0, steps: int = TRAIN_SETTINGS["steps"],
+                 **field_overrides):
+    from taichi_pvd.training.api import resolve_train_config
+    from taichi_pvd.training.trainer import Trainer
+
+    train_scene, val_scene = demo_scene
+    config = resolve_train_config(kind, {**TRAIN_SETTINGS, "steps": steps})
+    field = small_field(kind, seed=seed, **{**TRAIN_FIELDS[kind], **field_overrides})
+    return Trainer(field, train_scene, val_scene, config, out_dir)
+
+
+@pytest.mark.parametrize("kind", ["vm", "mlp", "grid"])
+def test_training_raises_validation_psnr(kind, demo_scene, tmp_path):
+    trainer = make_trainer(kind, demo_scene, tmp_path)
+    before = trainer.validate()
+    metrics = trainer.run()
+    assert metrics["steps"] == TRAIN_SETTINGS["steps"]
+    assert metrics["val_psnr_db"] > before + 3.0, (before, metrics["val_psnr_db"])
+
+
+def test_vm_training_upsamples_and_resumes_at_the_final_resolution(demo_scene, tmp_path):
+    trainer = make_trainer("vm", demo_scene, tmp_path, steps=6, upsample_steps=(2, 4))
+    trainer.run()
+    assert trainer.field.resolution == 48
+    resumed = make_trainer("vm", demo_scene, tmp_path, seed=3, steps=6, upsample_steps=(2, 4))
+    assert resumed.field.resolution == 24
+    resumed.resume()
+    assert resumed.field.resolution == 48 and resumed.step == 6
+    x, d = random_inputs()
+    torch.testing.assert_close(resumed.field.features(x), trainer.field.features(x))
