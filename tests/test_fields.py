@@ -192,6 +192,14 @@ def test_vm_regularization_is_l1_of_density_factors_and_differentiable():
     assert float(field.density_planes.grad.abs().sum()) > 0 and field.appearance_planes.grad is None
 
 
+@pytest.mark.parametrize("kind,name", [("vm", "density_shift"), ("vm", "l1_weight"), ("grid", "init_raw_density"),
+                                       ("grid", "tv_sh_weight")])
+def test_whole_numbers_given_for_real_options_are_accepted_as_floats(kind, name):
+    field = make_field(kind, AABB, {**SMALL[kind], name: -3 if "density" in name else 0})
+    value = getattr(field.config, name)
+    assert isinstance(value, float) and value in (-3.0, 0.0)
+
+
 def test_vm_networks_train_at_the_configured_fraction_of_the_factor_rate():
     field = small_field("vm", network_lr_ratio=0.05)
     factors, nets = field.param_groups(2e-2)

@@ -53,6 +53,8 @@ class TensoRFConfig:
     """Width of the colour head's two hidden layers."""
 
     def __post_init__(self) -> None:
+        for name in ("density_shift", "init_scale", "l1_weight", "network_lr_ratio"):
+            setattr(self, name, float(getattr(self, name)))
         self.upsample_steps = tuple(int(s) for s in self.upsample_steps)
         if any(s < 0 for s in self.upsample_steps) or list(self.upsample_steps) != sorted(set(self.upsample_steps)):
             raise ConfigError(

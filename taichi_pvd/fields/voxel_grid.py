@@ -38,6 +38,8 @@ class VoxelGridConfig:
     """Weight of the mean density sigma at the sampled voxels (L1 sparsity of empty space)."""
 
     def __post_init__(self) -> None:
+        for name in ("init_raw_density", "tv_density_weight", "tv_sh_weight", "l1_density_weight"):
+            setattr(self, name, float(getattr(self, name)))
         if self.resolution < 2:
             raise ConfigError(f"VoxelGridConfig.resolution must be at least 2, got {self.resolution}")
 
