@@ -10,7 +10,8 @@ The file is a ``torch.save`` of a dict with exactly these keys:
 - ``meta`` (dict): JSON-like facts about the moment of saving (step, time, metrics...).
 
 Writing is atomic (temporary file in the same folder, fsync, rename), so a crash never leaves a
-half-written checkpoint under the final name. Reading uses ``torch.load(weights_only=True)``:
+half-written checkpoint under the final name. Reading checks every record's CRC-32 (damaged
+bytes are refused, not loaded as wrong weights), then uses ``torch.load(weights_only=True)``:
 a file carrying pickled Python objects is refused, not executed.
 """
 
@@ -22,6 +23,7 @@ import pickle
 import re
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,17 @@ def _read_payload(path: Path) -> Any:
     )
     if not zipfile.is_zipfile(path):
         raise CheckpointError(corrupted)
+    # torch.load does not check the archive's CRC-32s: damaged tensor bytes would load silently.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(corrupted) from err
+    if damaged is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupted (record {damaged} fails its checksum); "
+            "use another checkpoint or re-create it"
+        )
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
