@@ -208,6 +208,15 @@ def load_scene(
     )
 
 
+def _fits_float32(values: Any) -> bool:
+    """Whether every value is a finite number that stays finite as float32 (the tensors' dtype)."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return bool(np.isfinite(array).all() and (np.abs(array) <= np.finfo(np.float32).max).all())
+
+
 def _check_background(background: Any) -> tuple[float, float, float] | None:
     if background is None:
         return None
@@ -232,10 +241,15 @@ def _find_transforms(path: Path, split: str) -> Path:
         )
     if not path.is_dir():
         raise SceneError(f"{path} is neither a scene folder nor a transforms .json file")
-    for name in (f"transforms_{split}.json", "transforms.json"):
-        if (path / name).is_file():
-            return path / name
-    present = sorted(p.name for p in path.glob("*.json")) or ["no .json files"]
+    try:
+        for name in (f"transforms_{split}.json", "transforms.json"):
+            if (path / name).is_file():
+                return path / name
+        present = sorted(p.name for p in path.glob("*.json")) or ["no .json files"]
+    except OSError as err:
+        raise SceneError(
+            f"cannot read scene folder {path} ({err.strerror or err}): check its permissions"
+        ) from err
     raise SceneError(
         f"no transforms_{split}.json or transforms.json in {path} (found: {', '.join(present)}): "
         "pass a NeRF-Synthetic or Instant-NGP style scene folder"
@@ -256,6 +270,11 @@ def _read_json(path: Path) -> dict[str, Any]:
             f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): "
             "fix or regenerate the file"
         ) from err
+    except RecursionError:
+        raise SceneError(
+            f"{path} nests lists or objects too deeply to be a transforms file: fix or "
+            "regenerate it"
+        ) from None
     if not isinstance(meta, dict):
         raise SceneError(f"{path} must hold a JSON object with a 'frames' list")
     return meta
@@ -281,14 +300,17 @@ def _frame_pose(frame: dict[str, Any], index: int, json_path: Path) -> np.ndarra
     where = f"'transform_matrix' of frame {index} ({frame.get('file_path')!r}) in {json_path}"
     try:
         matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise SceneError(f"{where} is not a matrix of numbers: {err}") from err
     if matrix.shape not in ((4, 4), (3, 4)):
         raise SceneError(
             f"{where} has shape {list(matrix.shape)}: a camera-to-world matrix must be 4x4 or 3x4"
         )
-    if not np.isfinite(matrix).all():
-        raise SceneError(f"{where} contains NaN or Inf: remove the frame or fix its pose")
+    if not _fits_float32(matrix):
+        raise SceneError(
+            f"{where} contains NaN or Inf, or values too large for float32: remove the frame "
+            "or fix its pose"
+        )
     if matrix.shape == (4, 4) and not np.allclose(matrix[3], (0.0, 0.0, 0.0, 1.0), atol=1e-4):
         raise SceneError(f"{where} has last row {matrix[3].tolist()}, expected [0, 0, 0, 1]")
     rotation = matrix[:3, :3]
@@ -305,10 +327,16 @@ def _image_path(frame: dict[str, Any], index: int, json_path: Path) -> Path:
     if not isinstance(file_path, str) or not file_path:
         raise SceneError(f"'file_path' of frame {index} in {json_path} must be a non-empty string")
     base = json_path.parent / file_path
-    candidates = [base] + [base.with_name(base.name + s) for s in _IMAGE_SUFFIXES]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+    try:
+        candidates = [base] + [base.with_name(base.name + s) for s in _IMAGE_SUFFIXES]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+    except (OSError, ValueError) as err:
+        raise SceneError(
+            f"'file_path' {file_path!r} of frame {index} in {json_path} is not a usable image "
+            f"path ({err}): give the image's path relative to the json"
+        ) from err
     raise SceneError(
         f"image of frame {index} in {json_path} not found: tried {base} and "
         f"{'/'.join(_IMAGE_SUFFIXES[:3])} after it; check 'file_path' (relative to the json) "
@@ -350,9 +378,9 @@ def _frame_intrinsics(
             continue
         try:
             value = float(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             value = math.nan
-        if not math.isfinite(value):
+        if not _fits_float32(value):
             raise SceneError(
                 f"'{key}' for frame {index} in {json_path} is {raw!r}, not a finite number"
             )
@@ -363,6 +391,12 @@ def _frame_intrinsics(
             raise SceneError(
                 f"{image_path} is {width}x{height} pixels but {json_path} says "
                 f"{key}={values[key]:g}: fix 'w'/'h' or use the images the file was made for"
+            )
+    for key in ("camera_angle_x", "camera_angle_y"):
+        if key in values and not 0.0 < values[key] < math.pi:
+            raise SceneError(
+                f"'{key}' for frame {index} in {json_path} is {values[key]:g}: a field of view "
+                "is an angle in radians between 0 and pi"
             )
     if "fl_x" in values:
         fx = values["fl_x"]
@@ -379,8 +413,11 @@ def _frame_intrinsics(
         fy = 0.5 * height / math.tan(0.5 * values["camera_angle_y"])
     else:
         fy = fx
-    if fx <= 0.0 or fy <= 0.0:
-        raise SceneError(f"focal length of frame {index} in {json_path} is not positive")
+    if not (np.float32(fx) > 0.0 and np.float32(fy) > 0.0 and _fits_float32([fx, fy])):
+        raise SceneError(
+            f"focal length of frame {index} in {json_path} is {fx:g} x {fy:g} pixels: it must be "
+            "positive (and within float32 range)"
+        )
     if any(frame.get(k, meta.get(k)) not in (None, 0, 0.0) for k in _DISTORTION_KEYS):
         warnings.warn(
             f"{json_path} has lens distortion coefficients; they are ignored (undistort the "
@@ -408,17 +445,22 @@ def _aabb(meta: dict[str, Any], json_path: Path) -> np.ndarray:
     if "aabb" in meta:
         try:
             aabb = np.asarray(meta["aabb"], dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             aabb = np.zeros(0)
-        if aabb.shape != (2, 3) or not np.isfinite(aabb).all() or not (aabb[1] > aabb[0]).all():
+        if aabb.shape != (2, 3) or not _fits_float32(aabb) or not (aabb[1] > aabb[0]).all():
             raise SceneError(
                 f"'aabb' in {json_path} must be [[xmin, ymin, zmin], [xmax, ymax, zmax]] with "
                 f"max > min, got {meta['aabb']!r}"
             )
         return aabb
     scale = meta.get("aabb_scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise SceneError(f"'aabb_scale' in {json_path} must be a positive number, got {scale!r}")
+    if (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0
+            or not _fits_float32(scale)
+            or not _fits_float32(DEFAULT_AABB_HALF_SIZE * float(scale))):
+        raise SceneError(
+            f"'aabb_scale' in {json_path} must be a positive number (within float32 range), "
+            f"got {scale!r}"
+        )
     half = DEFAULT_AABB_HALF_SIZE * float(scale)
     return np.array([[-half] * 3, [half] * 3], dtype=np.float64)
 
@@ -434,8 +476,9 @@ def _near_far_radius(
     for key in ("near", "far"):
         if key in meta:
             value = meta[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise SceneError(f"'{key}' in {json_path} must be a non-negative number")
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+                    or not _fits_float32(value)):
+                raise SceneError(f"'{key}' in {json_path} must be a finite non-negative number")
     near = float(meta.get("near", near))
     far = float(meta.get("far", far))
     if not far > near:
