@@ -3,7 +3,8 @@
 # device call. Usage: bash benchmarks/lego_suite.sh a|b  (writes logs and results under $OUT).
 #   a: hash teacher alone (its timing is the issue-3 figure), then two lanes sharing the GPU:
 #      vm and grid from scratch | hash -> grid, vm, hash distillation.
-#   b: hash teacher alone, then two lanes: mlp from scratch (5 min) | hash -> mlp distillation.
+#   b: hash teacher alone, then two lanes: mlp from scratch (5 min) | hash -> mlp distillation,
+#      then render speed, an orbit video and a test view of the hash run.
 # Runs that shared the GPU say so in their "note".
 set -u
 part=${1:?usage: lego_suite.sh a|b}
@@ -30,6 +31,10 @@ else
   (export PVD_BENCH_NOTE="shared the GPU with the mlp from-scratch lane";
    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:mlp \
      --steps 9400 --stage1-steps 1000 --stage2-steps 1500 --time-limit 180 --val-every 500
+   python benchmarks/render_fps.py "$runs/hash" --size 400 --frames 10 --scene lego
+   python -m cli render --run "$runs/hash" --path orbit --frames 36 --size 200x200 --fps 12 --out "$out/orbit"
+   python -m cli eval --run "$runs/hash" --views 5
+   mkdir -p "$out/testview" && cp "$runs/hash"/eval/test/000-*.png "$out/testview/"
   ) > "$out/distill-b.log" 2>&1 &
 fi
 wait

@@ -1,0 +1,5 @@
+"""``python -m cli``: the same as the ``pvd-ti`` command."""
+
+from .main import main
+
+main()
