@@ -25,6 +25,7 @@ from rich.table import Table
 import taichi_pvd
 from taichi_pvd.errors import PvdError
 
+from .demo_command import demo
 from .run_commands import distill, train
 from .view_commands import eval_, info, render
 
@@ -86,6 +87,7 @@ main.add_command(info)
 
 main.add_command(train)
 main.add_command(distill)
+main.add_command(demo)
 
 
 @main.group()

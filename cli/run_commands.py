@@ -12,6 +12,7 @@ from rich.console import Console
 
 from taichi_pvd.errors import PvdError
 from taichi_pvd.fields import FIELD_CLASSES
+from taichi_pvd.presets import PRESET_NAMES
 
 from .options import parse_overrides
 from .progress import progress_display
@@ -77,18 +78,25 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--time-limit", type=float, default=None, help="Stop after this many seconds of optimisation.")
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
+@click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
+              help="Settings under the options above: cpu (small, fits a CPU) or full (the library defaults); "
+                   "auto picks by the backend. Default: auto on the demo scene, full on --data scenes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
-          time_limit, field_sets, resume, overwrite) -> None:
+          time_limit, field_sets, preset_name, resume, overwrite) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
+    from taichi_pvd.presets import merge_settings, training_preset
     from taichi_pvd.training.api import train as train_run
 
     overrides = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
                      val_every=val_every, checkpoint_every=checkpoint_every,
                      grid_resolution=grid_resolution, time_limit_s=time_limit)
     _reproducible_if_seeded(seed)
+    preset = training_preset(preset_name, demo_scene=data is None)
+    for line in preset.describe_training(model):
+        _console.print(f"[dim]{line}[/]")
     started: dict = {}
 
     def on_ready(trainer) -> None:
@@ -98,9 +106,10 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
     with _user_facing_failures("train", batch_rays, started), \
             progress_display(_console, f"train {model}") as on_progress:
         metrics = train_run(
-            data=data, model=model, out=out, field_overrides=parse_overrides(field_sets, "--set"),
-            train_overrides=overrides, resume=resume, overwrite=overwrite, on_progress=on_progress,
-            on_ready=on_ready,
+            data=data, model=model, out=out,
+            field_overrides={**preset.field_options(model), **parse_overrides(field_sets, "--set")},
+            train_overrides=merge_settings(preset.train_options(), overrides), resume=resume,
+            overwrite=overwrite, on_progress=on_progress, on_ready=on_ready,
         )
     psnr = metrics.get("val_psnr_db")
     _console.print(
