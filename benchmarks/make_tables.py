@@ -1,0 +1,130 @@
+"""Build the README's results tables from ``benchmarks/results/*.json`` (never typed by hand).
+
+Usage: ``python benchmarks/make_tables.py [--check]``: rewrites the part of README.md between
+``<!-- results:begin -->`` and ``<!-- results:end -->``; ``--check`` exits 1 if it is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _f(value, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _short(card: str) -> str:
+    return card.replace("NVIDIA ", "")
+
+
+def _note(run: dict) -> str:
+    return "shared GPU" if run.get("note") else ""
+
+
+def train_table(record: dict) -> list[str]:
+    lines = [f"**Training from scratch** ({record['scene']}, {_short(record['card'])}, test PSNR over "
+             f"{record['runs'][0].get('test_views', '?')} test views; `benchmarks/train.py`)", "",
+             "| model | steps | rays/step | train time (s) | test PSNR (dB) | SSIM | parameters | commit | |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = {"hash": 0, "vm": 1, "mlp": 2, "grid": 3}
+    for r in sorted(record["runs"], key=lambda r: order.get(r["model"], 9)):
+        rays = r["batch_rays"] if r["batch_rays"] != "default" else 8192
+        lines.append(f"| {r['model']} | {r['steps']} | {rays} | {_f(r['train_seconds'], '.1f')} | "
+                     f"{_f(r['test_psnr_db'])} | {_f(r['test_ssim'], '.4f')} | {r['num_parameters']:,} | "
+                     f"`{r['commit'][:7]}` | {_note(r)} |")
+    return lines
+
+
+def distill_table(record: dict) -> list[str]:
+    lines = [f"**Distillation** ({record['scene']}, {_short(record['card'])}, no training image read; "
+             "`benchmarks/distill.py`)", "",
+             "| teacher -> student | variant | steps | distill time (s) | teacher PSNR (dB) | student PSNR (dB) | "
+             "student vs teacher (dB) | commit | |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in record["runs"]:
+        lines.append(f"| {r['teacher']} -> {r['student']} | {r['variant']} | {r['steps']} | "
+                     f"{_f(r['distill_seconds'], '.1f')} | {_f(r['teacher_test_psnr_db'])} | "
+                     f"{_f(r['student_test_psnr_db'])} | {_f(r['student_vs_teacher_psnr_db'])} | "
+                     f"`{r['commit'][:7]}` | {_note(r)} |")
+    return lines
+
+
+def render_table(record: dict) -> list[str]:
+    lines = [f"**Rendering speed** ({record['scene']}, {_short(record['card'])}, `benchmarks/render_fps.py`)", "",
+             "| model | frame | fps | fps (live-ray path) | |", "| --- | --- | --- | --- | --- |"]
+    for r in record["runs"]:
+        lines.append(f"| {r['model']} | {r['width']}x{r['height']} | {_f(r['fps'], '.1f')} | "
+                     f"{_f(r['fps_live_rays'], '.1f')} | {_note(record)} |")
+    return lines
+
+
+def kernels_table(record: dict) -> list[str]:
+    r = record
+    bw = r["copy_bandwidth_gb_per_second"]
+    return [
+        f"**Kernels** ({_short(r['card'])}, `benchmarks/kernels.py`, commit `{r['commit'][:7]}`; measured copy "
+        f"bandwidth {bw:,.0f} GB/s)", "",
+        "| kernel | size | time (ms) | throughput | bandwidth it implies |",
+        "| --- | --- | --- | --- | --- |",
+        f"| hash encoding forward | {r['hash_points']:,} points x {r['hash_levels']} levels | "
+        f"{_f(r['hash_forward_ms'])} | {r['hash_forward_point_levels_per_second'] / 1e9:.2f} G point-levels/s | "
+        f"{r['hash_forward_min_bytes_gb_per_second']:,.0f} GB/s of compulsory traffic |",
+        f"| hash encoding forward+backward | same | {_f(r['hash_forward_backward_ms'])} | "
+        f"{r['hash_forward_backward_point_levels_per_second'] / 1e9:.2f} G point-levels/s | |",
+        f"| grid trilinear forward ({r['grid_resolution']}^3 x {r['grid_channels']}) | {r['grid_points']:,} points | "
+        f"{_f(r['grid_forward_ms'])} | {r['grid_forward_points_per_second'] / 1e9:.2f} G points/s | "
+        f"{r['grid_forward_gather_gb_per_second']:,.0f} GB/s of corner gathers ({r['grid_forward_gather_gb_per_second'] / bw:.0%} of copy) |",
+        f"| grid trilinear forward+backward | same | {_f(r['grid_forward_backward_ms'])} | | |",
+        f"| march + composite fwd/bwd | {r['march_rays']:,} rays, {r['march_samples_per_ray']:.0f} samples/ray | "
+        f"{_f(r['march_ms'] + r['composite_forward_backward_ms'])} | "
+        f"{r['march_composite_rays_per_second'] / 1e6:.1f} M rays/s | |",
+    ]
+
+
+def newcomer_table(record: dict) -> list[str]:
+    keys = [k for k in record if k.endswith(("_db", "_seconds", "_s"))]
+    lines = [f"**`pvd-ti demo` end to end** ({_short(record['card'])}, `benchmarks/newcomer.py`, commit "
+             f"`{record['commit'][:7]}`)", "", "| figure | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_f(record[k]) if isinstance(record[k], float) else record[k]} |" for k in keys]
+    return lines
+
+
+BUILDERS = {"train": train_table, "distill": distill_table, "render_fps": render_table, "kernels": kernels_table,
+            "newcomer": newcomer_table}
+
+
+def tables() -> str:
+    """All tables, in a fixed order, as markdown."""
+    blocks = []
+    for name in ("newcomer", "train", "distill", "render_fps", "kernels"):
+        for path in sorted(RESULTS.glob(f"{name}-*.json")):
+            record = json.loads(path.read_text())
+            blocks.append("\n".join(BUILDERS[name](record) + ["", f"<sub>from `{path.relative_to(ROOT)}`</sub>"]))
+    return "\n\n".join(blocks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"README.md lacks the {BEGIN} / {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{tables()}\n{END}{tail}"
+    if args.check:
+        sys.exit(0 if new == text else 1)
+    readme.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
