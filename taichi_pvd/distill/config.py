@@ -8,16 +8,23 @@ from ..errors import ConfigError
 from ..rendering.volume import MarchingConfig
 
 
+#: The paper's stage lengths, 3k and 5k of 30k steps, as shares of the whole distillation.
+PAPER_STAGE1_SHARE = 3000 / 30000
+PAPER_STAGE2_SHARE = 5000 / 30000
+
+
 @dataclass
 class DistillConfig:
     """How a student is distilled from a teacher. Saved inside the student's checkpoint."""
 
     steps: int = 30000
     """Total optimizer steps (all stages)."""
-    stage1_steps: int = 3000
-    """Stage 1 (block-wise): only phi1 of both models runs; feature loss only."""
-    stage2_steps: int = 5000
-    """Stage 2: + clipped raw-density loss and per-point colour loss."""
+    stage1_steps: int | None = None
+    """Stage 1 (block-wise): only phi1 of both models runs; feature loss only. ``None``: the
+    paper's share, 10% of ``steps`` (3k of 30k)."""
+    stage2_steps: int | None = None
+    """Stage 2: + clipped raw-density loss and per-point colour loss. ``None``: the paper's
+    share, 1/6 of ``steps`` (5k of 30k)."""
     batch_rays: int = 4096
     """Pseudo-label rays per step."""
     lr: float | None = None
@@ -81,7 +88,7 @@ class DistillConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.time_limit_s < 0:
             raise ConfigError(f"time-limit must be >= 0 seconds, got {self.time_limit_s}")
@@ -102,12 +109,19 @@ class DistillConfig:
             raise ConfigError(f"unknown distillation option(s): {', '.join(unknown)}")
         return cls(marching=marching, **data)
 
+    def stage_lengths(self) -> tuple[int, int]:
+        """Steps of stages 1 and 2 (stage 3 takes the rest)."""
+        stage1 = self.stage1_steps if self.stage1_steps is not None else round(self.steps * PAPER_STAGE1_SHARE)
+        stage2 = self.stage2_steps if self.stage2_steps is not None else round(self.steps * PAPER_STAGE2_SHARE)
+        return stage1, stage2
+
     def stage(self, step: int) -> int:
         """The stage (1, 2 or 3) that step ``step`` (0-based) belongs to."""
         if not self.blockwise:
             return 3
-        if step < self.stage1_steps:
+        stage1, stage2 = self.stage_lengths()
+        if step < stage1:
             return 1
-        if step < self.stage1_steps + self.stage2_steps:
+        if step < stage1 + stage2:
             return 2
         return 3

@@ -18,6 +18,7 @@ from ..data import Scene, generate_rays, image_rays
 from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
 from ..fields import RadianceField, density_from_raw
+from ..kernels.marching import PackedSamples
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
 from ..rendering.volume import composite_samples, march, render_rays_chunked
@@ -65,6 +66,7 @@ class Distiller(OptimizationLoop):
         self.cameras = virtual_cameras(rig, config.virtual_cameras,
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        self._prefetched: PackedSamples | None = None
         #: Optional ground-truth views (composited on white) scored at each validation, for
         #: benchmarks that compare distillation with training on the same images; never used
         #: by the losses.
@@ -72,6 +74,21 @@ class Distiller(OptimizationLoop):
         self.last_monitor_psnr: float | None = None
 
     # -- the losses ------------------------------------------------------------------------------
+
+    def _draw_samples(self) -> PackedSamples:
+        """Rays of random virtual cameras, marched through the (inherited) occupancy grid."""
+        c = self.config
+        origins, directions = sample_virtual_rays(self.cameras, self.rig, c.batch_rays, self.generator)
+        jitter = torch.rand(c.batch_rays, device=self.device, generator=self.generator)
+        with torch.no_grad():
+            return march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
+                         config=c.marching, jitter=jitter)
+
+    def prepare_next_step(self) -> None:
+        if self.step + 1 >= self.config.steps:
+            return
+        self.rng_state_before_prefetch = self.generator.get_state()
+        self._prefetched = self._draw_samples()
 
     def stage(self) -> int:
         """Stage of the current step; stage 1 is skipped without a feature loss."""
@@ -85,11 +102,10 @@ class Distiller(OptimizationLoop):
     def train_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
         c = self.config
         stage = self.stage()
-        origins, directions = sample_virtual_rays(self.cameras, self.rig, c.batch_rays, self.generator)
-        jitter = torch.rand(c.batch_rays, device=self.device, generator=self.generator)
-        with torch.no_grad():
-            samples = march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
-                            config=c.marching, jitter=jitter)
+        if self._prefetched is not None:
+            samples, self._prefetched, self.rng_state_before_prefetch = self._prefetched, None, None
+        else:
+            samples = self._draw_samples()
         n = c.batch_rays
         parts: dict[str, torch.Tensor] = {}
         loss = torch.zeros((), device=self.device)

@@ -136,7 +136,12 @@ class OptimizationLoop:
 
     def _set_lr(self) -> None:
         s = self.settings
-        factor = cosine_lr_factor(self.step, s.steps, s.lr_final_ratio, s.lr_warmup_steps)
+        step, steps = self.step, s.steps
+        if s.time_limit_s:
+            # Under a time limit the schedule follows whichever runs out first, steps or time,
+            # so a run cut short by the clock still ends at its final learning rate.
+            steps = min(steps, max(step + 1, round(step * s.time_limit_s / max(self.train_seconds, 1e-9))))
+        factor = cosine_lr_factor(step, steps, s.lr_final_ratio, s.lr_warmup_steps)
         for g in self.optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
 
