@@ -16,6 +16,7 @@ from ..errors import CheckpointError, ConfigError
 from ..fields import field_class, make_field
 from ..io.checkpoint import load_checkpoint
 from ..io.runs import CHECKPOINT_NAME, checkpoint_path, load_run
+from ..option_types import check_option_types
 from ..rendering.volume import MarchingConfig
 from ..training.api import prepare_run_dir
 from ..training.interrupts import graceful_termination
@@ -51,6 +52,7 @@ def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None 
     """:class:`DistillConfig` defaults with ``overrides`` applied (``None`` values ignored);
     ``lr`` left unset takes the student architecture's training default."""
     values = {k: v for k, v in (overrides or {}).items() if v is not None}
+    check_option_types(DistillConfig, values, "distillation option")
     base = dataclasses.asdict(DistillConfig())
     marching = {**base.pop("marching"), **values.pop("marching", {})}
     unknown = sorted(set(values) - set(base))
@@ -83,7 +85,7 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     history; the losses never see those images.
     """
     field_class(source)
-    field_class(target)
+    check_option_types(field_class(target).config_class, student_overrides or {}, f"{target} field option")
     teacher_dir = Path(teacher) if teacher is not None else find_latest_run(source, Path(runs_root))
     backend.init()
     device = backend.device()

@@ -63,7 +63,7 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
         field.load_tensors(unprefixed(ckpt.tensors, "field."))
         grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]))
         grid.load_state_dict(unprefixed(ckpt.tensors, "grid."))
-    except (KeyError, RuntimeError, ValueError) as exc:
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint in {run_dir} does not match its own config ({exc}); it may be from another version") from exc
     field.to(device)
     grid.to(device)

@@ -16,6 +16,7 @@ from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
 from ..fields import field_class, make_field
 from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
+from ..option_types import check_option_types
 from .config import TrainConfig
 from .interrupts import graceful_termination
 from .loop import ProgressFn
@@ -60,6 +61,7 @@ def resolve_train_config(model: str, overrides: dict[str, Any] | None = None) ->
     ignored). ``marching`` may be given as a dict of :class:`MarchingConfig` fields."""
     values: dict[str, Any] = {**field_class(model).train_defaults}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    check_option_types(TrainConfig, values, "training option")
     base = dataclasses.asdict(TrainConfig())
     marching = {**base.pop("marching"), **values.pop("marching", {})}
     unknown = sorted(set(values) - set(base))
@@ -80,7 +82,7 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     ``on_ready(trainer)`` is called once everything is loaded, before the first step (the CLI
     prints the preset there).
     """
-    field_class(model)
+    check_option_types(field_class(model).config_class, field_overrides or {}, f"{model} field option")
     demo = data is None
     scene_path = demo_scene_path() if demo else Path(data)
     out_dir = Path(out) if out is not None else default_run_dir(scene_path, model, demo)
