@@ -153,9 +153,11 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
     from taichi_pvd.distill.api import distill as distill_run
 
     overrides = parse_overrides(distill_sets, "--distill-set")
-    overrides.update(dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
-                          lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
-                          time_limit_s=time_limit))
+    options = dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
+                   lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
+                   time_limit_s=time_limit)
+    # Options left unset must not erase the same key given with --distill-set.
+    overrides.update({k: v for k, v in options.items() if v is not None})
     if no_feature_loss:
         overrides["feature_loss"] = False
     if no_density_clip:
