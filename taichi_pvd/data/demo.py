@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taichi_pvd.data.camera_paths import orbit_path, sphere_poses
+from taichi_pvd.data.camera_paths import look_at, orbit_path, sphere_poses
 from taichi_pvd.data.rays import generate_rays
 from taichi_pvd.errors import ConfigError
 
@@ -44,6 +44,16 @@ CAMERA_RADIUS = 4.0
 ELEVATION_RANGE_DEG = (5.0, 80.0)
 #: Elevation of the test orbit, degrees.
 TEST_ELEVATION_DEG = 30.0
+
+#: The back wall of the forward-facing variant: the plane y = WALL_Y, world units.
+WALL_Y = 2.0
+#: Forward-facing variant: cameras on a planar grid at y = -FF_CAMERA_DISTANCE, world units,
+#: spanning FF_GRID_EXTENT (x, z) in total, looking towards FF_FOCUS.
+FF_CAMERA_DISTANCE = 3.5
+FF_GRID_EXTENT = (1.0, 0.6)
+FF_FOCUS = (0.0, 6.0, 0.0)
+#: Horizontal field of view of the forward-facing cameras, radians.
+FF_ANGLE_X = math.radians(50.0)
 
 _LIGHT = (0.45, -0.35, 0.82)
 _AMBIENT, _DIFFUSE = 0.3, 0.7
@@ -273,6 +283,25 @@ class _Cone:
         return n, _mix((0.95, 0.45, 0.05), (0.55, 0.1, 0.5), stripes)
 
 
+class _BackWall:
+    """The forward-facing variant's backdrop: the plane ``y = WALL_Y`` with a two-scale checker
+    on a colour gradient, so every pixel of a forward-facing view is covered and textured."""
+
+    specular, shininess = 0.05, 10.0
+
+    def intersect(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        safe = torch.where(d[:, 1].abs() < 1e-12, torch.full_like(d[:, 1], 1e-12), d[:, 1])
+        t = (WALL_Y - o[:, 1]) / safe
+        return torch.where((d[:, 1] > 0) & (t > _EPS), t, _MISS)
+
+    def surface(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = _vec(0.0, -1.0, 0.0).expand_as(p)
+        coarse = _parity(p[:, 0] / 0.5, p[:, 2] / 0.5)
+        fine = _parity(p[:, 0] / 0.125, p[:, 2] / 0.125)
+        base = _mix((0.25, 0.55, 0.35), (0.85, 0.75, 0.55), (p[:, 0] / 6.0 + 0.5).clamp(0.0, 1.0))
+        return n, base * (0.55 + 0.3 * coarse + 0.15 * fine)[:, None]
+
+
 _OBJECTS = (
     _Sphere(),
     _Box(),
@@ -287,13 +316,15 @@ _OBJECTS = (
 
 @_one_torch_thread()
 def trace_demo_rays(
-    origins: torch.Tensor, directions: torch.Tensor
+    origins: torch.Tensor, directions: torch.Tensor, *, back_wall: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Shade rays against the demo scene (one bounce, no shadows).
 
     Args:
         origins: [R, 3] ray origins, world units, float (computed in float64).
         directions: [R, 3] unit ray directions.
+        back_wall: add the textured wall of the forward-facing variant (the plane
+            ``y = WALL_Y``, facing -Y) behind the objects.
 
     Returns:
         ``(rgb, depth)`` in the inputs' dtype: [R, 3] colour in [0, 1] (0 where the ray misses)
@@ -301,11 +332,12 @@ def trace_demo_rays(
     """
     dtype = origins.dtype
     origins, directions = origins.double(), directions.double()
-    distances = torch.stack([obj.intersect(origins, directions) for obj in _OBJECTS])
+    objects = _OBJECTS + ((_BackWall(),) if back_wall else ())
+    distances = torch.stack([obj.intersect(origins, directions) for obj in objects])
     depth, nearest = distances.min(dim=0)
     rgb = torch.zeros_like(origins)
     light = _normalize(_vec(*_LIGHT))
-    for index, obj in enumerate(_OBJECTS):
+    for index, obj in enumerate(objects):
         rays = torch.nonzero((nearest == index) & torch.isfinite(depth)).squeeze(-1)
         if rays.numel() == 0:
             continue
@@ -438,3 +470,89 @@ def demo_scene_path(
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+# -- the forward-facing (LLFF) variant ---------------------------------------------------------
+
+
+@_one_torch_thread()
+def render_forward_facing_view(
+    c2w: torch.Tensor, width: int, height: int, *, generator: torch.Generator, samples_per_side: int = 2
+) -> tuple[np.ndarray, float, float]:
+    """Render one view of the demo objects in front of the back wall (every pixel covered).
+
+    Args:
+        c2w: [3, 4] camera-to-world (OpenGL convention).
+        width, height: image size in pixels (horizontal field of view :data:`FF_ANGLE_X`).
+        generator: CPU generator for the sub-pixel jitter.
+        samples_per_side: each pixel averages ``samples_per_side ** 2`` jittered samples.
+
+    Returns:
+        ``(rgb, near, far)``: [height, width, 3] float32 in [0, 1], and the smallest and largest
+        depth (along the camera's viewing axis, world units) of the surfaces seen.
+    """
+    focal = 0.5 * width / math.tan(0.5 * FF_ANGLE_X)
+    intrinsics = torch.tensor([[focal, focal, 0.5 * width, 0.5 * height]], dtype=torch.float64)
+    k = samples_per_side
+    rows, cols = torch.meshgrid(torch.arange(height * k), torch.arange(width * k), indexing="ij")
+    jitter = torch.rand((height * k, width * k, 2), generator=generator, dtype=torch.float64)
+    pixels = (torch.stack([cols, rows], dim=-1) + jitter) / k
+    pose = c2w.double()
+    origins, directions = generate_rays(pose[None], intrinsics, height, width, pixels=pixels[None])
+    directions = directions.reshape(-1, 3)
+    rgb, depth = trace_demo_rays(origins.reshape(-1, 3), directions, back_wall=True)
+    axis_depth = depth * (directions @ -pose[:, 2])
+    image = rgb.reshape(height, k, width, k, 3).mean(dim=(1, 3))
+    return image.float().numpy(), float(axis_depth.min()), float(axis_depth.max())
+
+
+def forward_facing_poses(rows: int, cols: int) -> torch.Tensor:
+    """[rows * cols, 3, 4] float32 cameras of the forward-facing demo (OpenGL convention): a
+    planar ``rows`` x ``cols`` grid (row-major, top row first) at ``y = -FF_CAMERA_DISTANCE``
+    spanning :data:`FF_GRID_EXTENT`, world +Z up, all looking towards :data:`FF_FOCUS`."""
+    xs = torch.linspace(-0.5, 0.5, cols, dtype=torch.float64) * FF_GRID_EXTENT[0]
+    zs = torch.linspace(0.5, -0.5, rows, dtype=torch.float64) * FF_GRID_EXTENT[1]
+    z, x = torch.meshgrid(zs, xs, indexing="ij")
+    eyes = torch.stack([x, torch.full_like(x, -FF_CAMERA_DISTANCE), z], dim=-1).reshape(-1, 3)
+    return look_at(eyes, FF_FOCUS, (0.0, 0.0, 1.0)).float()
+
+
+def write_forward_facing_demo(
+    out_dir: str | os.PathLike[str], *, width: int = 64, height: int = 48, rows: int = 3,
+    cols: int = 5, seed: int = 0
+) -> Path:
+    """Render the demo objects as a forward-facing capture and write it in the LLFF layout.
+
+    Cameras from :func:`forward_facing_poses` photograph the objects in front of a textured
+    back wall, like a phone capture of a table top. Writes ``images/image_NNN.png`` (RGB, 8 bits)
+    and ``poses_bounds.npy`` ([N, 17] float64: LLFF pose ``[down, right, back, centre, hwf]``
+    and each view's near/far content depth, widened by 10%) under ``out_dir`` (created if
+    needed). Load it with :func:`taichi_pvd.data.load_scene`.
+
+    Returns:
+        ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or grid count
+        below 1 (or fewer than 2 views: train needs one beside the test view).
+    """
+    counts = dict(width=width, height=height, rows=rows, cols=cols)
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"forward-facing demo {name} must be a positive integer, got {value!r}")
+    if rows * cols < 2:
+        raise ConfigError("the forward-facing demo needs at least 2 views (rows * cols >= 2)")
+    from taichi_pvd.data.llff import POSES_BOUNDS, opengl_to_llff  # llff imports scene, not demo
+
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    c2w = forward_facing_poses(rows, cols)
+    focal = 0.5 * width / math.tan(0.5 * FF_ANGLE_X)
+    rows_out = []
+    for i, pose in enumerate(c2w):
+        rgb, near, far = render_forward_facing_view(pose, width, height, generator=generator)
+        Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(out / "images" / f"image_{i:03d}.png")
+        llff = opengl_to_llff(pose[None].double().numpy())[0]
+        hwf = np.array([[height], [width], [focal]], dtype=np.float64)
+        matrix = np.concatenate([llff, hwf], axis=1)
+        rows_out.append(np.concatenate([matrix.reshape(-1), [0.9 * near, 1.1 * far]]))
+    np.save(out / POSES_BOUNDS, np.stack(rows_out))
+    return out

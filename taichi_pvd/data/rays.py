@@ -72,21 +72,25 @@ def image_rays(scene: Scene, index: int) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns:
         ``(origins, directions)``, each [H * W, 3] float32 on the scene's device, row-major
-        (reshape to [H, W, 3] to get the image layout); directions are unit.
+        (reshape to [H, W, 3] to get the image layout); directions are unit. For a scene with
+        ``ndc`` set, the rays are in NDC (the space its box, near and far are given in).
     """
     origins, directions = generate_rays(
         scene.c2w[index : index + 1], scene.intrinsics[index : index + 1], scene.height, scene.width
     )
-    return origins.reshape(-1, 3), directions.reshape(-1, 3)
+    origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
+    if scene.ndc is not None:
+        return scene.ndc.rays(origins, directions)
+    return origins, directions
 
 
 @dataclasses.dataclass
 class RayBatch:
     """A batch of training rays with their target pixels, all on the scene's device."""
 
-    #: [B, 3] ray origins, world units.
+    #: [B, 3] ray origins, world units (NDC for a scene with ``ndc`` set).
     origins: torch.Tensor
-    #: [B, 3] unit ray directions.
+    #: [B, 3] unit ray directions (in NDC for a scene with ``ndc`` set).
     directions: torch.Tensor
     #: [B, 3] pixel colour; premultiplied by ``alpha`` when ``alpha`` is not None.
     rgb: torch.Tensor
@@ -156,6 +160,8 @@ class RaySampler:
             scene.width,
             pixels=pixel,
         )
+        if scene.ndc is not None:
+            origins, directions = scene.ndc.rays(origins, directions)
         return RayBatch(
             origins=origins,
             directions=directions,

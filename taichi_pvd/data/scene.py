@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from taichi_pvd.data.ndc import NdcSpace
 from taichi_pvd.errors import ConfigError, SceneError
 
 SPLITS = ("train", "val", "test")
@@ -76,6 +77,9 @@ class Scene:
     split: str
     #: Image file of each view, in the order of the tensors.
     file_paths: list[Path]
+    #: For forward-facing (LLFF) scenes, the NDC space rays are marched in; ``aabb``, ``near``
+    #: and ``far`` are then NDC quantities (see :mod:`taichi_pvd.data.ndc`). None: world space.
+    ndc: NdcSpace | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -124,7 +128,9 @@ def load_scene(
 
     Args:
         path: the scene folder (holding ``transforms_{train,val,test}.json`` or a single
-            ``transforms.json`` used for every split), or a ``transforms*.json`` file.
+            ``transforms.json`` used for every split), or a ``transforms*.json`` file. A folder
+            holding ``poses_bounds.npy`` is a forward-facing LLFF capture, read by
+            :func:`taichi_pvd.data.llff.load_llff` (``background`` does not apply).
         split: ``'train'``, ``'val'`` or ``'test'``.
         downscale: integer factor; each output pixel is the mean of a ``downscale`` x
             ``downscale`` block (rows/columns that do not fill a block are cropped at the
@@ -143,6 +149,10 @@ def load_scene(
     if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
         raise ConfigError(f"downscale must be a positive integer, got {downscale!r}")
     bg = _check_background(background)
+    from taichi_pvd.data.llff import is_llff_scene, load_llff  # llff builds on this module
+
+    if Path(path).is_dir() and is_llff_scene(path):
+        return load_llff(path, split, downscale=downscale, device=device)
 
     json_path = _find_transforms(Path(path), split)
     meta = _read_json(json_path)
