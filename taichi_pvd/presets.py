@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import backend
-from .distill.config import DistillConfig
 from .errors import ConfigError
 
 #: Names accepted by :func:`get_preset`.
@@ -49,10 +48,6 @@ class Preset:
     """Architecture name -> field options (of its config dataclass)."""
     distill: dict[str, Any] = field(default_factory=dict)
     """:class:`DistillConfig` fields (``marching`` as a dict)."""
-    stage_fractions: tuple[float, float] = (0.1, 1.0 / 6.0)
-    """Lengths of distillation stages 1 and 2 as fractions of the distillation steps (the
-    paper's 3k and 5k of 30k), used where ``distill`` gives no ``stage1_steps`` /
-    ``stage2_steps``: shortening the distillation keeps every stage."""
     video_frames: int = 120
     """Frames of the orbit video."""
 
@@ -65,13 +60,9 @@ class Preset:
         return copy.deepcopy(self.train)
 
     def distill_options(self) -> dict[str, Any]:
-        """The distillation overrides (a copy), with the stage lengths worked out from
-        :attr:`stage_fractions` where not given."""
-        options = copy.deepcopy(self.distill)
-        steps = options.get("steps", DistillConfig().steps)
-        for key, fraction in zip(("stage1_steps", "stage2_steps"), self.stage_fractions):
-            options.setdefault(key, round(steps * fraction))
-        return options
+        """The distillation overrides (a copy). Stage lengths left unset follow the paper's
+        shares of the run (see :class:`~taichi_pvd.distill.config.DistillConfig`)."""
+        return copy.deepcopy(self.distill)
 
     def with_overrides(self, *, scene_size: int | None = None, train: dict[str, Any] | None = None,
                        fields: dict[str, dict[str, Any]] | None = None,

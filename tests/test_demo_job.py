@@ -91,14 +91,6 @@ def test_overrides_go_on_top_of_the_preset_and_rename_it():
     assert CPU.with_overrides(train={"steps": None}) is CPU
 
 
-def test_distillation_stages_follow_the_number_of_steps():
-    assert FULL.distill_options() == {"stage1_steps": 3000, "stage2_steps": 5000}
-    short = CPU.with_overrides(distill={"steps": 600}).distill_options()
-    assert (short["stage1_steps"], short["stage2_steps"]) == (60, 100)
-    given = CPU.with_overrides(distill={"stage2_steps": 5}).distill_options()
-    assert given["stage2_steps"] == 5
-
-
 def test_presets_follow_the_hardware_on_the_demo_scene_only():
     assert get_preset("auto") is CPU  # the tests run on the CPU backend
     assert training_preset(None, demo_scene=True) is CPU
