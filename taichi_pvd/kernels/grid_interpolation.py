@@ -13,35 +13,17 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.cell_math import axis_cell, corner_weight
 
 _BLOCK_DIM = 128
 
 
 @ti.func
-def _axis_cell(coordinate, resolution):
-    """Lower vertex index and upper-vertex weight along one axis of ``resolution`` vertices."""
-    p = ti.math.clamp(coordinate, 0.0, 1.0) * ti.cast(resolution - 1, ti.f32)
-    i = ti.min(ti.cast(ti.floor(p), ti.i32), resolution - 2)
-    return i, p - ti.cast(i, ti.f32)
-
-
-@ti.func
 def _point_cell(x: ti.template(), n, grid: ti.template()):
-    ix, fx = _axis_cell(x[n, 0], grid.shape[0])
-    iy, fy = _axis_cell(x[n, 1], grid.shape[1])
-    iz, fz = _axis_cell(x[n, 2], grid.shape[2])
+    ix, fx = axis_cell(x[n, 0], grid.shape[0])
+    iy, fy = axis_cell(x[n, 1], grid.shape[1])
+    iz, fz = axis_cell(x[n, 2], grid.shape[2])
     return ti.Vector([ix, iy, iz]), ti.Vector([fx, fy, fz])
-
-
-@ti.func
-def _corner_weight(frac, bits: ti.template()):
-    w = 1.0
-    for a in ti.static(range(3)):
-        if ti.static((bits >> a) & 1):
-            w *= frac[a]
-        else:
-            w *= 1.0 - frac[a]
-    return w
 
 
 @ti.kernel
@@ -56,7 +38,7 @@ def _grid_forward(
         acc = 0.0
         for bits in ti.static(range(8)):
             i = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))])
-            acc += _corner_weight(frac, bits) * grid[i[0], i[1], i[2], c]
+            acc += corner_weight(frac, bits) * grid[i[0], i[1], i[2], c]
         out[n, c] = acc
 
 
@@ -72,7 +54,7 @@ def _grid_backward(
         g = grad_out[n, c]
         for bits in ti.static(range(8)):
             i = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))])
-            ti.atomic_add(grad_grid[i[0], i[1], i[2], c], _corner_weight(frac, bits) * g)
+            ti.atomic_add(grad_grid[i[0], i[1], i[2], c], corner_weight(frac, bits) * g)
 
 
 class _GridInterpolate(torch.autograd.Function):

@@ -25,6 +25,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.cell_math import corner_weight
 from taichi_pvd.errors import ConfigError
 
 #: Primes of the spatial hash, per axis (Teschner et al. 2003, as in Instant-NGP).
@@ -183,17 +184,6 @@ def _corner_row(corner, resolution, size, dense):
     return ti.cast(index % size, ti.i32)
 
 
-@ti.func
-def _corner_weight(frac, bits: ti.template()):
-    w = 1.0
-    for a in ti.static(range(3)):
-        if ti.static((bits >> a) & 1):
-            w *= frac[a]
-        else:
-            w *= 1.0 - frac[a]
-    return w
-
-
 @ti.kernel
 def _hash_encode_forward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),
@@ -214,7 +204,7 @@ def _hash_encode_forward(
         for bits in ti.static(range(8)):
             corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
             row = offset + _corner_row(corner, resolution, size, dense)
-            w = _corner_weight(frac, bits)
+            w = corner_weight(frac, bits)
             for f in ti.static(range(n_features)):
                 acc[f] += w * table[row, f]
         for f in ti.static(range(n_features)):
@@ -241,7 +231,7 @@ def _hash_encode_backward(
         for bits in ti.static(range(8)):
             corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
             row = offset + _corner_row(corner, resolution, size, dense)
-            w = _corner_weight(frac, bits)
+            w = corner_weight(frac, bits)
             for f in ti.static(range(n_features)):
                 ti.atomic_add(grad_table[row, f], w * g[f])
 

@@ -23,6 +23,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.cell_math import axis_cell
 
 #: (first plane axis, second plane axis, line axis) of each mode.
 VM_MODE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
@@ -30,19 +31,11 @@ _BLOCK_DIM = 128
 
 
 @ti.func
-def _axis_cell(coordinate, resolution):
-    """Lower vertex index and upper-vertex weight along one axis of ``resolution`` vertices."""
-    p = ti.math.clamp(coordinate, 0.0, 1.0) * ti.cast(resolution - 1, ti.f32)
-    i = ti.min(ti.cast(ti.floor(p), ti.i32), resolution - 2)
-    return i, p - ti.cast(i, ti.f32)
-
-
-@ti.func
 def _mode_cells(x: ti.template(), n, m, resolution):
     """Lower vertices (u, v, w) and upper weights of point ``n`` in mode ``m``'s plane and line."""
-    iu, fu = _axis_cell(x[n, ti.select(m < 2, 0, 1)], resolution)
-    iv, fv = _axis_cell(x[n, ti.select(m == 0, 1, 2)], resolution)
-    iw, fw = _axis_cell(x[n, 2 - m], resolution)
+    iu, fu = axis_cell(x[n, ti.select(m < 2, 0, 1)], resolution)
+    iv, fv = axis_cell(x[n, ti.select(m == 0, 1, 2)], resolution)
+    iw, fw = axis_cell(x[n, 2 - m], resolution)
     return ti.Vector([iu, iv, iw]), ti.Vector([fu, fv, fw])
 
 
