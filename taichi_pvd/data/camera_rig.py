@@ -3,10 +3,12 @@ every run's checkpoint (so distillation never reads a training image)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from .llff import average_pose
+from .ndc import NdcSpace
 from .scene import Scene
 
 
@@ -28,17 +30,45 @@ class CameraRig:
     """World up vector."""
     near: float
     far: float
+    forward_facing: bool = False
+    """Whether the scene is forward-facing (virtual cameras then stay among the training ones)."""
+    camera_box: list[list[float]] | None = None
+    """Forward-facing only: ``[min, max]`` corners of the box of training camera centres."""
+    orientation: list[list[float]] | None = None
+    """Forward-facing only: 3x3 mean training camera rotation (columns right, up, backward)."""
+    ndc: dict[str, float] | None = None
+    """The scene's NDC space (:class:`NdcSpace` fields), or None for world-space marching."""
 
     @classmethod
     def from_scene(cls, scene: Scene) -> "CameraRig":
         """The rig of a loaded scene: first camera's intrinsics, mean camera radius, box centre
-        and the mean camera up vector (the c2w's +Y axis)."""
+        and the mean camera up vector (the c2w's +Y axis). A scene with ``ndc`` set is
+        forward-facing: the rig also records the box of camera centres, the mean orientation and
+        the NDC space."""
         fx, fy, cx, cy = (float(v) for v in scene.intrinsics[0].cpu())
         up = scene.c2w[:, :, 1].mean(0)
         up = up / up.norm().clamp_min(1e-9)
         centre = scene.aabb.mean(0)
-        return cls(fx, fy, cx, cy, scene.height, scene.width, float(scene.camera_radius),
-                   centre.cpu().tolist(), up.cpu().tolist(), float(scene.near), float(scene.far))
+        rig = cls(fx, fy, cx, cy, scene.height, scene.width, float(scene.camera_radius),
+                  centre.cpu().tolist(), up.cpu().tolist(), float(scene.near), float(scene.far))
+        if scene.ndc is None:
+            return rig
+        c2w = scene.c2w.detach().cpu().double()
+        centres = c2w[:, :, 3]
+        mean = average_pose(c2w.numpy())
+        return replace(rig, forward_facing=True,
+                       camera_box=[centres.amin(0).tolist(), centres.amax(0).tolist()],
+                       orientation=mean[:, :3].tolist(), ndc=scene.ndc.to_dict())
+
+    def ndc_space(self) -> NdcSpace | None:
+        """The scene's :class:`NdcSpace`, or None when rays are marched in world space."""
+        return None if self.ndc is None else NdcSpace(**self.ndc)
+
+    def scene_rays(self, origins: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World rays [..., 3] -> the rays the field is marched with: NDC rays (unit directions)
+        for a rig with ``ndc``, else the same rays."""
+        space = self.ndc_space()
+        return (origins, directions) if space is None else space.rays(origins, directions)
 
     def to_dict(self) -> dict:
         """JSON-compatible form."""
@@ -47,8 +77,8 @@ class CameraRig:
     def scaled(self, width: int, height: int) -> "CameraRig":
         """The same rig with images of ``width`` x ``height`` pixels (same field of view)."""
         sx, sy = width / self.width, height / self.height
-        return CameraRig(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, height, width,
-                         self.radius, list(self.centre), list(self.up), self.near, self.far)
+        return replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
+                       height=height, width=width)
 
     def intrinsics(self, n: int, device: torch.device) -> torch.Tensor:
         """[n, 4] copies of ``(fx, fy, cx, cy)``."""

@@ -16,7 +16,8 @@ The loader follows the NeRF reference code for forward-facing scenes:
 4. every 8th image (``i % 8 == 0``) is held out as the test split (``val`` = ``test``), the
    rest is ``train``;
 5. the scene is marched in normalized device coordinates (:mod:`taichi_pvd.data.ndc`): the
-   :class:`Scene` carries ``ndc`` and its box, near and far are NDC quantities. ``c2w`` stays in
+   :class:`Scene` carries ``ndc`` and its box, near and far are NDC quantities; the box reaches
+   in x and y as far as the rays through the image corners of all the cameras. ``c2w`` stays in
    (recentred, scaled) world units; ray generators map rays through ``scene.ndc``.
 
 ``camera_radius`` of an LLFF scene is the mean distance of the camera centres from the average
@@ -25,6 +26,7 @@ camera (the spread of the capture), world units.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -33,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from taichi_pvd.data.ndc import NdcSpace
+from taichi_pvd.data.ndc import NdcSpace, ndc_xy_extent
+from taichi_pvd.data.rays import generate_rays
 from taichi_pvd.data.scene import Scene
 from taichi_pvd.errors import SceneError
 
@@ -137,7 +140,7 @@ def load_llff(path: str | os.PathLike[str], split: str = "train", *, downscale: 
         )
     images = torch.stack([_downscale(torch.from_numpy(p), factor) for p in pixels])
     f = focal * out_w / full_w
-    ndc = NdcSpace(focal=f, width=float(out_w), height=float(out_h))
+    ndc = _ndc_space(c2w, f, out_w, out_h)
     centres = c2w[picked, :, 3]
     return Scene(
         images=images.to(device),
@@ -155,6 +158,17 @@ def load_llff(path: str | os.PathLike[str], split: str = "train", *, downscale: 
         file_paths=[files[i] for i in picked],
         ndc=ndc,
     )
+
+
+def _ndc_space(c2w: np.ndarray, focal: float, width: int, height: int) -> NdcSpace:
+    """The NDC space of cameras [N, 3, 4] (all splits, so every split gets one box)."""
+    space = NdcSpace(focal=focal, width=float(width), height=float(height))
+    corners = torch.tensor([[0.0, 0.0], [width, 0.0], [0.0, height], [width, height]], dtype=torch.float64)
+    poses = torch.from_numpy(c2w)
+    intrinsics = torch.tensor([[focal, focal, 0.5 * width, 0.5 * height]], dtype=torch.float64)
+    origins, directions = generate_rays(poses, intrinsics.expand(len(poses), 4), height, width,
+                                        pixels=corners.expand(len(poses), 4, 2))
+    return dataclasses.replace(space, xy_extent=ndc_xy_extent(space, origins, directions))
 
 
 def _read_poses_bounds(path: Path) -> np.ndarray:

@@ -51,10 +51,14 @@ class NdcSpace:
     height: float
     #: Distance of the near plane in front of the world origin, world units.
     near: float = 1.0
+    #: Half-size of the box in NDC x and y before padding: 1 for the mean camera's frustum,
+    #: more when cameras off the mean see beyond it (see :func:`ndc_xy_extent`).
+    xy_extent: float = 1.0
 
     def aabb(self) -> torch.Tensor:
-        """[2, 3] float32 scene box in NDC: the frustum's ``[-1, 1]^3``, slightly padded."""
-        xy = 1.0 + NDC_XY_PAD
+        """[2, 3] float32 scene box in NDC: ``[-e, e]^2 x [-1, 1]`` (``e = xy_extent``), padded
+        by :data:`NDC_XY_PAD` in x, y and :data:`NDC_Z_PAD` in front of the near plane."""
+        xy = self.xy_extent + NDC_XY_PAD
         return torch.tensor([[-xy, -xy, -1.0 - NDC_Z_PAD], [xy, xy, 1.0]], dtype=torch.float32)
 
     def far(self) -> float:
@@ -111,3 +115,11 @@ def ndc_rays(origins: torch.Tensor, directions: torch.Tensor, focal: float, widt
     lengths = d_ndc.norm(dim=-1)
     return o_ndc.contiguous(), (d_ndc / lengths[..., None]).contiguous(), lengths
 
+
+def ndc_xy_extent(space: NdcSpace, corner_origins: torch.Tensor, corner_directions: torch.Tensor) -> float:
+    """The largest NDC ``|x|`` or ``|y|`` (at least 1) reached by rays [..., 3] between the near
+    plane and infinity: pass the rays through the image corners of every camera of a scene, and
+    the box of :meth:`NdcSpace.aabb` with this extent holds every ray of those cameras."""
+    o, d, length = ndc_rays(corner_origins, corner_directions, space.focal, space.width, space.height, space.near)
+    ends = torch.cat([o[..., :2].reshape(-1, 2), (o + length[..., None] * d)[..., :2].reshape(-1, 2)])
+    return max(1.0, float(ends.abs().max()))

@@ -11,9 +11,18 @@ from ..data.camera_rig import CameraRig
 
 def virtual_cameras(rig: CameraRig, n: int, elevation_deg: tuple[float, float], seed: int,
                     device: torch.device) -> torch.Tensor:
-    """``n`` camera-to-world matrices [n, 3, 4] on the sphere of the rig's radius, looking at
-    its centre, elevations within ``elevation_deg`` (degrees above the plane normal to up)."""
+    """``n`` camera-to-world matrices [n, 3, 4] (float32, on ``device``).
+
+    Object scenes: on the sphere of the rig's radius, looking at its centre, elevations within
+    ``elevation_deg`` (degrees above the plane normal to up). Forward-facing rigs: centres
+    uniform in the box of the training camera centres, all with the mean training orientation
+    (``elevation_deg`` unused)."""
     generator = torch.Generator().manual_seed(seed)
+    if rig.forward_facing:
+        lo, hi = (torch.tensor(c, dtype=torch.float64) for c in rig.camera_box)
+        centres = lo + torch.rand(n, 3, generator=generator, dtype=torch.float64) * (hi - lo)
+        rotation = torch.tensor(rig.orientation, dtype=torch.float64).expand(n, 3, 3)
+        return torch.cat([rotation, centres[:, :, None]], dim=2).float().to(device)
     return sphere_poses(n, rig.radius, elevation_deg, generator, centre=tuple(rig.centre), up=tuple(rig.up),
                         device=device)
 
@@ -21,11 +30,12 @@ def virtual_cameras(rig: CameraRig, n: int, elevation_deg: tuple[float, float], 
 def sample_virtual_rays(c2w: torch.Tensor, rig: CameraRig, n_rays: int,
                         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_rays`` rays through uniformly random pixels of uniformly random cameras among
-    ``c2w`` [C, 3, 4]. Returns origins, unit directions [n_rays, 3]."""
+    ``c2w`` [C, 3, 4]. Returns origins, unit directions [n_rays, 3], in NDC for a rig with
+    ``ndc`` (the space the teacher was trained in)."""
     device = c2w.device
     cam = torch.randint(0, c2w.shape[0], (n_rays,), device=device, generator=generator)
     u = torch.rand(n_rays, 2, device=device, generator=generator)
     pixels = u * torch.tensor([rig.width, rig.height], device=device, dtype=u.dtype)
     origins, directions = generate_rays(c2w[cam], rig.intrinsics(n_rays, device), rig.height, rig.width,
                                         pixels=pixels[:, None, :])
-    return origins[:, 0].contiguous(), directions[:, 0].contiguous()
+    return rig.scene_rays(origins[:, 0].contiguous(), directions[:, 0].contiguous())
