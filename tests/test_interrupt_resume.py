@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from cli.main import main
 from taichi_pvd.data.demo import write_demo_scene
 from taichi_pvd.distill.api import distill
 from taichi_pvd.distill.distiller import Distiller
@@ -46,10 +48,11 @@ INTERRUPTIONS = {
               ("train-stop-request", 6, "request")],
     "distill": [("distill-keyboard-interrupt", 3, "keyboard-interrupt"), ("distill-ctrl-c", 4, "sigint")],
 }
+#: The tiny hash field (HASH) as `pvd-ti train` options.
+CLI_FIELD = ["--set", "log2_table_size=10", "--set", "n_levels=2", "--set", "finest_resolution=32"]
 #: What `pvd-ti train` runs with these options (default marching; with 256 rays, two runs on
 #: several Taichi threads already differ) ...
-CLI_ARGS = ["--set", "log2_table_size=10", "--set", "n_levels=2", "--set", "finest_resolution=32",
-            "--steps", "3", "--batch-rays", "256", "--val-every", "0", "--checkpoint-every", "0",
+CLI_ARGS = [*CLI_FIELD, "--steps", "3", "--batch-rays", "256", "--val-every", "0", "--checkpoint-every", "0",
             "--grid-resolution", "16", "--seed", "7"]
 #: ... and the same through the library.
 CLI_EQUIVALENT = {"steps": 3, "batch_rays": 256, "val_every": 0, "checkpoint_every": 0,
@@ -235,3 +238,32 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpt.meta["step"] == 4
     assert all(bool(torch.isfinite(t).all()) for t in ckpt.tensors.values() if t.is_floating_point())
     assert not (out / METRICS_NAME).exists()
+
+
+def test_ctrl_c_in_pvd_ti_train_says_where_the_run_is_and_resume_finishes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PVD_ARCH", "cpu")  # the CLI exports it
+    monkeypatch.setenv("COLUMNS", "400")  # no line wrapping of the long paths
+    scene = write_demo_scene(tmp_path / "scene", size=16, n_train=4, n_val=1, n_test=1)
+    out = tmp_path / "run"
+    args = ["train", "--data", str(scene), "--out", str(out), *CLI_FIELD, "--steps", "4", "--batch-rays", "64",
+            "--val-every", "0", "--checkpoint-every", "0", "--grid-resolution", "16"]
+    with monkeypatch.context() as patch:
+        original = Trainer.train_step
+
+        def train_step(self):
+            result = original(self)
+            if self.step == 1:
+                signal.raise_signal(signal.SIGINT)
+            return result
+
+        patch.setattr(Trainer, "train_step", train_step)
+        stopped = CliRunner().invoke(main, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert f"stopped at step 2: checkpoint saved in {out}" in stopped.output
+    assert "continue with the same `pvd-ti train` command plus --resume" in stopped.output
+    assert load_checkpoint(checkpoint_path(out)).meta["step"] == 2
+
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(checkpoint_path(out)).meta["step"] == 4
+    assert json.loads((out / METRICS_NAME).read_text())["steps"] == 4
