@@ -49,8 +49,12 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def is_llff_scene(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a folder holding ``poses_bounds.npy``."""
-    return (Path(path) / POSES_BOUNDS).is_file()
+    """Whether ``path`` is a folder holding ``poses_bounds.npy`` (False for a folder that cannot
+    be searched: the transforms loader then says why)."""
+    try:
+        return (Path(path) / POSES_BOUNDS).is_file()
+    except OSError:
+        return False
 
 
 def llff_to_opengl(poses: np.ndarray) -> np.ndarray:
