@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from taichi_pvd.data.camera_paths import look_at, orbit_path, sphere_poses
+from taichi_pvd.data.llff import POSES_BOUNDS, opengl_to_llff
 from taichi_pvd.data.rays import generate_rays
 from taichi_pvd.errors import ConfigError
 
@@ -533,14 +534,12 @@ def write_forward_facing_demo(
         ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or grid count
         below 1 (or fewer than 2 views: train needs one beside the test view).
     """
-    counts = dict(width=width, height=height, rows=rows, cols=cols)
+    counts = {"width": width, "height": height, "rows": rows, "cols": cols}
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"forward-facing demo {name} must be a positive integer, got {value!r}")
     if rows * cols < 2:
         raise ConfigError("the forward-facing demo needs at least 2 views (rows * cols >= 2)")
-    from taichi_pvd.data.llff import POSES_BOUNDS, opengl_to_llff  # llff imports scene, not demo
-
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)

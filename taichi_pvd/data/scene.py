@@ -149,7 +149,8 @@ def load_scene(
     if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
         raise ConfigError(f"downscale must be a positive integer, got {downscale!r}")
     bg = _check_background(background)
-    from taichi_pvd.data.llff import is_llff_scene, load_llff  # llff builds on this module
+    # Imported here: the LLFF loader builds on this module.
+    from taichi_pvd.data.llff import is_llff_scene, load_llff
 
     if Path(path).is_dir() and is_llff_scene(path):
         return load_llff(path, split, downscale=downscale, device=device)
