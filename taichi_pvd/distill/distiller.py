@@ -135,7 +135,7 @@ class Distiller(OptimizationLoop):
                 target = composite_samples(density_from_raw(t_feat[:, 0]), t_rgb, samples, background, c.marching).rgb
             out = composite_samples(density_from_raw(s_feat[:, 0]), s_rgb, samples, background, c.marching)
             parts["rgb"] = F.mse_loss(out.rgb, target)
-            loss = loss + c.rgb_weight * parts["rgb"] + self.field.regularization()
+            loss = loss + c.rgb_weight * parts["rgb"] + self.field.regularization(self.generator)
         parts = {k: v.detach() for k, v in parts.items()}
         return loss, samples.n_samples / n, parts
 

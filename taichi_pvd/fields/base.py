@@ -99,8 +99,9 @@ class RadianceField(nn.Module):
         encodings and networks different rates or weight decay)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
-    def regularization(self) -> torch.Tensor:
-        """The field's own regulariser (a scalar added to the training loss); zero by default."""
+    def regularization(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The field's own regulariser (a scalar added to the training loss); zero by default.
+        Regularisers that sample draw from ``generator`` (the loop's, on the field's device)."""
         return torch.zeros((), device=self.aabb.device)
 
     def load_tensors(self, state: dict[str, torch.Tensor]) -> None:

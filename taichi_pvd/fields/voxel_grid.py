@@ -65,9 +65,6 @@ class VoxelGridField(RadianceField):
         grid = torch.zeros(r, r, r, self.feature_dim)
         grid[..., 0] = config.init_raw_density
         self.grid = nn.Parameter(grid)
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
-        self._tv_seed = seed
-        self._tv_generators: dict[torch.device, torch.Generator] = {}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return grid_interpolate(self.normalise(x), self.grid)
@@ -80,15 +77,11 @@ class VoxelGridField(RadianceField):
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         return [{"params": [self.grid], "lr": lr}]
 
-    def _tv_generator(self) -> torch.Generator:
-        device = self.grid.device
-        if device not in self._tv_generators:
-            self._tv_generators[device] = torch.Generator(device=device).manual_seed(self._tv_seed)
-        return self._tv_generators[device]
-
-    def regularization(self) -> torch.Tensor:
+    def regularization(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """Total variation of density and SH plus L1 of the density, at ``tv_samples`` voxels
-        drawn at random (each call a new draw; a scalar).
+        drawn at random with ``generator`` (on the grid's device; each call a new draw; a
+        scalar). The training loop passes its own generator, so resumed runs redraw the same
+        voxels.
 
         TV at a voxel is the squared difference to its +x, +y and +z neighbours summed over the
         three axes, averaged over the sampled voxels and the channels of the group (1 density,
@@ -96,7 +89,7 @@ class VoxelGridField(RadianceField):
         """
         c = self.config
         r, channels = self.grid.shape[0], self.grid.shape[-1]
-        corner = torch.randint(0, r - 1, (c.tv_samples, 3), device=self.grid.device, generator=self._tv_generator())
+        corner = torch.randint(0, r - 1, (c.tv_samples, 3), device=self.grid.device, generator=generator)
         flat = (corner[:, 0] * r + corner[:, 1]) * r + corner[:, 2]
         neighbours = torch.cat([flat, flat + r * r, flat + r, flat + 1])
         values = self.grid.reshape(-1, channels)[neighbours].reshape(4, c.tv_samples, channels)

@@ -99,7 +99,7 @@ class Trainer(OptimizationLoop):
             sigma, rgb = torch.zeros(0, device=self.device), torch.zeros(0, 3, device=self.device)
         out = composite_samples(sigma, rgb, samples, background, c.marching)
         rgb_loss = F.mse_loss(out.rgb, batch.rgb_on(background))
-        loss = rgb_loss + self.field.regularization()
+        loss = rgb_loss + self.field.regularization(self.generator)
         return loss, samples.n_samples / n, {"rgb": rgb_loss.detach()}
 
     def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
