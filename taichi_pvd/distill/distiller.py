@@ -150,7 +150,8 @@ class Distiller(OptimizationLoop):
             views = []
             for i in range(poses.shape[0]):
                 o, dirs = generate_rays(poses[i : i + 1], rig.intrinsics(1, self.device), size, size)
-                o, dirs = o.reshape(-1, 3).contiguous(), dirs.reshape(-1, 3).contiguous()
+                o, dirs = self.rig.scene_rays(o.reshape(-1, 3), dirs.reshape(-1, 3))
+                o, dirs = o.contiguous(), dirs.contiguous()
                 views.append((o, dirs, self._render(self.teacher, o, dirs)))
             self._val_views = views
         return self._val_views

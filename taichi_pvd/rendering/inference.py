@@ -320,12 +320,14 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
     device = run.grid.aabb.device
     bg = torch.tensor(background, dtype=torch.float32, device=device)
     marching = marching_config(run)
+    rig = camera_rig(run)
     frames = []
     for i in range(len(views)):
         origins, directions = generate_rays(views.c2w[i : i + 1].to(device), views.intrinsics[i : i + 1].to(device),
                                             views.height, views.width)
-        rgb, depth, opacity = render_image(run.field, run.grid, origins.reshape(-1, 3).contiguous(),
-                                           directions.reshape(-1, 3).contiguous(), near=views.near,
+        origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
+        rgb, depth, opacity = render_image(run.field, run.grid, origins.contiguous(),
+                                           directions.contiguous(), near=views.near,
                                            far=views.far, background=bg, marching=marching,
                                            chunk=chunk, live_rays=live_rays)
         shape = (views.height, views.width)

@@ -118,7 +118,10 @@ class Trainer(OptimizationLoop):
         if self.val_scene is None:
             return None
         views = range(min(self.config.val_views, self.val_scene.images.shape[0]))
-        values = [psnr(self.render_view(self.val_scene, i), self.val_scene.images[i]) for i in views]
+        # Transparent scenes are scored on white (the validation split is composited on it);
+        # opaque ones on the black the training composites behind them.
+        background = None if self.scene.alphas is not None else torch.zeros(3, device=self.device)
+        values = [psnr(self.render_view(self.val_scene, i, background), self.val_scene.images[i]) for i in views]
         self.last_val_psnr = float(sum(values) / len(values))
         return self.last_val_psnr
 
