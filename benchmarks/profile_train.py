@@ -22,7 +22,6 @@ from taichi_pvd.data import load_scene  # noqa: E402
 from taichi_pvd.fields import make_field  # noqa: E402
 from taichi_pvd.training.api import resolve_train_config  # noqa: E402
 from taichi_pvd.training.trainer import Trainer  # noqa: E402
-import taichi_pvd.training.trainer as trainer_module  # noqa: E402
 import taichi_pvd.rendering.volume as volume  # noqa: E402
 
 

@@ -79,3 +79,20 @@ def check_option_types(config_class: type, values: dict[str, Any], what: str) ->
         if not _fits(value, example):
             separator = "" if what.endswith(".") else " "
             raise ConfigError(f"{what}{separator}{name}={value!r} should be {_describe(example)}")
+
+
+def config_with_options(config_class: type, values: dict[str, Any], what: str) -> Any:
+    """An instance of ``config_class`` (a training or distillation config with a nested
+    ``marching`` config): its defaults with ``values`` applied (``None`` values are ignored;
+    ``marching`` may be a partial dict), type-checked and validated. Unknown names raise
+    :class:`ConfigError` naming them and ``what`` they are."""
+    values = {k: v for k, v in values.items() if v is not None}
+    check_option_types(config_class, values, what)
+    base = dataclasses.asdict(config_class())
+    marching = {**base.pop("marching"), **values.pop("marching", {})}
+    unknown = sorted(set(values) - set(base))
+    if unknown:
+        raise ConfigError(f"unknown {what}(s): {', '.join(unknown)}")
+    config = config_class.from_dict({**base, **values, "marching": marching})
+    config.validate()
+    return config

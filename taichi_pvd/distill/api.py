@@ -12,11 +12,11 @@ import torch
 from .. import backend
 from ..data import load_scene
 from ..data.camera_rig import CameraRig
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..fields import field_class, make_field
 from ..io.checkpoint import load_checkpoint
-from ..io.runs import CHECKPOINT_NAME, checkpoint_path, load_run
-from ..option_types import check_option_types
+from ..io.runs import CHECKPOINT_NAME, load_run
+from ..option_types import check_option_types, config_with_options
 from ..rendering.volume import MarchingConfig
 from ..training.api import prepare_run_dir
 from ..training.interrupts import graceful_termination
@@ -51,19 +51,10 @@ def find_latest_run(model: str, root: Path = Path("runs"), scene_name: str | Non
 def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None = None) -> DistillConfig:
     """:class:`DistillConfig` defaults with ``overrides`` applied (``None`` values ignored);
     ``lr`` left unset takes the student architecture's training default."""
-    values = {k: v for k, v in (overrides or {}).items() if v is not None}
-    check_option_types(DistillConfig, values, "distillation option")
-    base = dataclasses.asdict(DistillConfig())
-    marching = {**base.pop("marching"), **values.pop("marching", {})}
-    unknown = sorted(set(values) - set(base))
-    if unknown:
-        raise ConfigError(f"unknown distillation option(s): {', '.join(unknown)}")
-    merged = {**base, **values, "marching": marching}
-    if merged["lr"] is None:
-        merged["lr"] = float(field_class(student_model).train_defaults.get("lr", 1e-2))
-    config = DistillConfig.from_dict(merged)
-    config.validate()
-    return config
+    values = dict(overrides or {})
+    if values.get("lr") is None:
+        values["lr"] = float(field_class(student_model).train_defaults.get("lr", 1e-2))
+    return config_with_options(DistillConfig, values, "distillation option")
 
 
 def default_distill_dir(teacher_dir: Path, teacher_model: str, student_model: str) -> Path:

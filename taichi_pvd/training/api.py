@@ -3,7 +3,6 @@ preset, then train."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
 from ..fields import field_class, make_field
 from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
-from ..option_types import check_option_types
+from ..option_types import check_option_types, config_with_options
 from .config import TrainConfig
 from .interrupts import graceful_termination
 from .loop import ProgressFn
@@ -59,17 +58,8 @@ def resolve_train_config(model: str, overrides: dict[str, Any] | None = None) ->
     """The training config for architecture ``model``: :class:`TrainConfig` defaults, then the
     architecture's own ``train_defaults``, then the user's ``overrides`` (``None`` values are
     ignored). ``marching`` may be given as a dict of :class:`MarchingConfig` fields."""
-    values: dict[str, Any] = {**field_class(model).train_defaults}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    check_option_types(TrainConfig, values, "training option")
-    base = dataclasses.asdict(TrainConfig())
-    marching = {**base.pop("marching"), **values.pop("marching", {})}
-    unknown = sorted(set(values) - set(base))
-    if unknown:
-        raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
-    config = TrainConfig.from_dict({**base, **values, "marching": marching})
-    config.validate()
-    return config
+    values = {**field_class(model).train_defaults, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    return config_with_options(TrainConfig, values, "training option")
 
 
 def train(*, data: str | Path | None = None, model: str = "hash", out: str | Path | None = None,
