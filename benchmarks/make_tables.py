@@ -96,14 +96,30 @@ def newcomer_table(record: dict) -> list[str]:
     return lines
 
 
+def time_to_quality_table(record: dict) -> list[str]:
+    lines = [f"**Time to quality, mlp** ({record['scene']}, {_short(record['card'])}, "
+             "`benchmarks/time_to_quality.py`; seconds of optimisation to reach each validation PSNR, "
+             "distillation time excluding the teacher's)", "",
+             "| level | from scratch (s) | hash -> mlp distillation (s) | speed-up |", "| --- | --- | --- | --- |"]
+    for name, level in record["levels"].items():
+        never = "not reached"
+        lines.append(f"| {level['psnr_db']:.2f} dB ({name}) | {_f(level['scratch_seconds'], '.0f') if level['scratch_seconds'] else never} | "
+                     f"{_f(level['distill_seconds'], '.0f') if level['distill_seconds'] else never} | {_f(level['speedup'])} |")
+    lines.append("")
+    lines.append(f"Test PSNR: from scratch {record['scratch_test_psnr_db']:.2f} dB after {record['scratch_train_seconds']:.0f} s; "
+                 f"distilled {record['distilled_test_psnr_db']:.2f} dB after {record['distill_seconds']:.0f} s "
+                 f"(teacher {record['teacher_test_psnr_db']:.2f} dB). {record['note']}.")
+    return lines
+
+
 BUILDERS = {"train": train_table, "distill": distill_table, "render_fps": render_table, "kernels": kernels_table,
-            "newcomer": newcomer_table}
+            "newcomer": newcomer_table, "time_to_quality": time_to_quality_table}
 
 
 def tables() -> str:
     """All tables, in a fixed order, as markdown."""
     blocks = []
-    for name in ("newcomer", "train", "distill", "render_fps", "kernels"):
+    for name in ("newcomer", "train", "distill", "time_to_quality", "render_fps", "kernels"):
         for path in sorted(RESULTS.glob(f"{name}-*.json")):
             record = json.loads(path.read_text())
             blocks.append("\n".join(BUILDERS[name](record) + ["", f"<sub>from `{path.relative_to(ROOT)}`</sub>"]))
