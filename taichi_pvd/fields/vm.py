@@ -43,8 +43,8 @@ class TensoRFConfig:
     near 0, so the initial density is about ``exp(shift)`` = 0.14 per world unit: a faint fog
     (Plenoxels starts at 0.1). TensoRF's ``density_shift = -10`` (before a softplus) did not
     transfer to the exp activation: at sigma = e^-10 the photometric gradient of the density
-    factors is smaller than the L1 one, and on the demo scene training never started (-5, -2
-    and 0 reached 21.6, 21.8 and 21.3 dB after 600 steps)."""
+    factors is smaller than the L1 one, and on the demo scene training never started (it did
+    with the L1 off; -5, -2 and 0 reached 21.6, 21.8 and 21.3 dB after 600 steps)."""
     init_scale: float = 0.1
     """Standard deviation of the normal initialisation of planes and lines (TensoRF: 0.1)."""
     l1_weight: float = 1e-4

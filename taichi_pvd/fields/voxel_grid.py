@@ -26,13 +26,17 @@ class VoxelGridConfig:
     resolution: int = 128
     """Grid points per axis (cubic, spanning the scene box corner to corner)."""
     init_raw_density: float = -2.0
-    """Initial raw density of every voxel (sigma = exp of it, per world unit)."""
+    """Initial raw density of every voxel: sigma = e^-2 = 0.14 per world unit, a faint fog
+    (Plenoxels starts at 0.1; on the demo scene +1.0 trained 1.5 dB worse over 600 steps)."""
     tv_samples: int = 32768
     """Voxels drawn at random per :meth:`VoxelGridField.regularization` call for the total
-    variation (the full grid is too large to difference every step)."""
-    tv_density_weight: float = 1e-3
-    """Weight of the total variation of the raw density."""
-    tv_sh_weight: float = 1e-3
+    variation and L1 (the full grid is too large to difference every step; Plenoxels also
+    regularises a random 1 %)."""
+    tv_density_weight: float = 1e-2
+    """Weight of the total variation of the raw density. On the demo scene (64^3, 600 steps)
+    both TV weights at 1e-2 gave 23.1 dB, at 1e-3 23.0 dB, and without TV training stalled at
+    12.5 dB with under 3 samples per ray."""
+    tv_sh_weight: float = 1e-2
     """Weight of the total variation of the SH coefficients."""
     l1_density_weight: float = 1e-5
     """Weight of the mean density sigma at the sampled voxels (L1 sparsity of empty space)."""
@@ -57,6 +61,9 @@ class VoxelGridField(RadianceField):
     kind = "grid"
     config_class = VoxelGridConfig
     feature_dim = 1 + 3 * SH_COEFFS
+    #: Plenoxels uses RMSProp at 30 (density) and 1e-2 (SH); with the shared Adam loop, 0.03 /
+    #: 0.1 / 0.3 / 1.0 reached 20.4 / 23.0 / 22.2 / 18.8 dB after 600 steps on the demo scene
+    #: (64^3 grid, TV weights 1e-3).
     train_defaults = {"lr": 1e-1}
 
     def __init__(self, config: VoxelGridConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
