@@ -56,7 +56,12 @@ def encoding_dim(frequencies: int) -> int:
 
 class NeRFField(RadianceField):
     """NeRF field: ``features(x) = MLP(PE(x))`` with 16 outputs (raw density + 15 geometry
-    features) and the shared colour head."""
+    features) and the shared colour head.
+
+    ``generator`` is accepted for the common constructor signature and unused: the layers
+    draw their initial weights from torch's global generator (seeded by the caller), as the
+    hash field's MLPs do.
+    """
 
     kind = "mlp"
     config_class = NeRFConfig
