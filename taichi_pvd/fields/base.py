@@ -38,11 +38,11 @@ def density_from_raw(raw: torch.Tensor) -> torch.Tensor:
 
 
 def check_config(config: Any) -> None:
-    """Raise :class:`ConfigError` for a field config whose numbers are out of range: every int
-    field must be positive."""
+    """Raise :class:`ConfigError` for a field config whose numbers are out of range: every
+    field declared ``int`` must be positive."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+        if f.type in ("int", int) and isinstance(value, int) and not isinstance(value, bool) and value <= 0:
             raise ConfigError(f"{type(config).__name__}.{f.name} must be positive, got {value}")
 
 
