@@ -44,7 +44,8 @@ def _summary_table(summary) -> Table:
 @click.command(short_help="The whole job on the demo scene: train, distil, render, evaluate.")
 @click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default="auto",
               show_default=True,
-              help="Settings: cpu (fits a CPU, minutes), full (the library defaults, for a GPU); "
+              help="Settings: cpu (fits a CPU, minutes), gpu (the demo sized for a GPU), full (the library "
+                   "defaults, paper-sized); "
                    "auto picks by the backend.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True,
               help="Folder for everything the demo writes (an earlier demo there is replaced).")

@@ -79,7 +79,8 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
 @click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
-              help="Settings under the options above: cpu (small, fits a CPU) or full (the library defaults); "
+              help="Settings under the options above: cpu (small, fits a CPU), gpu (the demo sized for a GPU) "
+                   "or full (the library defaults); "
                    "auto picks by the backend. Default: auto on the demo scene, full on --data scenes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
