@@ -24,13 +24,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 #: Targets of the demo on two CPU cores (GitHub issue 9).
-TARGETS = {"wall_seconds_max": 600.0, "teacher_test_psnr_db_min": 25.0, "student_test_psnr_db_min": 22.0}
+#: Issue 9's targets: on the CPU the first (cold) run within 10 minutes; on a GPU the run with
+#: warm kernel caches within 60 s. Both: teacher >= 25 dB, student >= 22 dB.
+CPU_TARGETS = {"wall_seconds_max": 600.0, "teacher_test_psnr_db_min": 25.0, "student_test_psnr_db_min": 22.0}
+GPU_TARGETS = {"warm_wall_seconds_max": 60.0, "teacher_test_psnr_db_min": 25.0, "student_test_psnr_db_min": 22.0}
+
+
+def meets_targets(record: dict[str, Any], targets: dict[str, float]) -> bool:
+    """Whether the measured figures of ``record`` meet ``targets``."""
+    if "warm_wall_seconds_max" in targets:
+        warm = record.get("warm_rerun")
+        if warm is None or warm["wall_seconds"] > targets["warm_wall_seconds_max"]:
+            return False
+    elif record["wall_seconds"] > targets["wall_seconds_max"]:
+        return False
+    return (record["teacher_test_psnr_db"] >= targets["teacher_test_psnr_db_min"]
+            and record["student_test_psnr_db"] >= targets["student_test_psnr_db_min"])
 
 
 def demo_args(preset: str) -> list[str]:
@@ -105,6 +122,7 @@ def main() -> None:
     env = {**os.environ, "PVD_CACHE": str(workdir / "pvd-cache"),
            "TI_OFFLINE_CACHE_FILE_PATH": str(workdir / "taichi-cache"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    targets = GPU_TARGETS if torch.cuda.is_available() else CPU_TARGETS
     try:
         cold = run_demo(workdir, env, args.preset)
         print(cold["stdout"])
@@ -112,16 +130,14 @@ def main() -> None:
             "demo_command": " ".join(["pvd-ti", *demo_args(args.preset)]),
             "cpu_count": os.cpu_count(),
             "preset": cold["summary"]["preset"],
-            "targets": TARGETS,
+            "targets": targets,
             **figures(cold),
             "load_note": "load_average_1min: before the command, at its start, at its end, after it; "
                          "above cpu_count, other jobs were sharing the cores",
         }
         if args.warm_rerun:
             record["warm_rerun"] = figures(run_demo(workdir, env, args.preset))
-        record["meets_targets"] = (record["wall_seconds"] <= TARGETS["wall_seconds_max"]
-                                   and record["teacher_test_psnr_db"] >= TARGETS["teacher_test_psnr_db_min"]
-                                   and record["student_test_psnr_db"] >= TARGETS["student_test_psnr_db_min"])
+        record["meets_targets"] = meets_targets(record, targets)
         path = write_result("newcomer", "demo", record)
         print(f"wall {record['wall_seconds']:.0f} s, teacher {record['teacher_test_psnr_db']:.2f} dB, "
               f"student {record['student_test_psnr_db']:.2f} dB -> {path}")
