@@ -141,7 +141,8 @@ CPU = Preset(
     summary="smaller settings so that the whole demo job runs in minutes on a CPU",
     scene_size=128,
     train={
-        # A step costs ~40 ms on two busy cores at these sizes; 2000 steps reach ~28 dB.
+        # A step costs ~20 ms on two idle cores at these sizes (40-50 ms on busy ones); 2000
+        # steps reach ~28 dB on the test views.
         "steps": 2000,
         "batch_rays": 1024,
         # A 64^3 occupancy grid is 8x cheaper to refresh than 128^3 (every cell is evaluated at
@@ -150,12 +151,13 @@ CPU = Preset(
         "grid_warmup_steps": 64,
         "val_every": 500,
         # Steps of 0.02 world units (about one pixel's footprint at 128 px) instead of 0.005:
-        # about 4x fewer samples per ray.
+        # 6.6 instead of 26.6 samples per ray once the occupancy grid has settled.
         "marching": {"steps_across_box": 256},
     },
     fields={
-        # 8 levels of 2^15 entries up to 256 cells across the box: 0.5M parameters instead of
-        # 12M, enough for 128x128 images, and Adam touches 25x less memory each step.
+        # 8 levels of 2^15 entries up to 256 cells across the box: 0.44M parameters instead of
+        # 12.2M, enough for 128x128 images; a step took 47 ms instead of 242 ms on 2 busy cores
+        # (the big table's random reads and its Adam update dominate).
         "hash": {"n_levels": 8, "log2_table_size": 15, "finest_resolution": 256},
         # A 64^3 student: 7M parameters (Adam and the updates stay cheap on the CPU). Distilled
         # from the cpu-preset teacher, TV weights of 1e-3 scored 26.8 dB on the test views

@@ -1,13 +1,17 @@
-"""`pvd-ti demo` end to end on a tiny preset, and the preset and folder rules behind it."""
+"""`pvd-ti demo` end to end on a tiny preset; the preset and folder rules behind it; torch threads
+on the CPU backend."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli.main import main
+from taichi_pvd import backend
 from taichi_pvd.demo_job import DemoPaths, prepare_demo_dir
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.io.runs import CHECKPOINT_NAME, METRICS_NAME, load_run
@@ -98,3 +102,18 @@ def test_presets_follow_the_hardware_on_the_demo_scene_only():
     assert training_preset("full", demo_scene=True) is FULL
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("huge")
+
+
+@pytest.mark.skipif("OMP_NUM_THREADS" in os.environ or "PVD_TORCH_THREADS" in os.environ,
+                    reason="the environment chooses torch's threads")
+def test_the_cpu_backend_runs_torch_on_one_thread():
+    assert backend.init("cpu") == "cpu"
+    assert torch.get_num_threads() == backend.CPU_TORCH_THREADS == 1
+
+
+def test_a_bad_torch_thread_count_is_refused(monkeypatch):
+    monkeypatch.setenv("PVD_TORCH_THREADS", "two")
+    with pytest.raises(backend.BackendError, match="PVD_TORCH_THREADS"):
+        backend._cpu_torch_threads()
+    monkeypatch.setenv("PVD_TORCH_THREADS", "3")
+    assert backend._cpu_torch_threads() == 3
