@@ -93,6 +93,10 @@ def newcomer_table(record: dict) -> list[str]:
     lines = [f"**`pvd-ti demo` end to end** ({_short(record['card'])}, `benchmarks/newcomer.py`, commit "
              f"`{record['commit'][:7]}`)", "", "| figure | value |", "| --- | --- |"]
     lines += [f"| {k} | {_f(record[k]) if isinstance(record[k], float) else record[k]} |" for k in keys]
+    if "warm_rerun" in record:
+        lines.append(f"| wall_seconds, second run (warm caches) | {_f(record['warm_rerun']['wall_seconds'])} |")
+    lines.append(f"| meets the issue's targets ({', '.join(f'{k}={v}' for k, v in record['targets'].items())}) | "
+                 f"{'yes' if record.get('meets_targets') else 'no'} |")
     return lines
 
 
