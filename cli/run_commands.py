@@ -143,15 +143,21 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--set", "student_sets", multiple=True, metavar="KEY=VALUE", help="Student field option (repeatable).")
 @click.option("--distill-set", "distill_sets", multiple=True, metavar="KEY=VALUE",
               help="Any other distillation option, e.g. --distill-set rgb_weight=0.5.")
+@click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
+              help="Settings under the options above (cpu, gpu or full; auto picks by the backend). Default: "
+                   "auto for a teacher trained on the demo scene, full (the library defaults) otherwise.")
 @click.option("--runs-root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Where to look for the latest teacher.")
 @click.option("--resume", is_flag=True, help="Continue the distillation in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, batch_rays, lr, seed,
             no_feature_loss, no_density_clip, no_blockwise, init_head_from_teacher, val_every,
-            checkpoint_every, time_limit, student_sets, distill_sets, runs_root, resume, overwrite) -> None:
+            checkpoint_every, time_limit, student_sets, distill_sets, preset_name, runs_root, resume,
+            overwrite) -> None:
     """Distil a trained field into another architecture without the training images."""
     from taichi_pvd.distill.api import distill as distill_run
+    from taichi_pvd.distill.api import teacher_run_dir, trained_on_demo_scene
+    from taichi_pvd.presets import merge_settings, training_preset
 
     overrides = parse_overrides(distill_sets, "--distill-set")
     options = dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
@@ -167,6 +173,11 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
         overrides["blockwise"] = False
     if init_head_from_teacher:
         overrides["init_head_from_teacher"] = True
+    teacher = teacher_run_dir(source, teacher, runs_root)
+    preset = training_preset(preset_name, demo_scene=trained_on_demo_scene(teacher))
+    _console.print(f"[dim]preset {preset.name}: {preset.summary}[/]")
+    overrides = merge_settings(preset.distill_options(), overrides)
+    student_options = {**preset.field_options(target), **parse_overrides(student_sets, "--set")}
     _reproducible_if_seeded(seed)
     started: dict = {}
 
@@ -179,7 +190,7 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
             progress_display(_console, f"distill {source}->{target}") as on_progress:
         metrics = distill_run(
             source=source, target=target, teacher=teacher, out=out,
-            student_overrides=parse_overrides(student_sets, "--set"), distill_overrides=overrides,
+            student_overrides=student_options, distill_overrides=overrides,
             resume=resume, overwrite=overwrite, runs_root=runs_root, on_progress=on_progress,
             on_ready=on_ready,
         )

@@ -48,6 +48,18 @@ def find_latest_run(model: str, root: Path = Path("runs"), scene_name: str | Non
     return max(candidates)[1]
 
 
+def teacher_run_dir(source: str, teacher: str | Path | None, runs_root: str | Path = "runs") -> Path:
+    """The teacher's run folder: ``teacher`` when given, else the latest ``source`` run under
+    ``runs_root``."""
+    return Path(teacher) if teacher is not None else find_latest_run(source, Path(runs_root))
+
+
+def trained_on_demo_scene(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` was trained on the embedded demo scene."""
+    config = load_checkpoint(run_dir / CHECKPOINT_NAME, expected_kind="run").config
+    return bool(config.get("scene", {}).get("demo"))
+
+
 def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None = None) -> DistillConfig:
     """:class:`DistillConfig` defaults with ``overrides`` applied (``None`` values ignored);
     ``lr`` left unset takes the student architecture's training default."""
@@ -77,7 +89,7 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     """
     field_class(source)
     check_option_types(field_class(target).config_class, student_overrides or {}, f"{target} field option")
-    teacher_dir = Path(teacher) if teacher is not None else find_latest_run(source, Path(runs_root))
+    teacher_dir = teacher_run_dir(source, teacher, runs_root)
     backend.init()
     device = backend.device()
     loaded = load_run(teacher_dir, device)
