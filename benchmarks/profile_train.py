@@ -23,6 +23,7 @@ from taichi_pvd.fields import make_field  # noqa: E402
 from taichi_pvd.training.api import resolve_train_config  # noqa: E402
 from taichi_pvd.training.trainer import Trainer  # noqa: E402
 import taichi_pvd.rendering.volume as volume  # noqa: E402
+import taichi_pvd.training.trainer as trainer_module  # noqa: E402
 
 
 class StageTimer:
@@ -80,7 +81,7 @@ def main() -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
     timer = StageTimer(device)
-    volume.march = timer.wrap("march", volume.march)
+    trainer_module.march = timer.wrap("march", trainer_module.march)
     trainer.field_fn = timer.wrap("field forward", trainer.field_fn)
     volume.composite = timer.wrap("composite forward", volume.composite)
     trainer.sampler.sample = timer.wrap("sample rays", trainer.sampler.sample)
