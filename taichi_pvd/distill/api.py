@@ -69,7 +69,7 @@ def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None 
     return config_with_options(DistillConfig, values, "distillation option")
 
 
-def default_distill_dir(teacher_dir: Path, teacher_model: str, student_model: str) -> Path:
+def default_distill_dir(teacher_dir: Path, student_model: str) -> Path:
     """``runs/<teacher folder>-to-<student>`` beside the teacher."""
     return teacher_dir.parent / f"{teacher_dir.name}-to-{student_model}"
 
@@ -104,7 +104,7 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     config = resolve_distill_config(target, distill_overrides)
     if config.marching == MarchingConfig() and "train" in loaded.config:
         config = dataclasses.replace(config, marching=MarchingConfig(**loaded.config["train"]["marching"]))
-    out_dir = Path(out) if out is not None else default_distill_dir(teacher_dir, source, target)
+    out_dir = Path(out) if out is not None else default_distill_dir(teacher_dir, target)
     resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
