@@ -58,11 +58,8 @@ class Distiller(OptimizationLoop):
         if config.init_head_from_teacher:
             copy_colour_head(teacher, student)
         grid = OccupancyGrid(teacher_grid.aabb.detach().cpu(), resolution=teacher_grid.resolution)
-        grid.copy_from(teacher_grid.cpu())
-        teacher_grid.to(device)
-        names = {f.name for f in dataclasses.fields(LoopSettings)}
-        settings = LoopSettings(**{n: getattr(config, n) for n in names})
-        super().__init__(student, grid, settings, out_dir, device)
+        grid.copy_from(teacher_grid)
+        super().__init__(student, grid, LoopSettings.from_config(config), out_dir, device)
         self.cameras = virtual_cameras(rig, config.virtual_cameras,
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None

@@ -4,6 +4,7 @@ divergence handling. Subclasses say what one step does."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ class LoopSettings:
     mixed_precision: bool
     seed: int
     time_limit_s: float
+
+    @classmethod
+    def from_config(cls, config: Any) -> "LoopSettings":
+        """The loop options of a training or distillation config (fields of the same names)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 def cosine_lr_factor(step: int, steps: int, final_ratio: float, warmup: int) -> float:

@@ -19,12 +19,6 @@ from .config import TrainConfig
 from .loop import LoopSettings, OptimizationLoop
 
 
-def loop_settings(config: TrainConfig) -> LoopSettings:
-    """The loop options of a training config."""
-    names = {f.name for f in dataclasses.fields(LoopSettings)}
-    return LoopSettings(**{n: getattr(config, n) for n in names})
-
-
 class Trainer(OptimizationLoop):
     """Trains ``field`` on ``scene`` (the training split) into ``out_dir``: random ray batches
     across all images, random background behind transparent pixels, occupancy grid updates.
@@ -43,7 +37,7 @@ class Trainer(OptimizationLoop):
         device = scene.images.device
         grid = OccupancyGrid(field.aabb.detach().cpu(), resolution=config.grid_resolution)
         grid.mark_all_occupied()
-        super().__init__(field, grid, loop_settings(config), out_dir, device)
+        super().__init__(field, grid, LoopSettings.from_config(config), out_dir, device)
         self.sampler = RaySampler(scene, config.batch_rays, self.generator)
         self._prefetched: tuple[RayBatch, torch.Tensor, PackedSamples] | None = None
 
