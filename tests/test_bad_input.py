@@ -26,14 +26,10 @@ TINY = ["--set", "log2_table_size=10", "--set", "n_levels=2", "--set", "finest_r
 
 
 @pytest.fixture(autouse=True)
-def _cpu_one_thread(monkeypatch):
-    """The CLI exports PVD_ARCH: keep the tests on the CPU. One torch thread runs these tiny
-    steps fastest."""
+def _cpu(monkeypatch):
+    """The CLI exports PVD_ARCH: keep the tests on the CPU (where backend.init already runs
+    torch on one thread)."""
     monkeypatch.setenv("PVD_ARCH", "cpu")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

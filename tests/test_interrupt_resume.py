@@ -138,15 +138,6 @@ def produce_runs(root: str) -> None:
 # -- the tests -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny steps run fastest on one torch thread, especially on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The helper process's runs and record, and the `pvd-ti train --seed` run made meanwhile."""
