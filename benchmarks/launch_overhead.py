@@ -1,7 +1,10 @@
-"""Host-side cost of launching work: a trivial torch op and trivial Taichi kernels with 2 and 10
-torch-tensor arguments, in microseconds per call (synchronised once at the end)."""
+"""Host-side cost of launching work, in microseconds per call: a trivial torch op and trivial
+Taichi kernels with 2 and 10 torch-tensor arguments, first with the device idle, then right
+after a long torch matmul was queued. If a launch costs about the matmul's time while the
+device is busy, the launch waits for the device (a hidden synchronisation).
 
-from __future__ import annotations
+Usage: ``python benchmarks/launch_overhead.py`` (prints a table; nothing is recorded).
+"""
 
 import sys
 import time
@@ -29,25 +32,59 @@ def _ten(a: ti.types.ndarray(), b: ti.types.ndarray(), c: ti.types.ndarray(), d:
         a[i] += b[i] + c[i] + d[i] + e[i] + f[i] + g[i] + h[i] + i_[i] + j[i]
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def per_call_us(fn, n: int = 2000) -> float:
+    """Mean host+device time per call of ``fn`` over ``n`` calls, synchronised once."""
     for _ in range(20):
         fn()
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    sync()
+    _sync()
     t0 = time.perf_counter()
     for _ in range(n):
         fn()
-    sync()
+    _sync()
     return (time.perf_counter() - t0) / n * 1e6
+
+
+def busy_call_us(fn, busy) -> tuple[float, float]:
+    """(host time of ``busy()`` alone, host time of ``fn()`` issued right after ``busy()``),
+    microseconds, device idle before each."""
+    _sync()
+    t0 = time.perf_counter()
+    busy()
+    t_busy = time.perf_counter() - t0
+    _sync()
+    busy()
+    t0 = time.perf_counter()
+    fn()
+    t_fn = time.perf_counter() - t0
+    _sync()
+    return t_busy * 1e6, t_fn * 1e6
 
 
 def main() -> None:
     backend.init()
     device = backend.device()
     ts = [torch.zeros(1024, device=device) for _ in range(10)]
-    print(f"torch add_:            {per_call_us(lambda: ts[0].add_(1.0)):8.1f} us")
-    print(f"taichi kernel, 2 args: {per_call_us(lambda: _two(ts[0], ts[1])):8.1f} us")
-    print(f"taichi kernel, 10 args:{per_call_us(lambda: _ten(*ts)):8.1f} us")
+    cases = {
+        "torch add_": lambda: ts[0].add_(1.0),
+        "taichi kernel, 2 args": lambda: _two(ts[0], ts[1]),
+        "taichi kernel, 10 args": lambda: _ten(*ts),
+    }
+    print(f"{'launch':26s} {'idle device us':>15s} {'after 20 matmuls us':>20s}")
+    m = torch.randn(4096, 4096, device=device)
+
+    def busy() -> None:
+        for _ in range(20):
+            torch.mm(m, m)
+
+    for name, fn in cases.items():
+        idle = per_call_us(fn)
+        t_busy, t_fn = busy_call_us(fn, busy) if device.type == "cuda" else (0.0, 0.0)
+        print(f"{name:26s} {idle:15.1f} {t_fn:20.1f}   (queueing the matmuls took {t_busy:.0f} us)")
 
 
 if __name__ == "__main__":
