@@ -6,6 +6,7 @@ device is busy, the launch waits for the device (a hidden synchronisation).
 Usage: ``python benchmarks/launch_overhead.py`` (prints a table; nothing is recorded).
 """
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -49,20 +50,20 @@ def per_call_us(fn, n: int = 2000) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
-def busy_call_us(fn, busy) -> tuple[float, float]:
-    """(host time of ``busy()`` alone, host time of ``fn()`` issued right after ``busy()``),
-    microseconds, device idle before each."""
-    _sync()
-    t0 = time.perf_counter()
-    busy()
-    t_busy = time.perf_counter() - t0
-    _sync()
-    busy()
-    t0 = time.perf_counter()
-    fn()
-    t_fn = time.perf_counter() - t0
-    _sync()
-    return t_busy * 1e6, t_fn * 1e6
+def busy_call_us(fn, busy, trials: int = 7) -> tuple[float, float]:
+    """Medians over ``trials`` of (host time of ``busy()`` alone, host time of ``fn()`` issued
+    right after ``busy()``), microseconds, device idle before each."""
+    busy_times, fn_times = [], []
+    for _ in range(trials):
+        _sync()
+        t0 = time.perf_counter()
+        busy()
+        busy_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fn()
+        fn_times.append(time.perf_counter() - t0)
+        _sync()
+    return statistics.median(busy_times) * 1e6, statistics.median(fn_times) * 1e6
 
 
 def main() -> None:

@@ -1,13 +1,15 @@
 """Where a training step's time goes: per-stage wall time (synchronised) and the top device
 kernels from the torch profiler.
 
-Usage: ``python benchmarks/profile_train.py --data SCENE [--model hash] [--steps 300]``.
+Usage: ``python benchmarks/profile_train.py --data SCENE [--model hash] [--steps 300]
+[--train-set mixed_precision=false]``.
 Prints a table; nothing is recorded under results/ (profiling perturbs timings).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import defaultdict
@@ -53,12 +55,15 @@ def main() -> None:
     parser.add_argument("--model", default="hash")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--train-set", dest="train_sets", action="append", default=[],
+                        help="training option key=value (JSON value)")
     args = parser.parse_args()
     backend.init()
     device = backend.device()
     scene = load_scene(args.data, "train", device=device)
     field = make_field(args.model, scene.aabb)
-    config = resolve_train_config(args.model, {"steps": 100000, "val_every": 0, "checkpoint_every": 0})
+    overrides = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.train_sets)}
+    config = resolve_train_config(args.model, {"steps": 100000, "val_every": 0, "checkpoint_every": 0, **overrides})
     trainer = Trainer(field, scene, None, config, "/tmp/pvd-profile")
     for _ in range(args.warmup):
         trainer.optimizer_step()

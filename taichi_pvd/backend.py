@@ -116,6 +116,8 @@ def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False,
     )
     if resolved == "cuda":
         ti.init(arch=ti.cuda, device_memory_GB=TAICHI_DEVICE_MEMORY_GB, **kwargs)
+        # float32 matrix products (the MLPs when mixed precision is off) run on tensor cores.
+        torch.backends.cuda.matmul.allow_tf32 = True
     else:
         threads = _cpu_torch_threads()
         if wanted_deterministic:

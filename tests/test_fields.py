@@ -379,3 +379,31 @@ def test_vm_training_upsamples_and_resumes_at_the_final_resolution(demo_scene, t
     assert resumed.field.resolution == 48 and resumed.step == 6
     x, d = random_inputs()
     torch.testing.assert_close(resumed.field.features(x), trainer.field.features(x))
+
+
+def test_bucket_rows_pads_little_and_repeats_shapes():
+    from taichi_pvd.fields.row_buckets import bucket_rows
+
+    assert bucket_rows(0) == 0
+    for n in [1, 255, 256, 257, 4097, 100_003, 262_144, 1_000_001]:
+        m = bucket_rows(n)
+        assert 0 <= m - n < max(256, n // 32 + 1), (n, m)
+        assert bucket_rows(m) == m
+    # Sample counts spread over one doubling fall into a few dozen shapes.
+    assert len({bucket_rows(n) for n in range(200_000, 400_000)}) <= 64
+
+
+def test_bucketed_sequential_matches_plain_sequential():
+    from taichi_pvd.fields.row_buckets import BucketedSequential
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2)]
+    plain, bucketed = torch.nn.Sequential(*layers), BucketedSequential(*layers)
+    assert plain.state_dict().keys() == bucketed.state_dict().keys()
+    x = torch.randn(300, 5, requires_grad=True)
+    out = bucketed(x)
+    assert out.shape == (300, 2)
+    torch.testing.assert_close(out, plain(x))
+    (g_bucketed,) = torch.autograd.grad(out.square().sum(), x)
+    (g_plain,) = torch.autograd.grad(plain(x).square().sum(), x)
+    torch.testing.assert_close(g_bucketed, g_plain)

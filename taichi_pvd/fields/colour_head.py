@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..kernels.sh_encoding import sh_encode
+from .row_buckets import BucketedSequential
 
 #: Number of geometry features the head takes beside the direction encoding.
 GEOMETRY_FEATURES = 15
@@ -22,7 +23,7 @@ class ColourHead(nn.Module):
 
     def __init__(self, hidden: int = 64):
         super().__init__()
-        self.net = nn.Sequential(
+        self.net = BucketedSequential(
             nn.Linear(SH_BANDS**2 + GEOMETRY_FEATURES, hidden),
             nn.ReLU(inplace=True),
             nn.Linear(hidden, hidden),

@@ -12,6 +12,7 @@ from torch import nn
 from ..kernels.hash_encoding import hash_encode, hash_grid_layout, init_hash_table
 from .base import RadianceField
 from .colour_head import ColourHead
+from .row_buckets import BucketedSequential
 
 
 @dataclass
@@ -53,7 +54,7 @@ class HashGridField(RadianceField):
             finest_resolution=config.finest_resolution,
         )
         self.table = nn.Parameter(init_hash_table(self.layout, generator=generator))
-        self.density_net = nn.Sequential(
+        self.density_net = BucketedSequential(
             nn.Linear(self.layout.output_dim, config.hidden),
             nn.ReLU(inplace=True),
             nn.Linear(config.hidden, self.feature_dim),

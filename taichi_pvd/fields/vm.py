@@ -16,6 +16,7 @@ from ..errors import CheckpointError, ConfigError
 from ..kernels.vm_interpolation import vm_interpolate
 from .base import RadianceField
 from .colour_head import GEOMETRY_FEATURES, ColourHead
+from .row_buckets import pad_rows
 
 #: Parameter names of the four factor tensors (planes [3, R, R, C], lines [3, R, C]).
 FACTOR_NAMES = ("density_planes", "density_lines", "appearance_planes", "appearance_lines")
@@ -133,7 +134,7 @@ class TensoRFField(RadianceField):
         u = self.normalise(x)
         sigma = vm_interpolate(u, self.density_planes, self.density_lines).sum(dim=-1, keepdim=True)
         app = vm_interpolate(u, self.appearance_planes, self.appearance_lines)
-        geometry = self.basis(app).float()
+        geometry = self.basis(pad_rows(app)).float()[: x.shape[0]]
         return torch.cat([sigma + self.config.density_shift, geometry], dim=-1)
 
     def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
