@@ -27,6 +27,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
 
 _F32_1D = ti.types.ndarray(dtype=ti.f32, ndim=1)
@@ -40,6 +41,7 @@ _RAYS_PER_BLOCK = 64
 # -- Taichi kernels -----------------------------------------------------------------------------
 
 
+@fast_launch
 @ti.kernel
 def _composite_forward(sigmas: _F32_1D, rgbs: _F32_2D, dt: _F32_1D, t: _F32_1D,
                        ray_starts: _I32_1D, ray_counts: _I32_1D, threshold: ti.f32,
@@ -70,6 +72,7 @@ def _composite_forward(sigmas: _F32_1D, rgbs: _F32_2D, dt: _F32_1D, t: _F32_1D,
         n_used[i] = j
 
 
+@fast_launch
 @ti.kernel
 def _composite_backward(sigmas: _F32_1D, rgbs: _F32_2D, dt: _F32_1D, t: _F32_1D,
                         ray_starts: _I32_1D, n_used: _I32_1D, rgb_out: _F32_2D,
@@ -97,6 +100,7 @@ def _composite_backward(sigmas: _F32_1D, rgbs: _F32_2D, dt: _F32_1D, t: _F32_1D,
             grad_sigmas[s] = dt[s] * (trans * v - (total - prefix))
 
 
+@fast_launch
 @ti.kernel
 def _weights_forward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, ray_counts: _I32_1D,
                      threshold: ti.f32, weights: _F32_1D, n_used: _I32_1D):
@@ -115,6 +119,7 @@ def _weights_forward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, ray_coun
         n_used[i] = j
 
 
+@fast_launch
 @ti.kernel
 def _weights_backward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, n_used: _I32_1D,
                       weights: _F32_1D, grad_weights: _F32_1D, grad_sigmas: _F32_1D):

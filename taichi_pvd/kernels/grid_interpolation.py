@@ -13,6 +13,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.kernels.cell_math import axis_cell, corner_weight
 
 _BLOCK_DIM = 128
@@ -26,6 +27,7 @@ def _point_cell(x: ti.template(), n, grid: ti.template()):
     return ti.Vector([ix, iy, iz]), ti.Vector([fx, fy, fz])
 
 
+@fast_launch
 @ti.kernel
 def _grid_forward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),
@@ -42,6 +44,7 @@ def _grid_forward(
         out[n, c] = acc
 
 
+@fast_launch
 @ti.kernel
 def _grid_backward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),

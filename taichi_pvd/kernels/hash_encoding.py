@@ -25,6 +25,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.kernels.cell_math import corner_weight
 from taichi_pvd.errors import ConfigError
 
@@ -184,6 +185,7 @@ def _corner_row(corner, resolution, size, dense):
     return ti.cast(index % size, ti.i32)
 
 
+@fast_launch
 @ti.kernel
 def _hash_encode_forward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),
@@ -211,6 +213,7 @@ def _hash_encode_forward(
             out[n, level * n_features + f] = acc[f]
 
 
+@fast_launch
 @ti.kernel
 def _hash_encode_backward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),

@@ -31,6 +31,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.occupancy import OccupancyGrid
 
@@ -217,6 +218,7 @@ _I32_1D = ti.types.ndarray(dtype=ti.i32, ndim=1)
 _U8_1D = ti.types.ndarray(dtype=ti.u8, ndim=1)
 
 
+@fast_launch
 @ti.kernel
 def _count_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
                   jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
@@ -231,6 +233,7 @@ def _count_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F3
                                origins, False)
 
 
+@fast_launch
 @ti.kernel
 def _fill_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
                  jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,

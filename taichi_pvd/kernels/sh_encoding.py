@@ -22,6 +22,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
 
 C0 = 0.28209479177387814  # 1 / (2 sqrt(pi))
@@ -40,6 +41,7 @@ MAX_BANDS = 4
 _BLOCK_DIM = 128
 
 
+@fast_launch
 @ti.kernel
 def _sh_forward(
     d: ti.types.ndarray(dtype=ti.f32, ndim=2),
@@ -72,6 +74,7 @@ def _sh_forward(
             out[n, 15] = -C3A * x * (xx - 3.0 * yy)
 
 
+@fast_launch
 @ti.kernel
 def _sh_backward(
     d: ti.types.ndarray(dtype=ti.f32, ndim=2),

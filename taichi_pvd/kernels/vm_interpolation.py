@@ -23,6 +23,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.kernels.cell_math import axis_cell
 
 #: (first plane axis, second plane axis, line axis) of each mode.
@@ -54,6 +55,7 @@ def _line_value(lines: ti.template(), m, c, cell, frac):
     return (1.0 - frac[2]) * lines[m, cell[2], c] + frac[2] * lines[m, cell[2] + 1, c]
 
 
+@fast_launch
 @ti.kernel
 def _vm_forward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),
@@ -69,6 +71,7 @@ def _vm_forward(
         out[n, m * n_channels + c] = plane * _line_value(lines, m, c, cell, frac)
 
 
+@fast_launch
 @ti.kernel
 def _vm_backward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),
