@@ -76,6 +76,8 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0: end only).")
 @click.option("--grid-resolution", type=int, default=None, help="Occupancy grid cells per axis (default 128).")
 @click.option("--time-limit", type=float, default=None, help="Stop after this many seconds of optimisation.")
+@click.option("--mixed-precision/--no-mixed-precision", default=None,
+              help="float16 autocast for the MLPs on CUDA (default: off, float32 products in TF32).")
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
 @click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
@@ -85,7 +87,7 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
-          time_limit, field_sets, preset_name, resume, overwrite) -> None:
+          time_limit, mixed_precision, field_sets, preset_name, resume, overwrite) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
     from taichi_pvd.presets import merge_settings, training_preset
@@ -93,7 +95,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 
     overrides = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
                      val_every=val_every, checkpoint_every=checkpoint_every,
-                     grid_resolution=grid_resolution, time_limit_s=time_limit)
+                     grid_resolution=grid_resolution, time_limit_s=time_limit, mixed_precision=mixed_precision)
     _reproducible_if_seeded(seed)
     preset = training_preset(preset_name, demo_scene=data is None)
     for line in preset.describe_training(model):
@@ -140,6 +142,8 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--val-every", type=int, default=None, help="Steps between student-vs-teacher checks.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
 @click.option("--time-limit", type=float, default=None, help="Stop after this many seconds of optimisation.")
+@click.option("--mixed-precision/--no-mixed-precision", default=None,
+              help="float16 autocast for the MLPs on CUDA (default: off, float32 products in TF32).")
 @click.option("--set", "student_sets", multiple=True, metavar="KEY=VALUE", help="Student field option (repeatable).")
 @click.option("--distill-set", "distill_sets", multiple=True, metavar="KEY=VALUE",
               help="Any other distillation option, e.g. --distill-set rgb_weight=0.5.")
@@ -152,7 +156,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, batch_rays, lr, seed,
             no_feature_loss, no_density_clip, no_blockwise, init_head_from_teacher, val_every,
-            checkpoint_every, time_limit, student_sets, distill_sets, preset_name, runs_root, resume,
+            checkpoint_every, time_limit, mixed_precision, student_sets, distill_sets, preset_name, runs_root, resume,
             overwrite) -> None:
     """Distil a trained field into another architecture without the training images."""
     from taichi_pvd.distill.api import distill as distill_run
@@ -162,7 +166,7 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
     overrides = parse_overrides(distill_sets, "--distill-set")
     options = dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
                    lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
-                   time_limit_s=time_limit)
+                   time_limit_s=time_limit, mixed_precision=mixed_precision)
     # Options left unset must not erase the same key given with --distill-set.
     overrides.update({k: v for k, v in options.items() if v is not None})
     if no_feature_loss:

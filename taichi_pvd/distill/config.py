@@ -72,8 +72,8 @@ class DistillConfig:
     """Width and height (pixels) of those views."""
     checkpoint_every: int = 2000
     """Steps between checkpoints (0: at the end and on interruption only)."""
-    mixed_precision: bool = True
-    """float16 autocast for the MLPs on CUDA."""
+    mixed_precision: bool = False
+    """float16 autocast for the MLPs on CUDA (off by default: see :class:`TrainConfig`)."""
     seed: int = 0
     """Seed of every random draw."""
     time_limit_s: float = 0.0

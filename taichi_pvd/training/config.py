@@ -38,8 +38,11 @@ class TrainConfig:
     """Validation views rendered each time."""
     checkpoint_every: int = 2000
     """Steps between checkpoints (0: only at the end and on interruption)."""
-    mixed_precision: bool = True
-    """float16 autocast for the MLPs on CUDA (ignored on the CPU)."""
+    mixed_precision: bool = False
+    """float16 autocast for the MLPs on CUDA (ignored on the CPU). Off by default: the MLPs'
+    float32 products already run on tensor cores in TF32, and on an H100 a lego hash step took
+    11.4 ms in float32 against 14.1 ms under autocast (its casts and loss scaling cost more host
+    time than the halved activations save; ``benchmarks/profile_train.py``)."""
     random_background: bool = True
     """Composite transparent training pixels on a random colour per ray."""
     seed: int = 0
