@@ -108,7 +108,8 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    student = make_field(target, loaded.field.aabb.detach().cpu(), student_overrides, generator=generator)
+    student_options = {**field_class(target).options_for_steps(config.steps), **(student_overrides or {})}
+    student = make_field(target, loaded.field.aabb.detach().cpu(), student_options, generator=generator)
     run_info = {
         "scene": loaded.config.get("scene", {}),
         "teacher": {

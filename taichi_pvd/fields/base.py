@@ -114,6 +114,13 @@ class RadianceField(nn.Module):
         parameters (e.g. upsampled), so the trainer must rebuild its optimizer."""
         return False
 
+    @classmethod
+    def options_for_steps(cls, steps: int) -> dict[str, Any]:
+        """Field options that depend on the length of a run of ``steps`` optimizer steps, for
+        runs far shorter than the ones the defaults were made for (distillation); empty by
+        default."""
+        return {}
+
     def config_dict(self) -> dict[str, Any]:
         """The field's configuration as a JSON-compatible dict."""
         return dataclasses.asdict(self.config)

@@ -96,6 +96,10 @@ def resize_lines(lines: torch.Tensor, resolution: int) -> torch.Tensor:
     return resized.permute(0, 2, 1).contiguous()
 
 
+#: Length of the runs TensoRF's upsampling schedule was made for.
+TENSORF_RUN_STEPS = 30_000
+
+
 class TensoRFField(RadianceField):
     """TensoRF VM field.
 
@@ -124,6 +128,17 @@ class TensoRFField(RadianceField):
         self.basis = nn.Linear(3 * config.appearance_rank, GEOMETRY_FEATURES, bias=False)
         self.head = ColourHead(config.colour_hidden)
         self._schedule = dict(zip(config.upsample_steps, upsample_resolutions(config)))
+
+    @classmethod
+    def options_for_steps(cls, steps: int) -> dict[str, Any]:
+        """The default upsampling steps (TensoRF's, made for 30k-step runs) scaled to a run of
+        ``steps`` steps when it is shorter than 30k, so that a short run still ends at
+        ``resolution_final``."""
+        defaults = TensoRFConfig().upsample_steps
+        if steps >= TENSORF_RUN_STEPS:
+            return {}
+        scaled = sorted({max(1, round(s * steps / TENSORF_RUN_STEPS)) for s in defaults})
+        return {"upsample_steps": tuple(scaled)}
 
     @property
     def resolution(self) -> int:
