@@ -126,6 +126,23 @@ def scene_demo(out_dir: Path, size: int, n_train: int, n_val: int, n_test: int, 
     )
 
 
+
+@scene.command("forward-facing")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the scene into (LLFF layout: images/ and poses_bounds.npy).")
+@click.option("--width", type=click.IntRange(min=1), default=64, show_default=True, help="Image width in pixels.")
+@click.option("--height", type=click.IntRange(min=1), default=48, show_default=True, help="Image height in pixels.")
+@click.option("--rows", type=click.IntRange(min=1), default=3, show_default=True, help="Rows of the camera grid.")
+@click.option("--cols", type=click.IntRange(min=1), default=5, show_default=True, help="Columns of the camera grid.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the rendering.")
+def scene_forward_facing(out_dir: Path, width: int, height: int, rows: int, cols: int, seed: int) -> None:
+    """Render the built-in objects as a forward-facing (LLFF) capture: a grid of cameras facing
+    a table top in front of a wall. Every 8th view is held out for testing."""
+    from taichi_pvd.data.demo import write_forward_facing_demo
+
+    path = write_forward_facing_demo(out_dir, width=width, height=height, rows=rows, cols=cols, seed=seed)
+    click.echo(f"Forward-facing demo scene ({rows * cols} views of {width}x{height}) written to {path}")
+
 def _folder_summary(folder: Path) -> str:
     if not folder.is_dir():
         return f"{folder} (does not exist yet)"

@@ -79,6 +79,19 @@ def test_scene_demo_writes_a_loadable_scene(runner, tmp_path):
     assert 0.0 <= float(train.images.min()) and float(train.images.max()) <= 1.0
 
 
+
+def test_scene_forward_facing_writes_an_llff_scene_in_ndc(runner, tmp_path):
+    from taichi_pvd.data.scene import load_scene
+
+    out = tmp_path / "ff"
+    result = runner.invoke(main, ["scene", "forward-facing", "--out", str(out), "--width", "20", "--height", "16",
+                                  "--rows", "3", "--cols", "3"])
+    assert result.exit_code == 0, result.output
+    assert (out / "poses_bounds.npy").is_file()
+    train, test = load_scene(out, "train"), load_scene(out, "test")
+    assert len(train) + len(test) == 9 and len(test) == 2  # every 8th view held out
+    assert train.ndc is not None and (train.width, train.height) == (20, 16)
+
 def test_scene_demo_needs_an_output_folder(runner):
     result = runner.invoke(main, ["scene", "demo"])
     assert result.exit_code == 2 and "Missing option '--out'" in result.stderr
