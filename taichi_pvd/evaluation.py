@@ -1,8 +1,9 @@
 """Image-quality evaluation of a run on a split of its scene: PSNR, SSIM and, where its weights
 are already on this machine, LPIPS.
 
-The NeRF-Synthetic convention: predictions are rendered on a white background and compared
-with the ground truth composited on white. Results go to ``<run>/eval/metrics.json`` (per view
+Scenes with transparent images follow the NeRF-Synthetic convention: predictions are rendered
+on white and compared with the ground truth composited on white. Opaque scenes (LLFF captures)
+are rendered on the black their training composited behind them. Results go to ``<run>/eval/metrics.json`` (per view
 and mean), per-view PNGs to ``<run>/eval/<split>/``, and the means into the run's
 ``metrics.json`` (``test_psnr_db``, ``test_ssim``, ``test_lpips`` for the test split,
 ``eval_<split>_...`` for another split).
@@ -83,10 +84,12 @@ class Evaluation:
     height: int
     render_seconds: float
     """Wall-clock time of rendering all views (metrics and PNG writing excluded)."""
+    background: tuple[float, float, float] = WHITE
+    """Colour rendered behind the scene (black for opaque scenes, see :func:`split_views`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form (as written to ``eval/metrics.json``)."""
-        return {**asdict(self), "n_views": len(self.views), "background": list(WHITE)}
+        return {**asdict(self), "n_views": len(self.views), "background": list(self.background)}
 
 
 def metric_prefix(split: str) -> str:
@@ -134,14 +137,14 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
             on_view(result)
         last = time.perf_counter()
 
-    render_views(run, views, background=WHITE, on_frame=score)
+    render_views(run, views, on_frame=score)
     evaluation = Evaluation(
         split=split, views=scores,
         psnr_db=float(np.mean([s.psnr_db for s in scores])),
         ssim=float(np.mean([s.ssim for s in scores])),
         lpips=None if lpips_fn is None else float(np.mean([s.lpips for s in scores])),
         lpips_note=lpips_note, width=views.width, height=views.height,
-        render_seconds=render_seconds,
+        render_seconds=render_seconds, background=views.background,
     )
     _record(run.path, evaluation)
     return evaluation

@@ -248,3 +248,10 @@ def test_hash_model_trains_on_a_forward_facing_scene(ff_dir: Path, tmp_path: Pat
     # model's own training is what this test checks.
     assert metrics["steps"] == 40
     assert view_error(seen["trainer"]) < 0.5 * seen["before"]
+    # Scored like validation: on the black the model was trained on, not on white.
+    from taichi_pvd.evaluation import evaluate_run
+    from taichi_pvd.io.runs import load_run
+
+    evaluation = evaluate_run(load_run(tmp_path / "run", torch.device("cpu")), split="test", write_images=False)
+    assert evaluation.background == (0.0, 0.0, 0.0)
+    assert evaluation.psnr_db == pytest.approx(seen["trainer"].validate(), abs=0.05)

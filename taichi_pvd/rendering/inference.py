@@ -169,9 +169,12 @@ class ViewSet:
     """Distance range along the rays, world units."""
     far: float
     ground_truth: torch.Tensor | None = None
-    """[F, H, W, 3] float32 images in [0, 1] (composited on white), or None."""
+    """[F, H, W, 3] float32 images in [0, 1] (composited on ``background``), or None."""
     view_indices: list[int] | None = None
     """Index of each camera in its scene split, when the views come from one."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Colour rendered behind the scene: white, or for the views of an opaque scene the black
+    that training composites behind it (such a model may leave some light through)."""
 
     def __len__(self) -> int:
         return int(self.c2w.shape[0])
@@ -181,7 +184,7 @@ class ViewSet:
         return ViewSet(self.c2w[i : i + 1], self.intrinsics[i : i + 1], self.width, self.height,
                        self.near, self.far,
                        None if self.ground_truth is None else self.ground_truth[i : i + 1],
-                       None if self.view_indices is None else self.view_indices[i : i + 1])
+                       None if self.view_indices is None else self.view_indices[i : i + 1], self.background)
 
 
 @dataclass
@@ -275,7 +278,8 @@ def spiral_views(rig: CameraRig, scene_dir: Path, n_frames: int,
 
 def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None,
                 size: tuple[int, int] | None = None) -> ViewSet:
-    """The posed views of one split of a scene with their images on white.
+    """The posed views of one split of a scene with their images: transparent images on white
+    and rendered on white; opaque ones rendered on black, the background they were trained on.
 
     Args:
         scene_dir: the scene folder.
@@ -297,11 +301,12 @@ def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None
         raise ConfigError(f"--views must be positive, got {n_views}")
     count = total if n_views is None else min(n_views, total)
     pick = torch.linspace(0, total - 1, count).round().long().unique()
+    background = (1.0, 1.0, 1.0) if scene.alphas is not None else (0.0, 0.0, 0.0)
     return ViewSet(scene.c2w[pick], scene.intrinsics[pick], scene.width, scene.height,
-                   scene.near, scene.far, scene.images[pick], pick.tolist())
+                   scene.near, scene.far, scene.images[pick], pick.tolist(), background)
 
 
-def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, float, float] | None = None,
                  live_rays: bool = False, chunk: int = 1 << 16,
                  on_frame: Callable[[int, Frame], None] | None = None) -> list[Frame]:
     """Render every camera of ``views`` with the field of ``run``.
@@ -309,7 +314,7 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
     Args:
         run: a loaded run (field and grid on one device).
         views: the cameras.
-        background: colour behind the scene.
+        background: colour behind the scene (None: ``views.background``).
         live_rays: use the live-ray path of :func:`render_image`.
         chunk: rays marched at once.
         on_frame: called with ``(index, frame)`` after each frame (progress display).
@@ -318,7 +323,7 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
         One :class:`Frame` per camera, in order.
     """
     device = run.grid.aabb.device
-    bg = torch.tensor(background, dtype=torch.float32, device=device)
+    bg = torch.tensor(views.background if background is None else background, dtype=torch.float32, device=device)
     marching = marching_config(run)
     rig = camera_rig(run)
     frames = []
@@ -353,10 +358,11 @@ class FpsMeasurement:
 
 
 def render_path(runs: Sequence[LoadedRun], views: ViewSet, *,
-                background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                background: tuple[float, float, float] | None = None,
                 ) -> Iterator[tuple[int, list[Frame]]]:
-    """Render each camera of ``views`` with every run in turn (for side-by-side comparisons);
-    yields ``(index, [frame of each run])`` one camera at a time."""
+    """Render each camera of ``views`` with every run in turn (for side-by-side comparisons),
+    on ``background`` (None: ``views.background``); yields ``(index, [frame of each run])``
+    one camera at a time."""
     for i in range(len(views)):
         yield i, [render_views(run, views.view(i), background=background)[0] for run in runs]
 
