@@ -25,7 +25,16 @@ def _short(card: str) -> str:
 
 
 def _note(run: dict) -> str:
-    return "shared GPU" if run.get("note") else ""
+    """The last column: whether the run shared its GPU, or that its JSON entry has a note."""
+    note = run.get("note", "")
+    if not note:
+        return ""
+    return "shared GPU" if ("shared" in note or "side by side" in note) else "see note in the JSON"
+
+
+def _commit(run: dict, record: dict) -> str:
+    """The run's commit (merged files keep one per run), else the file's."""
+    return str(run.get("commit", record["commit"]))[:7]
 
 
 def train_table(record: dict) -> list[str]:
@@ -38,7 +47,7 @@ def train_table(record: dict) -> list[str]:
         rays = r["batch_rays"] if r["batch_rays"] != "default" else 8192
         lines.append(f"| {r['model']} | {r['steps']} | {rays} | {_f(r['train_seconds'], '.1f')} | "
                      f"{_f(r['test_psnr_db'])} | {_f(r['test_ssim'], '.4f')} | {r['num_parameters']:,} | "
-                     f"`{r['commit'][:7]}` | {_note(r)} |")
+                     f"`{_commit(r, record)}` | {_note(r)} |")
     return lines
 
 
@@ -52,7 +61,7 @@ def distill_table(record: dict) -> list[str]:
         lines.append(f"| {r['teacher']} -> {r['student']} | {r['variant']} | {r['steps']} | "
                      f"{_f(r['distill_seconds'], '.1f')} | {_f(r['teacher_test_psnr_db'])} | "
                      f"{_f(r['student_test_psnr_db'])} | {_f(r['student_vs_teacher_psnr_db'])} | "
-                     f"`{r['commit'][:7]}` | {_note(r)} |")
+                     f"`{_commit(r, record)}` | {_note(r)} |")
     return lines
 
 
