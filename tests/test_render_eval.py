@@ -185,9 +185,19 @@ def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["test_psnr_db"] == result["psnr_db"] and metrics["test_ssim"] == result["ssim"]
     assert metrics["model"] == "hash"  # training's entries are kept
+    # A scene with transparent images is scored on white, its ground truth composited on white.
+    assert result["background"] == [1.0, 1.0, 1.0]
+    assert gt_is_white_behind_the_object(tiny_run / "eval" / "test" / "000-gt.png")
     pred = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-pred.png"), dtype=np.float64) / 255
     gt = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-gt.png"), dtype=np.float64) / 255
     assert abs(psnr(pred, gt) - result["views"][0]["psnr_db"]) < 0.2  # 8-bit rounding only
+
+
+def gt_is_white_behind_the_object(path) -> bool:
+    """Whether the corners of a ground-truth PNG (empty space in the demo scene) are white."""
+    image = np.asarray(Image.open(path), dtype=np.float64) / 255
+    corners = image[[0, 0, -1, -1], [0, -1, 0, -1]]
+    return bool((corners > 0.95).all())
 
 
 def test_plot_of_psnr_against_time_is_a_png(tiny_run, tmp_path):

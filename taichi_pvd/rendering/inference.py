@@ -287,7 +287,7 @@ def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None
         n_views: how many views, evenly spaced over the split (None: all).
         size: ``(width, height)``; must divide the images' size by one integer factor.
     """
-    scene = load_scene(scene_dir, split, background=(1.0, 1.0, 1.0))
+    scene = load_scene(scene_dir, split)
     if size is not None and size != (scene.width, scene.height):
         factor = scene.width // size[0]
         if factor < 1 or (scene.width // factor, scene.height // factor) != size:
@@ -295,7 +295,7 @@ def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None
                 f"the {split} images are {scene.width}x{scene.height}: --size must be that size "
                 "divided by a whole number"
             )
-        scene = load_scene(scene_dir, split, downscale=factor, background=(1.0, 1.0, 1.0))
+        scene = load_scene(scene_dir, split, downscale=factor)
     total = len(scene)
     if n_views is not None and n_views < 1:
         raise ConfigError(f"--views must be positive, got {n_views}")
@@ -303,7 +303,7 @@ def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None
     pick = torch.linspace(0, total - 1, count).round().long().unique()
     background = (1.0, 1.0, 1.0) if scene.alphas is not None else (0.0, 0.0, 0.0)
     return ViewSet(scene.c2w[pick], scene.intrinsics[pick], scene.width, scene.height,
-                   scene.near, scene.far, scene.images[pick], pick.tolist(), background)
+                   scene.near, scene.far, scene.composited(background)[pick], pick.tolist(), background)
 
 
 def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, float, float] | None = None,
