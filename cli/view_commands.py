@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
                                        frames or 120, wh)
     else:
         views = inference.split_views(inference.scene_path(runs[0]), "test", frames, wh)
+    if path_kind != "test":
+        views = dataclasses.replace(views, background=inference.render_background(runs[0]))
     out = out if out is not None else run_dir / "render" / path_kind
     writer = PathWriter(out, _captions(paths), views.near, views.far, fps)
     with _progress() as progress:

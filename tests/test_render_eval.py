@@ -187,6 +187,7 @@ def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
     assert metrics["model"] == "hash"  # training's entries are kept
     # A scene with transparent images is scored on white, its ground truth composited on white.
     assert result["background"] == [1.0, 1.0, 1.0]
+    assert inference.render_background(load_run(tiny_run, torch.device("cpu"))) == (1.0, 1.0, 1.0)
     assert gt_is_white_behind_the_object(tiny_run / "eval" / "test" / "000-gt.png")
     pred = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-pred.png"), dtype=np.float64) / 255
     gt = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-gt.png"), dtype=np.float64) / 255

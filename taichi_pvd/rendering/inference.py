@@ -230,6 +230,14 @@ def scene_path(run: LoadedRun) -> Path:
     )
 
 
+def render_background(run: LoadedRun) -> tuple[float, float, float]:
+    """The colour to render a run on along free camera paths: white for a scene with
+    transparent images (and for runs that do not record which), black for an opaque scene, the
+    background its training composited behind it."""
+    scene = run.config.get("scene") or {}
+    return (0.0, 0.0, 0.0) if scene.get("transparent") is False else (1.0, 1.0, 1.0)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"WxH"`` (or a single ``"N"`` for N x N) -> ``(width, height)`` in pixels."""
     parts = text.lower().split("x")

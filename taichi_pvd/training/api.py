@@ -86,7 +86,8 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     generator = torch.Generator().manual_seed(config.seed)
     field = make_field(model, train_scene.aabb.cpu(), field_overrides, generator=generator)
     trainer = Trainer(field, train_scene, val_scene, config, out_dir,
-                      run_info={"scene": {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo},
+                      run_info={"scene": {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo,
+                                          "transparent": train_scene.alphas is not None},
                                 "camera_rig": CameraRig.from_scene(train_scene).to_dict()})
     if resuming:
         trainer.resume()
