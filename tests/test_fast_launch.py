@@ -11,9 +11,9 @@ from taichi_pvd.kernels.fast_launch import fast_launch
 @fast_launch
 @ti.kernel
 def _axpb(x: ti.types.ndarray(dtype=ti.f32, ndim=2), out: ti.types.ndarray(dtype=ti.f32, ndim=1),
-          a: ti.f32, b: ti.i32, c: ti.u32, column: ti.template()):
+          a: ti.f32, b: ti.i32, c: ti.u32, column: ti.template(), offset: ti.types.vector(3, ti.f64)):
     for i in range(x.shape[0]):
-        out[i] = a * x[i, column] + b + ti.cast(c, ti.f32)
+        out[i] = a * x[i, column] + b + ti.cast(c, ti.f32) + ti.cast(offset[column], ti.f32)
 
 
 @fast_launch
@@ -32,8 +32,9 @@ def test_repeated_calls_follow_every_argument():
         x = torch.randn(n, 3, device=device)
         out = torch.zeros(n, device=device)
         a, b, c, column = 0.5 + call, -call, 2 * call, call % 3
-        _axpb(x, out, a, b, c, column)
-        torch.testing.assert_close(out, a * x[:, column] + b + c)
+        offset = (0.25 * call, -1.5 * call, 3.0 + call)
+        _axpb(x, out, a, b, c, column, offset)
+        torch.testing.assert_close(out, a * x[:, column] + b + c + offset[column])
     # One compiled instance per template value (and tensor signature), reused afterwards.
     assert len(_axpb._compiled) == 3
 
@@ -42,9 +43,9 @@ def test_non_contiguous_tensor_is_refused_on_the_fast_path():
     backend.init()
     x = torch.randn(4, 6, device=backend.device())
     out = torch.zeros(4, device=backend.device())
-    _axpb(x[:, :3].contiguous(), out, 1.0, 0, 0, 0)
+    _axpb(x[:, :3].contiguous(), out, 1.0, 0, 0, 0, (0.0, 0.0, 0.0))
     with pytest.raises(ValueError, match="contiguous"):
-        _axpb(x[:, ::2], out, 1.0, 0, 0, 0)
+        _axpb(x[:, ::2], out, 1.0, 0, 0, 0, (0.0, 0.0, 0.0))
 
 
 def test_kernels_with_a_return_value_keep_taichis_path():

@@ -18,29 +18,34 @@ from typing import Any, Callable
 
 from taichi.lang import impl
 
-_TENSOR, _FLOAT, _INT, _UINT, _TEMPLATE = range(5)
+_TENSOR, _FLOAT, _INT, _UINT, _TEMPLATE, _FLOAT_VECTOR = range(6)
 
 
-def _argument_kinds(primal: Any) -> list[int] | None:
-    """How each argument of the Taichi kernel ``primal`` is passed, or None when one is of a
-    kind this launcher does not handle."""
+def _argument_kinds(primal: Any) -> list[tuple[int, int]] | None:
+    """How each argument of the Taichi kernel ``primal`` is passed, as ``(kind, vector
+    length)``, or None when one is of a kind this launcher does not handle."""
     import taichi as ti
+    from taichi.lang.matrix import VectorType
     from taichi.types import ndarray_type, primitive_types
 
     kinds = []
     for argument in primal.arguments:
         annotation = argument.annotation
         if isinstance(annotation, ti.template):
-            kinds.append(_TEMPLATE)
+            kinds.append((_TEMPLATE, 0))
         elif isinstance(annotation, ndarray_type.NdarrayType):
             if annotation.dtype is None or id(annotation.dtype) not in primitive_types.type_ids:
                 return None
-            kinds.append(_TENSOR)
+            kinds.append((_TENSOR, 0))
+        elif isinstance(annotation, VectorType):
+            if annotation.dtype not in primitive_types.real_types:
+                return None
+            kinds.append((_FLOAT_VECTOR, annotation.n))
         elif id(annotation) in primitive_types.real_type_ids:
-            kinds.append(_FLOAT)
+            kinds.append((_FLOAT, 0))
         elif id(annotation) in primitive_types.integer_type_ids:
             signed = annotation in (ti.i8, ti.i16, ti.i32, ti.i64)
-            kinds.append(_INT if signed else _UINT)
+            kinds.append((_INT if signed else _UINT, 0))
         else:
             return None
     return kinds
@@ -66,7 +71,7 @@ class FastKernel:
     def _signature(self, args: tuple) -> tuple:
         return tuple(
             (a.dtype, a.dim(), a.is_cuda) if kind == _TENSOR else a if kind == _TEMPLATE else None
-            for kind, a in zip(self._kinds, args)
+            for (kind, _), a in zip(self._kinds, args)
         )
 
     def __call__(self, *args: Any) -> None:
@@ -84,7 +89,7 @@ class FastKernel:
             return self(*args)
         context = kernel_cpp.make_launch_context()
         slot = 0
-        for kind, value in zip(self._kinds, args):
+        for (kind, length), value in zip(self._kinds, args):
             if kind == _TEMPLATE:
                 continue
             if kind == _TENSOR:
@@ -94,6 +99,11 @@ class FastKernel:
                     (slot,), value.data_ptr(), value.element_size() * value.numel(), tuple(value.shape), 0)
             elif kind == _FLOAT:
                 context.set_arg_float((slot,), float(value))
+            elif kind == _FLOAT_VECTOR:
+                if len(value) != length:
+                    raise ValueError(f"{self.__name__}: expected a vector of {length} numbers, got {value!r}")
+                for j in range(length):
+                    context.set_struct_arg_float((slot, j), float(value[j]))
             elif kind == _INT:
                 context.set_arg_int((slot,), int(value))
             else:
