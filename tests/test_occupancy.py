@@ -8,7 +8,7 @@ import torch
 
 from taichi_pvd import backend
 from taichi_pvd.errors import ConfigError, TrainingDiverged
-from taichi_pvd.kernels.occupancy import OccupancyGrid, pack_bitfield, unpack_bitfield
+from taichi_pvd.kernels.occupancy import FLAT_FIELD_TOLERANCE, OccupancyGrid, pack_bitfield, unpack_bitfield
 
 backend.init("cpu")
 
@@ -44,14 +44,24 @@ def test_warmup_update_marks_dense_cells_occupied_and_leaves_empty_ones_empty():
 
 def test_default_threshold_is_instant_ngp_optical_thickness_capped_by_the_mean():
     grid = _updated_grid()
-    # mean density 50 exceeds 0.01 / (sqrt(3) * 2 / 1024) = 2.96, so the latter is used.
-    assert float(grid.bitfield_threshold) == pytest.approx(0.01 * 1024 / (2 * math.sqrt(3)))
+    # mean density 50 exceeds 0.01 / (sqrt(3) * 2 / 1024) = 2.96, so the latter is used (less the
+    # 0.1% flat-field tolerance).
+    ngp = 0.01 * 1024 / (2 * math.sqrt(3)) * (1 - FLAT_FIELD_TOLERANCE)
+    assert float(grid.bitfield_threshold) == pytest.approx(ngp)
     grid.update(lambda x: torch.full((x.shape[0],), 1.0), step=0, decay=0.5)
     # Now every cell holds 1 or 50 and the mean, 25.5, still exceeds the optical-thickness value.
-    assert float(grid.bitfield_threshold) == pytest.approx(0.01 * 1024 / (2 * math.sqrt(3)))
+    assert float(grid.bitfield_threshold) == pytest.approx(ngp)
     grid.update(lambda x: torch.zeros(x.shape[0]), step=0, decay=0.01, threshold=0.4)
     assert float(grid.bitfield_threshold) == pytest.approx(0.4)
     assert grid.occupancy_fraction() == 0.5
+
+
+def test_a_flat_field_keeps_every_cell():
+    """A freshly initialised model has the same density everywhere: the mean is the threshold,
+    and no cell may be dropped by rounding."""
+    grid = OccupancyGrid(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), resolution=16)
+    grid.update(lambda x: torch.full((x.shape[0],), 0.953) + 1e-7 * torch.randn(x.shape[0]), step=0)
+    assert grid.occupancy_fraction() == 1.0
 
 
 def test_update_after_warmup_decays_only_sampled_cells_and_favours_occupied_ones():

@@ -30,6 +30,10 @@ from taichi_pvd.errors import ConfigError, TrainingDiverged
 
 #: Instant-NGP's minimal optical thickness of an occupied cell over one minimal step.
 MIN_OPTICAL_THICKNESS = 0.01
+#: Cells within this fraction below the threshold still count as occupied: with the threshold at
+#: the mean density, a flat field (every cell at the mean, as a freshly initialised model is)
+#: otherwise loses a random half of its cells to rounding.
+FLAT_FIELD_TOLERANCE = 1e-3
 #: Minimal steps across the box's largest extent, times sqrt(3) (Instant-NGP's NERF_STEPS).
 STEPS_ACROSS_BOX = 1024
 #: Points handed to ``density_fn`` at once by :meth:`OccupancyGrid.update`.
@@ -198,7 +202,8 @@ class OccupancyGrid(torch.nn.Module):
             decay: EMA factor in (0, 1]: ``density = max(density * decay, sigma)`` for the
                 sampled cells (cells drawn twice take their largest sample).
             threshold: sigma above which a cell is occupied; ``None`` for
-                ``min(mean density, 0.01 / min_step_size)``.
+                ``min(mean density, 0.01 / min_step_size)``, less 0.1% (see
+                ``FLAT_FIELD_TOLERANCE``).
             warmup_steps: steps during which every cell is evaluated.
             generator: torch generator on the grid's device for the cell choice and jitter.
 
@@ -225,6 +230,7 @@ class OccupancyGrid(torch.nn.Module):
                                        self.density))
         if threshold is None:
             threshold = min(float(self.density.mean()), MIN_OPTICAL_THICKNESS / self.min_step_size)
+            threshold *= 1.0 - FLAT_FIELD_TOLERANCE
         self.bitfield_threshold.fill_(threshold)
         self.rebuild_bitfield()
 
