@@ -70,7 +70,7 @@ def main() -> None:
             source, target = pair.split(":")
             teacher_dir = Path(teachers[source])
             if source not in teacher_scores:
-                teacher_scores[source] = score(teacher_dir, args.test_views)
+                teacher_scores[source] = score(teacher_dir, args.test_views, reuse=True)
             run_dir = Path(tempfile.mkdtemp(prefix=f"pvd-{source}-{target}-"))
             overrides = {"steps": args.steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps,
                          "batch_rays": args.batch_rays, "val_every": args.val_every, "checkpoint_every": 0,

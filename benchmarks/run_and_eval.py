@@ -10,7 +10,8 @@ from typing import Any
 
 from taichi_pvd import backend
 from taichi_pvd.evaluation import evaluate_run
-from taichi_pvd.io.runs import load_run, read_history
+from taichi_pvd.io.runs import checkpoint_path, load_run, read_history
+from taichi_pvd.run_info import EVAL_METRICS
 from taichi_pvd.training.loop import Progress
 
 
@@ -26,15 +27,32 @@ def printer(label: str, every: int = 500):
     return show
 
 
-def score(run_dir: Path, test_views: int | None) -> dict[str, Any]:
-    """Test-split PSNR/SSIM of a run (``test_views`` evenly spaced views, all when None)."""
-    run = load_run(run_dir, backend.device())
+def _recorded_evaluation(run_dir: Path, test_views: int | None) -> dict[str, Any] | None:
+    """The run's own ``eval/metrics.json`` when it scores the test split on ``test_views``
+    views and was written after the run's checkpoint; else None."""
+    path = run_dir / EVAL_METRICS
+    if test_views is None or not path.is_file() or path.stat().st_mtime < checkpoint_path(run_dir).stat().st_mtime:
+        return None
+    recorded = json.loads(path.read_text())
+    if recorded.get("split") != "test" or recorded.get("n_views") != test_views:
+        return None
+    return recorded
+
+
+def score(run_dir: Path, test_views: int | None, *, reuse: bool = False) -> dict[str, Any]:
+    """Test-split PSNR/SSIM of a run (``test_views`` evenly spaced views, all when None).
+    ``reuse``: take the run's recorded evaluation of the same views when it is newer than the
+    checkpoint (a teacher scored once for several students)."""
+    recorded = _recorded_evaluation(run_dir, test_views) if reuse else None
     t0 = time.perf_counter()
-    evaluation = evaluate_run(run, split="test", n_views=test_views, write_images=False)
+    if recorded is None:
+        evaluation = evaluate_run(load_run(run_dir, backend.device()), split="test", n_views=test_views,
+                                  write_images=False)
+        recorded = {"psnr_db": evaluation.psnr_db, "ssim": evaluation.ssim, "n_views": len(evaluation.views)}
     return {
-        "test_psnr_db": evaluation.psnr_db,
-        "test_ssim": evaluation.ssim,
-        "test_views": len(evaluation.views),
+        "test_psnr_db": recorded["psnr_db"],
+        "test_ssim": recorded["ssim"],
+        "test_views": recorded["n_views"],
         "eval_seconds": time.perf_counter() - t0,
         "history": [{"elapsed_s": h["elapsed_s"], "val_psnr_db": h.get("val_psnr_db"), "step": h["step"]}
                     for h in read_history(run_dir)],
