@@ -86,20 +86,22 @@ def main() -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
     timer = StageTimer(device)
-    trainer_module.march = timer.wrap("march", trainer_module.march)
-    trainer.field_fn = timer.wrap("field forward", trainer.field_fn)
-    volume.composite = timer.wrap("composite forward", volume.composite)
-    trainer.sampler.sample = timer.wrap("sample rays", trainer.sampler.sample)
-    trainer.grid.update = timer.wrap("occupancy update", trainer.grid.update)
-    trainer.scaler.step = timer.wrap("optimizer step", trainer.scaler.step)
-    original_backward = torch.Tensor.backward
-    torch.Tensor.backward = timer.wrap("backward", original_backward)
+    # (owner, attribute, stage): each wrapped for the timed steps, then put back, so that the
+    # torch profiler below sees the step without the stage synchronisations.
+    stages = [(trainer_module, "march", "march"), (trainer, "field_fn", "field forward"),
+              (volume, "composite", "composite forward"), (trainer.sampler, "sample", "sample rays"),
+              (trainer.grid, "update", "occupancy update"), (trainer.scaler, "step", "optimizer step"),
+              (torch.Tensor, "backward", "backward")]
+    originals = [getattr(owner, name) for owner, name, _ in stages]
+    for (owner, name, stage), original in zip(stages, originals):
+        setattr(owner, name, timer.wrap(stage, original))
     spp = 0.0
     t0 = time.perf_counter()
     for _ in range(args.steps):
         _, s, _ = trainer.optimizer_step()
         spp += s
-    torch.Tensor.backward = original_backward
+    for (owner, name, _), original in zip(stages, originals):
+        setattr(owner, name, original)
     total = (time.perf_counter() - t0) / args.steps
     print(f"step (unsynchronised): {plain * 1e3:.2f} ms; with stage syncs: {total * 1e3:.2f} ms; "
           f"{spp / args.steps:.1f} samples/ray; {config.batch_rays} rays/step")
