@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import RadianceField
 from .colour_head import ColourHead
-from .row_buckets import pad_rows
+from .row_buckets import on_bucketed_rows
 
 
 @dataclass
@@ -81,13 +81,17 @@ class NeRFField(RadianceField):
         self.head = ColourHead(config.colour_hidden)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        enc = pad_rows(positional_encoding(self.normalise(x), self.config.frequencies))
+        enc = positional_encoding(self.normalise(x), self.config.frequencies)
+        return on_bucketed_rows(self._network, enc).float()
+
+    def _network(self, enc: torch.Tensor) -> torch.Tensor:
+        """The MLP on encoded positions [N, encoding width] -> [N, 16]."""
         h = enc
         for i, layer in enumerate(self.layers):
             h = torch.relu(layer(h))
             if i == self.config.skip_index:
                 h = torch.cat([h, enc.to(h.dtype)], dim=-1)
-        return self.output(h).float()[: x.shape[0]]
+        return self.output(h)
 
     def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         return self.head(features, directions)

@@ -9,6 +9,8 @@ rows leaves a few dozen shapes per doubling of the sample count, each selected o
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,9 +36,15 @@ def pad_rows(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, 0, 0, extra)) if extra else x
 
 
+def on_bucketed_rows(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` for a row-wise ``fn`` on [N, C] rows, run on :func:`pad_rows` (x): the first N
+    output rows, computed with few distinct matrix shapes; differentiable."""
+    return fn(pad_rows(x))[: x.shape[0]]
+
+
 class BucketedSequential(nn.Sequential):
-    """``nn.Sequential`` over [N, C] rows that runs on :func:`pad_rows` (x) and returns the first
-    N output rows: same parameters and state-dict keys, few distinct matrix shapes."""
+    """``nn.Sequential`` over [N, C] rows run through :func:`on_bucketed_rows`: same parameters
+    and state-dict keys, few distinct matrix shapes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - nn.Module protocol
-        return super().forward(pad_rows(x))[: x.shape[0]]
+        return on_bucketed_rows(super().forward, x)

@@ -16,7 +16,7 @@ from ..errors import CheckpointError, ConfigError
 from ..kernels.vm_interpolation import vm_interpolate
 from .base import RadianceField
 from .colour_head import GEOMETRY_FEATURES, ColourHead
-from .row_buckets import pad_rows
+from .row_buckets import on_bucketed_rows
 
 #: Parameter names of the four factor tensors (planes [3, R, R, C], lines [3, R, C]).
 FACTOR_NAMES = ("density_planes", "density_lines", "appearance_planes", "appearance_lines")
@@ -134,9 +134,9 @@ class TensoRFField(RadianceField):
         """The default upsampling steps (TensoRF's, made for 30k-step runs) scaled to a run of
         ``steps`` steps when it is shorter than 30k, so that a short run still ends at
         ``resolution_final``."""
-        defaults = TensoRFConfig().upsample_steps
         if steps >= TENSORF_RUN_STEPS:
             return {}
+        defaults = TensoRFConfig().upsample_steps
         scaled = sorted({max(1, round(s * steps / TENSORF_RUN_STEPS)) for s in defaults})
         return {"upsample_steps": tuple(scaled)}
 
@@ -149,7 +149,7 @@ class TensoRFField(RadianceField):
         u = self.normalise(x)
         sigma = vm_interpolate(u, self.density_planes, self.density_lines).sum(dim=-1, keepdim=True)
         app = vm_interpolate(u, self.appearance_planes, self.appearance_lines)
-        geometry = self.basis(pad_rows(app)).float()[: x.shape[0]]
+        geometry = on_bucketed_rows(self.basis, app).float()
         return torch.cat([sigma + self.config.density_shift, geometry], dim=-1)
 
     def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
