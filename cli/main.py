@@ -126,7 +126,6 @@ def scene_demo(out_dir: Path, size: int, n_train: int, n_val: int, n_test: int, 
     )
 
 
-
 @scene.command("forward-facing")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the scene into (LLFF layout: images/ and poses_bounds.npy).")
@@ -142,6 +141,7 @@ def scene_forward_facing(out_dir: Path, width: int, height: int, rows: int, cols
 
     path = write_forward_facing_demo(out_dir, width=width, height=height, rows=rows, cols=cols, seed=seed)
     click.echo(f"Forward-facing demo scene ({rows * cols} views of {width}x{height}) written to {path}")
+
 
 def _folder_summary(folder: Path) -> str:
     if not folder.is_dir():

@@ -19,6 +19,12 @@ from .progress import progress_display
 
 MODELS = click.Choice(sorted(FIELD_CLASSES))
 _console = Console(stderr=True)
+#: Options shared by ``train`` and ``distill``.
+TIME_LIMIT_OPTION = click.option("--time-limit", type=float, default=None,
+                                 help="Stop after this many seconds of optimisation.")
+MIXED_PRECISION_OPTION = click.option(
+    "--mixed-precision/--no-mixed-precision", default=None,
+    help="float16 autocast for the MLPs on CUDA (default: off, float32 products in TF32).")
 
 
 def _reproducible_if_seeded(seed: int | None) -> None:
@@ -75,9 +81,8 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--val-every", type=int, default=None, help="Steps between validation renders (0: end only).")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0: end only).")
 @click.option("--grid-resolution", type=int, default=None, help="Occupancy grid cells per axis (default 128).")
-@click.option("--time-limit", type=float, default=None, help="Stop after this many seconds of optimisation.")
-@click.option("--mixed-precision/--no-mixed-precision", default=None,
-              help="float16 autocast for the MLPs on CUDA (default: off, float32 products in TF32).")
+@TIME_LIMIT_OPTION
+@MIXED_PRECISION_OPTION
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
 @click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
@@ -141,9 +146,8 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--init-head-from-teacher", is_flag=True, help="Start the student's colour head from the teacher's.")
 @click.option("--val-every", type=int, default=None, help="Steps between student-vs-teacher checks.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
-@click.option("--time-limit", type=float, default=None, help="Stop after this many seconds of optimisation.")
-@click.option("--mixed-precision/--no-mixed-precision", default=None,
-              help="float16 autocast for the MLPs on CUDA (default: off, float32 products in TF32).")
+@TIME_LIMIT_OPTION
+@MIXED_PRECISION_OPTION
 @click.option("--set", "student_sets", multiple=True, metavar="KEY=VALUE", help="Student field option (repeatable).")
 @click.option("--distill-set", "distill_sets", multiple=True, metavar="KEY=VALUE",
               help="Any other distillation option, e.g. --distill-set rgb_weight=0.5.")
