@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -78,15 +77,14 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
     paths = [run_dir] + ([compare] if compare is not None else [])
     runs = [load_run(p, device) for p in paths]
     wh = inference.parse_size(size) if size else None
+    background = inference.render_background(runs[0])
     if path_kind == "orbit":
-        views = inference.orbit_views(inference.camera_rig(runs[0]), frames or 120, wh)
+        views = inference.orbit_views(inference.camera_rig(runs[0]), frames or 120, wh, background=background)
     elif path_kind == "spiral":
         views = inference.spiral_views(inference.camera_rig(runs[0]), inference.scene_path(runs[0]),
-                                       frames or 120, wh)
+                                       frames or 120, wh, background=background)
     else:
         views = inference.split_views(inference.scene_path(runs[0]), "test", frames, wh)
-    if path_kind != "test":
-        views = dataclasses.replace(views, background=inference.render_background(runs[0]))
     out = out if out is not None else run_dir / "render" / path_kind
     writer = PathWriter(out, _captions(paths), views.near, views.far, fps)
     with _progress() as progress:

@@ -3,8 +3,9 @@ are already on this machine, LPIPS.
 
 Scenes with transparent images follow the NeRF-Synthetic convention: predictions are rendered
 on white and compared with the ground truth composited on white. Opaque scenes (LLFF captures)
-are rendered on the black their training composited behind them. Results go to ``<run>/eval/metrics.json`` (per view
-and mean), per-view PNGs to ``<run>/eval/<split>/``, and the means into the run's
+are rendered on the black their training composited behind them. Results go to
+``<run>/eval/metrics.json`` (per view and mean), per-view PNGs to ``<run>/eval/<split>/``, and
+the means into the run's
 ``metrics.json`` (``test_psnr_db``, ``test_ssim``, ``test_lpips`` for the test split,
 ``eval_<split>_...`` for another split).
 """

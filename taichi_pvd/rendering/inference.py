@@ -184,7 +184,8 @@ class ViewSet:
         return ViewSet(self.c2w[i : i + 1], self.intrinsics[i : i + 1], self.width, self.height,
                        self.near, self.far,
                        None if self.ground_truth is None else self.ground_truth[i : i + 1],
-                       None if self.view_indices is None else self.view_indices[i : i + 1], self.background)
+                       None if self.view_indices is None else self.view_indices[i : i + 1],
+                       self.background)
 
 
 @dataclass
@@ -262,26 +263,30 @@ def rig_intrinsics(rig: CameraRig, n: int, width: int, height: int) -> torch.Ten
 
 
 def orbit_views(rig: CameraRig, n_frames: int, size: tuple[int, int] | None = None,
-                elevation_deg: float = ORBIT_ELEVATION_DEG) -> ViewSet:
+                elevation_deg: float = ORBIT_ELEVATION_DEG,
+                background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ViewSet:
     """``n_frames`` cameras on a circle around the rig's centre at its radius, ``elevation_deg``
     above the plane perpendicular to its up vector, with the rig's horizontal field of view at
-    ``size`` ``(width, height)`` (default: the training image size)."""
+    ``size`` ``(width, height)`` (default: the training image size), rendered on
+    ``background`` (see :func:`render_background`)."""
     width, height = size or (rig.width, rig.height)
     c2w = orbit_path(n_frames, rig.radius, elevation_deg, rig.centre, rig.up)
-    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far)
+    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far,
+                   background=background)
 
 
-def spiral_views(rig: CameraRig, scene_dir: Path, n_frames: int,
-                 size: tuple[int, int] | None = None) -> ViewSet:
+def spiral_views(rig: CameraRig, scene_dir: Path, n_frames: int, size: tuple[int, int] | None = None,
+                 background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ViewSet:
     """A forward-facing spiral of ``n_frames`` cameras around the training cameras of the
     scene at ``scene_dir``, with the rig's horizontal field of view at ``size`` (default: the
-    training size)."""
+    training size), rendered on ``background`` (see :func:`render_background`)."""
     if n_frames < 1:
         raise ConfigError(f"a spiral needs at least one frame, got {n_frames}")
     width, height = size or (rig.width, rig.height)
     train = load_scene(scene_dir, "train", background=(1.0, 1.0, 1.0))
     c2w = spiral_path(train.c2w, n_frames)
-    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far)
+    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far,
+                   background=background)
 
 
 def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None,
@@ -331,7 +336,8 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
         One :class:`Frame` per camera, in order.
     """
     device = run.grid.aabb.device
-    bg = torch.tensor(views.background if background is None else background, dtype=torch.float32, device=device)
+    bg = torch.tensor(views.background if background is None else background, dtype=torch.float32,
+                      device=device)
     marching = marching_config(run)
     rig = camera_rig(run)
     frames = []
