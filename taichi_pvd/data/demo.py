@@ -354,6 +354,15 @@ def trace_demo_rays(
 
 
 @_one_torch_thread()
+def _stratified_pixels(width: int, height: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """[height * k, width * k, 2] float64 pixel coordinates ``(x, y)``: ``k x k`` jittered
+    samples in each pixel's stratified sub-cells, row ``y * k + i`` and column ``x * k + j``
+    belonging to pixel ``(x, y)`` (for supersampled, anti-aliased renders)."""
+    rows, cols = torch.meshgrid(torch.arange(height * k), torch.arange(width * k), indexing="ij")
+    jitter = torch.rand((height * k, width * k, 2), generator=generator, dtype=torch.float64)
+    return (torch.stack([cols, rows], dim=-1) + jitter) / k
+
+
 def render_demo_view(
     c2w: torch.Tensor, size: int, *, generator: torch.Generator, samples_per_side: int = 2
 ) -> np.ndarray:
@@ -372,9 +381,7 @@ def render_demo_view(
     focal = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
     intrinsics = torch.tensor([[focal, focal, 0.5 * size, 0.5 * size]], dtype=torch.float64)
     k = samples_per_side
-    rows, cols = torch.meshgrid(torch.arange(size * k), torch.arange(size * k), indexing="ij")
-    jitter = torch.rand((size * k, size * k, 2), generator=generator, dtype=torch.float64)
-    pixels = (torch.stack([cols, rows], dim=-1) + jitter) / k
+    pixels = _stratified_pixels(size, size, k, generator)
     origins, directions = generate_rays(
         c2w[None].double(), intrinsics, size, size, pixels=pixels[None]
     )
@@ -495,9 +502,7 @@ def render_forward_facing_view(
     focal = 0.5 * width / math.tan(0.5 * FF_ANGLE_X)
     intrinsics = torch.tensor([[focal, focal, 0.5 * width, 0.5 * height]], dtype=torch.float64)
     k = samples_per_side
-    rows, cols = torch.meshgrid(torch.arange(height * k), torch.arange(width * k), indexing="ij")
-    jitter = torch.rand((height * k, width * k, 2), generator=generator, dtype=torch.float64)
-    pixels = (torch.stack([cols, rows], dim=-1) + jitter) / k
+    pixels = _stratified_pixels(width, height, k, generator)
     pose = c2w.double()
     origins, directions = generate_rays(pose[None], intrinsics, height, width, pixels=pixels[None])
     directions = directions.reshape(-1, 3)
