@@ -189,22 +189,15 @@ def _saved_step(at_step: int, how: str) -> int:
     return at_step if how == "keyboard-interrupt" else at_step + 1
 
 
-@pytest.mark.parametrize("name, at_step, how", INTERRUPTIONS["train"])
-def test_interrupted_training_saves_and_resumes_to_the_uninterrupted_result(runs, name, at_step, how):
+@pytest.mark.parametrize("loop, name, at_step, how",
+                         [(loop, *case) for loop in ("train", "distill") for case in INTERRUPTIONS[loop]])
+def test_interrupted_run_saves_and_resumes_to_the_uninterrupted_result(runs, loop, name, at_step, how):
+    """Training and distillation alike: stopped, saved, resumed, equal to the uninterrupted run."""
     record = runs["record"][name]
     assert record["interrupted"]
     assert record["saved_step"] == _saved_step(at_step, how)
     assert not record["metrics_written"]
-    _assert_identical(runs["root"] / name, runs["root"] / "train")
-
-
-@pytest.mark.parametrize("name, at_step, how", INTERRUPTIONS["distill"])
-def test_interrupted_distillation_saves_and_resumes_to_the_uninterrupted_result(runs, name, at_step, how):
-    record = runs["record"][name]
-    assert record["interrupted"]
-    assert record["saved_step"] == _saved_step(at_step, how)
-    assert not record["metrics_written"]
-    _assert_identical(runs["root"] / name, runs["root"] / "distill")
+    _assert_identical(runs["root"] / name, runs["root"] / loop)
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):

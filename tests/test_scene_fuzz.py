@@ -104,15 +104,17 @@ def _mutate(data, meta) -> None:
         container[key] = data.draw(st.sampled_from([math.nan, math.inf, -math.inf]))
 
 
-def _load_or_user_error(folder):
-    """The scene, or None when the loader refused the file with a user error."""
+def _assert_usable_or_user_error(folder) -> None:
+    """The scene in ``folder`` either loads and is usable (:func:`_assert_usable`) or is refused
+    with a user error that has a message."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. ignored lens distortion coefficients
-            return load_scene(folder, "train")
+            scene = load_scene(folder, "train")
     except (SceneError, ConfigError) as err:
         assert str(err).strip(), "a user error needs a message"
-        return None
+        return
+    _assert_usable(scene)
 
 
 def _assert_usable(scene) -> None:
@@ -139,9 +141,7 @@ def test_mangled_transforms_load_or_raise_a_user_error(data, scene_dir, bases):
             break
         _mutate(data, meta)
     (scene_dir / "transforms_train.json").write_text(json.dumps(meta))
-    scene = _load_or_user_error(scene_dir)
-    if scene is not None:
-        _assert_usable(scene)
+    _assert_usable_or_user_error(scene_dir)
 
 
 @FUZZ
@@ -159,9 +159,7 @@ def test_edited_numbers_load_or_raise_a_user_error(data, scene_dir, bases):
             key = data.draw(st.sampled_from(["camera_angle_x", "camera_angle_y", "aabb_scale", *NGP_KEYS]))
             (meta if where == "top" else frame)[key] = data.draw(numbers)
     (scene_dir / "transforms_train.json").write_text(json.dumps(meta))
-    scene = _load_or_user_error(scene_dir)
-    if scene is not None:
-        _assert_usable(scene)
+    _assert_usable_or_user_error(scene_dir)
 
 
 @FUZZ
@@ -180,9 +178,7 @@ def test_damaged_json_bytes_load_or_raise_a_user_error(data, scene_dir, bases):
         depth = data.draw(st.integers(1, 100_000))
         raw = b"[" * depth + b"]" * depth
     (scene_dir / "transforms_train.json").write_bytes(raw)
-    scene = _load_or_user_error(scene_dir)
-    if scene is not None:
-        _assert_usable(scene)
+    _assert_usable_or_user_error(scene_dir)
 
 
 def _set_top(key, value):
