@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import card_name, card_slug, write_result, RESULTS_DIR  # noqa: E402
 from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
+from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
+from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path  # noqa: E402
 from taichi_pvd.training.api import train  # noqa: E402
 
 
@@ -38,6 +40,19 @@ def parse_sets(pairs: list[str]) -> dict:
     return out
 
 
+def score_snapshots(run_dir: Path, test_views: int) -> list[dict]:
+    """Test PSNR/SSIM of each checkpoint kept under ``snapshots/`` (``snapshot_times_s``), by time."""
+    entries = []
+    for folder in sorted((run_dir / SNAPSHOTS_DIR).glob("*s"), key=lambda f: float(f.name[:-1])):
+        meta = load_checkpoint(checkpoint_path(folder), expected_kind="run").meta
+        scores = score(folder, test_views)
+        entries.append({"snapshot_s": float(folder.name[:-1]), "steps": meta["step"],
+                        "train_seconds": meta["train_seconds"], "test_psnr_db": scores["test_psnr_db"],
+                        "test_ssim": scores["test_ssim"]})
+        print(f"  snapshot at {folder.name}: {scores['test_psnr_db']:.2f} dB after {meta['step']} steps")
+    return entries
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="hash")
@@ -49,6 +64,8 @@ def main() -> None:
     parser.add_argument("--test-views", type=int, default=50)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="field option key=value")
     parser.add_argument("--train-set", dest="train_sets", action="append", default=[], help="training option key=value")
+    parser.add_argument("--label", default=None,
+                        help="tells this run from others of the same model in the results file (e.g. 20min)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
     parser.add_argument("--out-dir", type=Path, default=None, help="results folder")
     args = parser.parse_args()
@@ -61,6 +78,7 @@ def main() -> None:
     scores = score(run_dir, args.test_views)
     entry = {
         "model": args.model,
+        **({"label": args.label} if args.label else {}),
         "steps": metrics["steps"],
         "batch_rays": train_overrides["batch_rays"] or "default",
         "train_seconds": metrics["train_seconds"],
@@ -70,12 +88,13 @@ def main() -> None:
         "num_parameters": metrics["num_parameters"],
         "field_overrides": parse_sets(args.sets),
         "history": scores["history"],
+        "snapshots": score_snapshots(run_dir, args.test_views),
     }
     out_dir = Path(args.out_dir or os.environ.get("PVD_RESULTS_DIR") or RESULTS_DIR)
     path = out_dir / f"train-{args.data.name}-{card_slug(card_name())}.json"
     keep_previous(path)
     path = write_result("train", args.data.name, {}, out_dir)
-    merge_runs(path, entry, ("model",))
+    merge_runs(path, entry, ("model", "label"))
     print(f"{args.model}: {entry['test_psnr_db']:.2f} dB test PSNR ({entry['test_views']} views), "
           f"SSIM {entry['test_ssim']:.4f}, trained {entry['steps']} steps in {entry['train_seconds']:.1f} s -> {path}")
     if args.out is None:

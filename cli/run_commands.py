@@ -22,6 +22,26 @@ _console = Console(stderr=True)
 #: Options shared by ``train`` and ``distill``.
 TIME_LIMIT_OPTION = click.option("--time-limit", type=float, default=None,
                                  help="Stop after this many seconds of optimisation.")
+
+
+def _snapshot_times(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """``"300,600"`` -> ``(300.0, 600.0)``; a clear usage error for anything else."""
+    if value is None:
+        return None
+    try:
+        times = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected seconds separated by commas, e.g. 300,600; got {value!r}") from None
+    if not all(t > 0 for t in times):
+        raise click.BadParameter(f"snapshot times must be positive seconds, got {value!r}")
+    return times
+
+
+SNAPSHOT_OPTION = click.option(
+    "--snapshot-at", "snapshot_times", type=str, default=None, callback=_snapshot_times,
+    metavar="SECONDS[,SECONDS...]",
+    help="Keep a copy of the checkpoint in snapshots/<t>s/ once this much optimisation time has passed, "
+         "e.g. --snapshot-at 300,600.")
 MIXED_PRECISION_OPTION = click.option(
     "--mixed-precision/--no-mixed-precision", default=None,
     help="float16 autocast for the MLPs on CUDA (default: off, float32 products in TF32).")
@@ -82,6 +102,7 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0: end only).")
 @click.option("--grid-resolution", type=int, default=None, help="Occupancy grid cells per axis (default 128).")
 @TIME_LIMIT_OPTION
+@SNAPSHOT_OPTION
 @MIXED_PRECISION_OPTION
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
@@ -92,7 +113,7 @@ def _print_preset(title: str, config, field) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
-          time_limit, mixed_precision, field_sets, preset_name, resume, overwrite) -> None:
+          time_limit, snapshot_times, mixed_precision, field_sets, preset_name, resume, overwrite) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
     from taichi_pvd.presets import merge_settings, training_preset
@@ -100,7 +121,8 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 
     overrides = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
                      val_every=val_every, checkpoint_every=checkpoint_every,
-                     grid_resolution=grid_resolution, time_limit_s=time_limit, mixed_precision=mixed_precision)
+                     grid_resolution=grid_resolution, time_limit_s=time_limit, snapshot_times_s=snapshot_times,
+                     mixed_precision=mixed_precision)
     _reproducible_if_seeded(seed)
     preset = training_preset(preset_name, demo_scene=data is None)
     for line in preset.describe_training(model):
@@ -147,6 +169,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--val-every", type=int, default=None, help="Steps between student-vs-teacher checks.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
 @TIME_LIMIT_OPTION
+@SNAPSHOT_OPTION
 @MIXED_PRECISION_OPTION
 @click.option("--set", "student_sets", multiple=True, metavar="KEY=VALUE", help="Student field option (repeatable).")
 @click.option("--distill-set", "distill_sets", multiple=True, metavar="KEY=VALUE",
@@ -160,7 +183,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, batch_rays, lr, seed,
             no_feature_loss, no_density_clip, no_blockwise, init_head_from_teacher, val_every,
-            checkpoint_every, time_limit, mixed_precision, student_sets, distill_sets, preset_name, runs_root, resume,
+            checkpoint_every, time_limit, snapshot_times, mixed_precision, student_sets, distill_sets, preset_name, runs_root, resume,
             overwrite) -> None:
     """Distil a trained field into another architecture without the training images."""
     from taichi_pvd.distill.api import distill as distill_run
@@ -170,7 +193,7 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
     overrides = parse_overrides(distill_sets, "--distill-set")
     options = dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
                    lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
-                   time_limit_s=time_limit, mixed_precision=mixed_precision)
+                   time_limit_s=time_limit, snapshot_times_s=snapshot_times, mixed_precision=mixed_precision)
     # Options left unset must not erase the same key given with --distill-set.
     overrides.update({k: v for k, v in options.items() if v is not None})
     if no_feature_loss:

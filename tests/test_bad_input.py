@@ -209,6 +209,13 @@ def test_unknown_architecture(args):
     _assert_user_error(_invoke(*args), "Invalid value for", "is not one of 'grid', 'hash', 'mlp', 'vm'")
 
 
+@pytest.mark.parametrize("value, message", [("5min", "expected seconds separated by commas"),
+                                            ("300,-1", "snapshot times must be positive")])
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_bad_snapshot_times(command, value, message):
+    _assert_user_error(_invoke(command, "--snapshot-at", value), "Invalid value for '--snapshot-at'", message)
+
+
 def test_teacher_of_another_architecture_than_from(hash_run, tmp_path):
     result = _invoke("distill", "--from", "vm", "--to", "grid", "--teacher", hash_run,
                      "--out", tmp_path / "student")

@@ -5,7 +5,8 @@ import torch
 
 from taichi_pvd.data import load_scene, write_demo_scene
 from taichi_pvd.fields import make_field
-from taichi_pvd.io.runs import load_run
+from taichi_pvd.io.checkpoint import load_checkpoint
+from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path, load_run
 from taichi_pvd.rendering.volume import render_rays_chunked
 from taichi_pvd.data import image_rays
 from taichi_pvd.training.api import resolve_train_config
@@ -56,3 +57,16 @@ def test_checkpoint_round_trip_renders_identical_pixels(demo_scene, tmp_path):
 
     assert torch.equal(render(trainer.field, trainer.grid), render(run.field, run.grid))
     assert torch.equal(trainer.grid.bitfield, run.grid.bitfield)
+
+
+def test_snapshots_keep_the_checkpoint_of_the_moment_their_time_was_reached(demo_scene, tmp_path):
+    train_scene, val_scene = demo_scene
+    field = make_field("hash", train_scene.aabb, HASH, generator=torch.Generator().manual_seed(0))
+    config = resolve_train_config("hash", {**SETTINGS, "steps": 12, "snapshot_times_s": [1e-9, 1e6]})
+    Trainer(field, train_scene, val_scene, config, tmp_path).run()
+    early = load_checkpoint(checkpoint_path(tmp_path / SNAPSHOTS_DIR / "1e-09s"), expected_kind="run")
+    assert early.meta["step"] == 1
+    assert load_checkpoint(checkpoint_path(tmp_path), expected_kind="run").meta["step"] == 12
+    assert not (tmp_path / SNAPSHOTS_DIR / "1e+06s").exists()
+    snapshot = load_run(tmp_path / SNAPSHOTS_DIR / "1e-09s")
+    assert not torch.equal(snapshot.field.table, load_run(tmp_path).field.table)

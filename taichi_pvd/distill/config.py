@@ -78,7 +78,12 @@ class DistillConfig:
     """Seed of every random draw."""
     time_limit_s: float = 0.0
     """Stop once this much optimisation time (seconds) has passed, even before ``steps``
-    (0: no limit). The learning-rate schedule still follows ``steps``."""
+    (0: no limit). The learning rate then decays over whichever comes first, ``steps`` or
+    the time limit, so a run cut short by the clock still ends at its final learning rate."""
+    snapshot_times_s: tuple[float, ...] = ()
+    """Optimisation times (seconds) at which a copy of the checkpoint is kept in
+    ``snapshots/<t>s/`` of the run folder (an ordinary run folder: ``eval`` takes it), e.g. to
+    score one long run at 5, 10 and 20 minutes."""
     marching: MarchingConfig = field(default_factory=MarchingConfig)
     """Ray sampling through the teacher's occupancy grid."""
 
@@ -92,6 +97,8 @@ class DistillConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.time_limit_s < 0:
             raise ConfigError(f"time-limit must be >= 0 seconds, got {self.time_limit_s}")
+        if not all(isinstance(t, (int, float)) and t > 0 for t in self.snapshot_times_s):
+            raise ConfigError(f"snapshot times must be positive seconds, got {list(self.snapshot_times_s)}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not self.density_clip_min < self.density_clip_max:

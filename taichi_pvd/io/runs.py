@@ -24,6 +24,8 @@ from .run_state import unprefixed
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.json"
 HISTORY_NAME = "history.jsonl"
+#: Folder of a run holding the copies kept at given optimisation times (``snapshots/<t>s/``).
+SNAPSHOTS_DIR = "snapshots"
 
 
 @dataclass

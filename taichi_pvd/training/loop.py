@@ -17,7 +17,7 @@ from ..errors import CheckpointError, TrainingDiverged
 from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
-from ..io.runs import METRICS_NAME, append_history, checkpoint_path, write_json
+from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, write_json
 from ..kernels.occupancy import OccupancyGrid
 from .interrupts import stop_requested
 
@@ -57,6 +57,7 @@ class LoopSettings:
     mixed_precision: bool
     seed: int
     time_limit_s: float
+    snapshot_times_s: tuple[float, ...]
 
     @classmethod
     def from_config(cls, config: Any) -> "LoopSettings":
@@ -174,9 +175,10 @@ class OptimizationLoop:
     def _all_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.field.parameters())
 
-    def save(self) -> Path:
-        """Write the resumable checkpoint atomically. Non-finite parameters raise
-        :class:`TrainingDiverged` and leave the last good checkpoint in place."""
+    def save(self, folder: Path | None = None) -> Path:
+        """Write the resumable checkpoint atomically into ``folder`` (default: the run folder).
+        Non-finite parameters raise :class:`TrainingDiverged` and leave the last good checkpoint
+        in place."""
         if not self._all_finite():
             raise TrainingDiverged(
                 f"parameters became NaN/Inf at step {self.step}; the last good checkpoint in {self.out_dir} "
@@ -204,8 +206,9 @@ class OptimizationLoop:
             "aabb": self.field.aabb.detach().cpu().tolist(),
             "grid_resolution": self.grid.resolution,
         }
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = checkpoint_path(self.out_dir)
+        folder = self.out_dir if folder is None else folder
+        folder.mkdir(parents=True, exist_ok=True)
+        path = checkpoint_path(folder)
         save_checkpoint(path, kind="run", config=config, tensors=tensors, meta=meta)
         return path
 
@@ -231,6 +234,14 @@ class OptimizationLoop:
         self.last_val_psnr = ckpt.meta.get("val_psnr_db")
         if self.amp:
             self.scaler.update(float(ckpt.meta["grad_scale"]))
+
+    def _keep_due_snapshots(self) -> None:
+        """Save a copy of the checkpoint under ``snapshots/<t>s/`` for each snapshot time ``t``
+        that the optimisation time has reached and that has no snapshot yet."""
+        for t in self.settings.snapshot_times_s:
+            folder = self.out_dir / SNAPSHOTS_DIR / f"{t:g}s"
+            if self.train_seconds >= t and not checkpoint_path(folder).exists():
+                self.save(folder)
 
     def _history_record(self, loss: float, parts: dict[str, float]) -> dict[str, Any]:
         return {"step": self.step, "elapsed_s": self.train_seconds, "loss": loss, **parts,
@@ -274,6 +285,7 @@ class OptimizationLoop:
                     append_history(self.out_dir, self._history_record(loss_value, parts_value))
                 if s.checkpoint_every and self.step % s.checkpoint_every == 0 and not last:
                     self.save()
+                self._keep_due_snapshots()
                 if on_progress and report:
                     now = time.perf_counter()
                     rate = window_rays / max(now - window_start, 1e-9)
