@@ -68,8 +68,9 @@ def merge_runs(path: Path, entry: dict[str, Any], key: tuple[str, ...]) -> None:
     if old_path.exists():
         previous = json.loads(old_path.read_text()).get("runs", [])
         old_path.unlink()
-    if "note" in record:
-        entry = {**entry, "note": record["note"]}
+    # Each entry keeps the commit, command and date (and note) of the process that made it: the
+    # other entries of the file came from other commands.
+    entry = {**entry, **{k: record[k] for k in ("commit", "command", "date", "note") if k in record}}
     runs = [r for r in previous if tuple(r.get(k) for k in key) != tuple(entry.get(k) for k in key)]
     runs.append(entry)
     record["runs"] = runs
