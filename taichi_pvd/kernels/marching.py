@@ -20,6 +20,16 @@ stepping (:func:`march_rays_reference`). Lattice, box clipping and cell look-ups
 float64 by both, so that rounding differences between the two (e.g. fused multiply-adds) would
 need a lattice point within ~1e-16 of a cell face to change a decision. Outputs are float32.
 
+Contracted grids (unbounded scenes, ``grid.contracted``): the rays are not clipped to a box,
+only to ``[near, far)``; they step through world space on the cone lattice (``cone_angle > 0``
+is required, and ``max_step_size`` defaults to no cap), each candidate's world position is
+contracted (:mod:`taichi_pvd.kernels.contraction`) before its cell is looked up, and a kept
+sample's position is its contracted point, the coordinate fields see; ``t`` and ``dt`` stay world
+distances, so compositing is unchanged. Empty cells are skipped by their exit as above only when
+the whole cell lies strictly inside the unit cube, where the contraction is the identity (the
+skipped lattice points then lie inside it too, by the same monotonicity); elsewhere the marcher
+visits every lattice point.
+
 Two passes, no Python loop over rays or samples: a count kernel, ``torch.cumsum`` for
 ``ray_starts``, and a fill kernel that marches again and writes the samples.
 """
@@ -33,6 +43,7 @@ import torch
 from taichi_pvd import backend
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
+from taichi_pvd.kernels.contraction import INNER_HALF_SIZE, contract, contract_point
 from taichi_pvd.kernels.occupancy import OccupancyGrid
 
 _VEC3D = ti.types.vector(3, ti.f64)
@@ -54,7 +65,8 @@ class PackedSamples:
         ray_counts: [N] int32, samples of each ray (0 for a ray that misses every occupied cell).
         t: [S] float32, distance of each sample (interval midpoint) along its ray, world units.
         dt: [S] float32, length of each sample's interval, world units.
-        positions: [S, 3] float32, world positions ``origin + t * direction``.
+        positions: [S, 3] float32, world positions ``origin + t * direction`` (their
+            contracted points for a contracted grid).
         directions: [S, 3] float32, the (unit) direction of each sample's ray.
     """
 
@@ -81,6 +93,7 @@ class _Geometry:
     inv_cell: tuple[float, float, float]
     cell_size: tuple[float, float, float]
     resolution: int
+    contracted: bool
 
 
 def _geometry(grid: OccupancyGrid) -> _Geometry:
@@ -91,6 +104,7 @@ def _geometry(grid: OccupancyGrid) -> _Geometry:
         inv_cell=tuple(r / (b - a) for a, b in zip(lo, hi)),
         cell_size=tuple((b - a) / r for a, b in zip(lo, hi)),
         resolution=r,
+        contracted=grid.contracted,
     )
 
 
@@ -125,6 +139,27 @@ def _cell_of(p, lo, inv_cell, resolution):
 
 
 @ti.func
+def _lookup_point(p, contracted):
+    """The grid coordinate of world position ``p``: ``p`` itself, or its contraction."""
+    q = p
+    if contracted:
+        q = contract_point(p)
+    return q
+
+
+@ti.func
+def _inside_identity_region(c, lo, cell_size):
+    """Whether cell ``c`` lies strictly inside the unit cube, where contraction is the identity."""
+    inside = True
+    for a in ti.static(range(3)):
+        cell_lo = lo[a] + ti.cast(c[a], ti.f64) * cell_size[a]
+        cell_hi = lo[a] + ti.cast(c[a] + 1, ti.f64) * cell_size[a]
+        if cell_lo <= -INNER_HALF_SIZE or cell_hi >= INNER_HALF_SIZE:
+            inside = False
+    return inside
+
+
+@ti.func
 def _is_occupied(bitfield: ti.template(), c, resolution):
     idx = (c[0] * resolution + c[1]) * resolution + c[2]
     return (ti.cast(bitfield[idx >> 3], ti.i32) >> (idx & 7)) & 1
@@ -152,14 +187,19 @@ def _step_at(t, step_size, cone_angle, max_step_size):
 @ti.func
 def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.template(),
                far: ti.template(), jitter: ti.template(), bitfield: ti.template(), lo, hi,
-               inv_cell, cell_size, resolution, step_size, cone_angle, max_step_size, limit, start,
-               ray_indices: ti.template(), t_out: ti.template(), dt_out: ti.template(),
-               positions: ti.template(), dirs_out: ti.template(), fill: ti.template()):
+               inv_cell, cell_size, resolution, contracted, step_size, cone_angle, max_step_size,
+               limit, start, ray_indices: ti.template(), t_out: ti.template(),
+               dt_out: ti.template(), positions: ti.template(), dirs_out: ti.template(),
+               fill: ti.template()):
     """March ray ``i``: returns the number of kept samples (at most ``limit``); with ``fill``
-    also writes them from index ``start`` on."""
+    also writes them from index ``start`` on. ``contracted`` (0 or 1) selects the contracted
+    mode (unclipped rays, contracted look-ups and positions)."""
     o = ti.Vector([ti.cast(origins[i, a], ti.f64) for a in ti.static(range(3))])
     d = ti.Vector([ti.cast(directions[i, a], ti.f64) for a in ti.static(range(3))])
     t_enter, t_exit = _ray_box(o, d, lo, hi)
+    if contracted:
+        t_enter = ti.f64(-_FAR_AWAY)
+        t_exit = ti.f64(_FAR_AWAY)
     t_min = ti.max(t_enter, ti.cast(near[i], ti.f64))
     t_max = ti.min(t_exit, ti.cast(far[i], ti.f64))
     n = 0
@@ -169,7 +209,7 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
         t = t0
         k = 0
         while n < limit and t < t_max:
-            p = o + t * d
+            p = _lookup_point(o + t * d, contracted)
             c = _cell_of(p, lo, inv_cell, resolution)
             dt = _step_at(t, step_size, cone_angle, max_step_size)
             t_next = t + dt
@@ -184,14 +224,15 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                         dirs_out[s, a] = directions[i, a]
                 n += 1
                 k += 1
-            else:
+            elif not contracted or _inside_identity_region(c, lo, cell_size):
                 t_leave = ti.min(_cell_exit(o, d, lo, cell_size, c), t_max)
                 if cone_angle == 0.0:
                     k_jump = k + 1
                     k_exit = ti.ceil((t_leave - t0) / step_size)
                     if k_exit > ti.cast(k + 1, ti.f64):
                         k_last = ti.cast(k_exit, ti.i32) - 1
-                        p_last = o + (t0 + ti.cast(k_last, ti.f64) * step_size) * d
+                        p_last = _lookup_point(o + (t0 + ti.cast(k_last, ti.f64) * step_size) * d,
+                                               contracted)
                         if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
                             k_jump = k_last + 1
                     k = k_jump
@@ -202,7 +243,7 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                         t_last = t_after
                         t_after = t_last + _step_at(t_last, step_size, cone_angle, max_step_size)
                     if t_last > t:
-                        p_last = o + t_last * d
+                        p_last = _lookup_point(o + t_last * d, contracted)
                         if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
                             t_next = t_after
             if cone_angle == 0.0:
@@ -222,30 +263,32 @@ _U8_1D = ti.types.ndarray(dtype=ti.u8, ndim=1)
 @ti.kernel
 def _count_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
                   jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
-                  cell_size: _VEC3D, resolution: ti.i32, step_size: ti.f64, cone_angle: ti.f64,
-                  max_step_size: ti.f64, max_samples: ti.i32, counts: _I32_1D):
+                  cell_size: _VEC3D, resolution: ti.i32, contracted: ti.i32, step_size: ti.f64,
+                  cone_angle: ti.f64, max_step_size: ti.f64, max_samples: ti.i32,
+                  counts: _I32_1D):
     ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
         # Counting writes no samples: the output arguments are placeholders, never touched.
         counts[i] = _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi,
-                               inv_cell, cell_size, resolution, step_size, cone_angle,
-                               max_step_size, max_samples, 0, counts, near, near, origins,
-                               origins, False)
+                               inv_cell, cell_size, resolution, contracted, step_size,
+                               cone_angle, max_step_size, max_samples, 0, counts, near, near,
+                               origins, origins, False)
 
 
 @fast_launch
 @ti.kernel
 def _fill_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
                  jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
-                 cell_size: _VEC3D, resolution: ti.i32, step_size: ti.f64, cone_angle: ti.f64,
-                 max_step_size: ti.f64, ray_starts: _I32_1D, counts: _I32_1D,
+                 cell_size: _VEC3D, resolution: ti.i32, contracted: ti.i32, step_size: ti.f64,
+                 cone_angle: ti.f64, max_step_size: ti.f64, ray_starts: _I32_1D, counts: _I32_1D,
                  ray_indices: _I32_1D, t_out: _F32_1D, dt_out: _F32_1D, positions: _F32_2D,
                  dirs_out: _F32_2D):
     ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
         _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi, inv_cell,
-                   cell_size, resolution, step_size, cone_angle, max_step_size, counts[i],
-                   ray_starts[i], ray_indices, t_out, dt_out, positions, dirs_out, True)
+                   cell_size, resolution, contracted, step_size, cone_angle, max_step_size,
+                   counts[i], ray_starts[i], ray_indices, t_out, dt_out, positions, dirs_out,
+                   True)
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -291,8 +334,13 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
             f"step_size {step_size} is too small for a box of diagonal {diagonal}: more than "
             "2^30 steps would cross it; use a larger step"
         )
+    if geo.contracted and cone_angle == 0.0:
+        raise ConfigError(
+            "cone_angle must be > 0 in a contracted (unbounded) scene: the steps must grow "
+            "with distance to reach far away in a bounded number of steps"
+        )
     if max_step_size is None:
-        max_step_size = max(step_size, math.hypot(*geo.cell_size))
+        max_step_size = _FAR_AWAY if geo.contracted else max(step_size, math.hypot(*geo.cell_size))
     if not max_step_size >= step_size:
         raise ConfigError(f"max_step_size ({max_step_size}) must be >= step_size ({step_size})")
     device = grid.bitfield.device
@@ -317,22 +365,26 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
     Args:
         origins: [N, 3] float32 ray origins, world units.
         directions: [N, 3] float32 unit ray directions.
-        grid: occupancy grid; its box clips the rays, its bitfield selects the samples.
+        grid: occupancy grid; its box clips the rays, its bitfield selects the samples. A
+            contracted grid (``grid.contracted``) clips nothing and is looked up at the
+            contracted sample points (see the module notes).
         near, far: distance range along the rays (world units), scalars or [N].
         step_size: base step ``dt`` in world units (Instant-NGP: ``sqrt(3) * box size / 1024``).
         cone_angle: step growth with distance, ``dt = clip(t * cone_angle, step_size,
-            max_step_size)``; 0 for a constant step.
+            max_step_size)``; 0 for a constant step (not allowed with a contracted grid).
         max_samples_per_ray: cap on the samples kept per ray (the first ones along it).
         jitter: [N] in [0, 1) shifting each ray's first sample by ``jitter * dt``, or ``None``.
         max_step_size: largest step with ``cone_angle > 0``; ``None`` for one cell diagonal
-            (or ``step_size`` when that is larger).
+            (or ``step_size`` when that is larger), or no cap with a contracted grid.
 
     Returns:
         :class:`PackedSamples` on the grid's device, in float32/int32, without gradients.
+        With a contracted grid, ``positions`` are the contracted sample points (in
+        ``[-2, 2]^3``); ``t`` and ``dt`` are world distances in every case.
 
     Raises:
-        ConfigError: a non-positive ``step_size``, negative ``cone_angle`` or
-            ``max_samples_per_ray < 1``.
+        ConfigError: a non-positive ``step_size``, negative ``cone_angle`` (zero with a
+            contracted grid) or ``max_samples_per_ray < 1``.
 
     Example:
         >>> grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=16)
@@ -349,7 +401,8 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
     device = rays.origins.device
     shared = (rays.origins, rays.directions, rays.near, rays.far, rays.jitter,
               grid.bitfield.contiguous(), geo.lo, geo.hi, geo.inv_cell, geo.cell_size,
-              geo.resolution, float(step_size), float(cone_angle), max_step_size)
+              geo.resolution, int(geo.contracted), float(step_size), float(cone_angle),
+              max_step_size)
     counts = torch.zeros(n, dtype=torch.int32, device=device)
     if n > 0:
         _count_kernel(*shared, int(max_samples_per_ray), counts)
@@ -376,8 +429,9 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
                          jitter: torch.Tensor | None = None,
                          max_step_size: float | None = None) -> PackedSamples:
     """Brute-force torch version of :func:`march_rays` (same arguments and result): visits
-    every lattice point of every ray, in float64, and keeps those in occupied cells. For tests
-    and documentation; it loops in Python over the lattice index, vectorised over rays."""
+    every lattice point of every ray, in float64, and keeps those in occupied cells (looked up
+    at the contracted point with a contracted grid). For tests and documentation; it loops in
+    Python over the lattice index, vectorised over rays."""
     geo = _geometry(grid)
     rays, max_step_size = _check_inputs(origins, directions, grid, geo, near, far, step_size,
                                         cone_angle, max_samples_per_ray, jitter, max_step_size)
@@ -405,6 +459,8 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
                               torch.where(inside, -far_away, far_away))
     t_far_axis = torch.where(moving, torch.maximum(t1, t2),
                              torch.where(inside, far_away, -far_away))
+    if geo.contracted:
+        t_near_axis, t_far_axis = -far_away, far_away
     t_min = torch.maximum(t_near_axis.max(dim=1).values, rays.near.double())
     t_max = torch.minimum(t_far_axis.min(dim=1).values, rays.far.double())
     alive = t_min < t_max
@@ -418,6 +474,8 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
         if not bool(alive.any()):
             break
         p = o + t[:, None] * d
+        if geo.contracted:
+            p = contract(p)
         c = ((p - lo) * inv_cell).clamp(min=0.0).clamp(max=float(r - 1)).floor().long()
         keep = alive & occupied[(c[:, 0] * r + c[:, 1]) * r + c[:, 2]]
         dt = step_at(t)
