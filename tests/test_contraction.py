@@ -6,7 +6,7 @@ import torch
 
 from taichi_pvd import backend
 from taichi_pvd.errors import ConfigError
-from taichi_pvd.kernels.contraction import contract, contracted_aabb, radial_stretch
+from taichi_pvd.data.contraction import contract, contracted_aabb, radial_stretch
 from taichi_pvd.kernels.marching import march_rays, march_rays_reference
 from taichi_pvd.kernels.occupancy import OccupancyGrid, pack_bitfield
 
@@ -76,14 +76,15 @@ def _rays_from_inside(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return origins, directions / directions.norm(dim=1, keepdim=True)
 
 
-@pytest.mark.parametrize("resolution, occupied, max_samples", [(16, 0.3, 1024), (32, 0.1, 60), (6, 0.5, 1024)])
-def test_contracted_marcher_matches_the_brute_force_reference(resolution, occupied, max_samples):
+@pytest.mark.parametrize("resolution, occupied, cone_angle, max_samples",
+                         [(16, 0.3, 1.0 / 32, 1024), (32, 0.1, 0.0, 60), (6, 0.5, 1.0 / 256, 1024)])
+def test_contracted_marcher_matches_the_brute_force_reference(resolution, occupied, cone_angle, max_samples):
     grid = _contracted_grid(resolution, occupied, seed=resolution)
     origins, directions = _rays_from_inside(300, seed=resolution + 1)
     n = origins.shape[0]
     generator = torch.Generator().manual_seed(5)
-    kwargs = dict(near=0.02 + 0.1 * torch.rand(n, generator=generator), far=300.0, step_size=0.01,
-                  cone_angle=1.0 / 32, max_samples_per_ray=max_samples, jitter=torch.rand(n, generator=generator))
+    kwargs = dict(near=0.02 + 0.1 * torch.rand(n, generator=generator), far=1e4, step_size=0.01,
+                  cone_angle=cone_angle, max_samples_per_ray=max_samples, jitter=torch.rand(n, generator=generator))
     samples = march_rays(origins, directions, grid, **kwargs)
     reference = march_rays_reference(origins, directions, grid, **kwargs)
     assert torch.equal(samples.ray_counts, reference.ray_counts)
@@ -92,11 +93,25 @@ def test_contracted_marcher_matches_the_brute_force_reference(resolution, occupi
     torch.testing.assert_close(samples.dt, reference.dt, rtol=1e-6, atol=0.0)
     torch.testing.assert_close(samples.positions, reference.positions, rtol=0.0, atol=1e-6)
     # Samples reach far out in world distance while their positions stay in the contracted box.
-    assert float(samples.t.max()) > 50.0 and float(samples.positions.abs().max()) < 2.0
-    assert float(samples.positions.abs().amax(-1).max()) > 1.9
+    assert float(samples.t.max()) > 100.0 and float(samples.positions.abs().max()) < 2.0
     ray = samples.ray_indices.long()
     world = origins[ray].double() + samples.t.double()[:, None] * directions[ray].double()
     torch.testing.assert_close(samples.positions, contract(world).float(), rtol=0.0, atol=1e-4)
+
+
+def test_contracted_steps_cover_the_unbounded_shell_in_a_bounded_number_of_steps():
+    grid = OccupancyGrid(contracted_aabb(), resolution=16, contracted=True)  # every cell occupied
+    origins, directions = _rays_from_inside(50, seed=6)
+    samples = march_rays(origins, directions, grid, near=0.0, far=1e6, step_size=0.02)
+    # Inside the unit cube (at most ~3.5 long for these rays) steps of 0.02; outside, about 0.02
+    # of contracted length each across the shell of thickness 1: a few hundred samples per ray,
+    # although far is a million units away.
+    assert int(samples.ray_counts.max()) < 3.5 / 0.02 + 3 * 1.0 / 0.02
+    assert float(samples.t.max()) > 1e5
+    outside = samples.positions.abs().amax(-1) > 1.0
+    step_in_contracted_space = (samples.dt[outside] / radial_stretch(samples.positions[outside]))
+    assert 0.005 < float(step_in_contracted_space.median()) < 0.05
+    torch.testing.assert_close(samples.dt[~outside], torch.full((int((~outside).sum()),), 0.02))
 
 
 def test_rays_through_an_empty_contracted_grid_find_its_outermost_shell():
@@ -115,10 +130,7 @@ def test_rays_through_an_empty_contracted_grid_find_its_outermost_shell():
     assert float(samples.t.min()) > 3.0
 
 
-def test_contracted_marching_needs_a_cone_angle_and_a_contracted_box():
-    grid = _contracted_grid(8, 0.5, seed=0)
-    with pytest.raises(ConfigError, match="cone_angle must be > 0"):
-        march_rays(torch.zeros(1, 3), torch.tensor([[1.0, 0.0, 0.0]]), grid, near=0.0, far=10.0, step_size=0.1)
+def test_contracted_grid_needs_the_contracted_box():
     with pytest.raises(ConfigError, match="contracted"):
         OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=8, contracted=True)
 

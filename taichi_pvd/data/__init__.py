@@ -6,17 +6,25 @@ pixel centres at ``(column + 0.5, row + 0.5)``; float32 torch tensors.
 """
 
 from taichi_pvd.data.camera_paths import look_at, orbit_path, sphere_poses, spiral_path
-from taichi_pvd.data.demo import demo_scene_path, write_demo_scene, write_forward_facing_demo
+from taichi_pvd.data.contraction import ContractedSpace, contract
+from taichi_pvd.data.demo import (
+    demo_scene_path,
+    write_demo_scene,
+    write_forward_facing_demo,
+    write_unbounded_demo,
+)
 from taichi_pvd.data.llff import load_llff
 from taichi_pvd.data.ndc import NdcSpace, ndc_points, ndc_rays
 from taichi_pvd.data.rays import RayBatch, RaySampler, generate_rays, image_rays
 from taichi_pvd.data.scene import Scene, load_scene
 
 __all__ = [
+    "ContractedSpace",
     "NdcSpace",
     "RayBatch",
     "RaySampler",
     "Scene",
+    "contract",
     "demo_scene_path",
     "generate_rays",
     "image_rays",
@@ -30,4 +38,5 @@ __all__ = [
     "spiral_path",
     "write_demo_scene",
     "write_forward_facing_demo",
+    "write_unbounded_demo",
 ]

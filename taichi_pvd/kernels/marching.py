@@ -21,14 +21,19 @@ float64 by both, so that rounding differences between the two (e.g. fused multip
 need a lattice point within ~1e-16 of a cell face to change a decision. Outputs are float32.
 
 Contracted grids (unbounded scenes, ``grid.contracted``): the rays are not clipped to a box,
-only to ``[near, far)``; they step through world space on the cone lattice (``cone_angle > 0``
-is required, and ``max_step_size`` defaults to no cap), each candidate's world position is
-contracted (:mod:`taichi_pvd.kernels.contraction`) before its cell is looked up, and a kept
-sample's position is its contracted point, the coordinate fields see; ``t`` and ``dt`` stay world
-distances, so compositing is unchanged. Empty cells are skipped by their exit as above only when
-the whole cell lies strictly inside the unit cube, where the contraction is the identity (the
-skipped lattice points then lie inside it too, by the same monotonicity); elsewhere the marcher
-visits every lattice point.
+only to ``[near, far)``, and step through world space with steps that grow with distance: at
+world position ``p`` the step is ``max(dt(t), step_size * max(1, |p|_inf)^2)``, always
+incremental (``t_{k+1} = t_k + dt_k``). Inside the unit cube that is the rule above; outside,
+one step spans about ``step_size`` of contracted length (the world length of a contracted
+length there grows as ``|p|^2``, :func:`~taichi_pvd.data.contraction.radial_stretch`), i.e.
+samples uniform in disparity, so a ray reaches any ``far`` in about ``1 / step_size`` more
+steps. Each candidate's world position is contracted (:mod:`taichi_pvd.data.contraction`) before
+its cell is looked up, and a kept sample's position is its contracted point, the coordinate
+fields see; ``t`` and ``dt`` stay world distances, so compositing is unchanged. Empty cells are
+skipped by their exit as above only when the whole cell lies strictly inside the unit cube,
+where the contraction is the identity (the skipped points then lie inside it too, by the same
+monotonicity, and their steps follow the rule above); elsewhere the marcher visits every
+candidate.
 
 Two passes, no Python loop over rays or samples: a count kernel, ``torch.cumsum`` for
 ``ray_starts``, and a fill kernel that marches again and writes the samples.
@@ -43,7 +48,7 @@ import torch
 from taichi_pvd import backend
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
-from taichi_pvd.kernels.contraction import INNER_HALF_SIZE, contract, contract_point
+from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE, contract
 from taichi_pvd.kernels.occupancy import OccupancyGrid
 
 _VEC3D = ti.types.vector(3, ti.f64)
@@ -139,11 +144,21 @@ def _cell_of(p, lo, inv_cell, resolution):
 
 
 @ti.func
+def _contract_point(p):
+    """Taichi form of :func:`~taichi_pvd.data.contraction.contract` for one 3-vector ``p``."""
+    m = ti.max(ti.abs(p[0]), ti.abs(p[1]), ti.abs(p[2]))
+    q = p
+    if m > INNER_HALF_SIZE:
+        q = (CONTRACTED_HALF_SIZE - 1.0 / m) * (p / m)
+    return q
+
+
+@ti.func
 def _lookup_point(p, contracted):
     """The grid coordinate of world position ``p``: ``p`` itself, or its contraction."""
     q = p
     if contracted:
-        q = contract_point(p)
+        q = _contract_point(p)
     return q
 
 
@@ -185,6 +200,14 @@ def _step_at(t, step_size, cone_angle, max_step_size):
 
 
 @ti.func
+def _contracted_step(dt, p, step_size):
+    """Step ``dt`` at world position ``p``, lengthened outside the unit cube to about
+    ``step_size`` of contracted length (see the module notes)."""
+    m = ti.max(ti.abs(p[0]), ti.abs(p[1]), ti.abs(p[2]), INNER_HALF_SIZE)
+    return ti.max(dt, step_size * m * m)
+
+
+@ti.func
 def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.template(),
                far: ti.template(), jitter: ti.template(), bitfield: ti.template(), lo, hi,
                inv_cell, cell_size, resolution, contracted, step_size, cone_angle, max_step_size,
@@ -205,13 +228,19 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
     n = 0
     if t_min < t_max:
         dt0 = _step_at(t_min, step_size, cone_angle, max_step_size)
+        if contracted:
+            dt0 = _contracted_step(dt0, o + t_min * d, step_size)
         t0 = t_min + ti.cast(jitter[i], ti.f64) * dt0
         t = t0
         k = 0
+        lattice = cone_angle == 0.0 and not contracted
         while n < limit and t < t_max:
-            p = _lookup_point(o + t * d, contracted)
+            p_world = o + t * d
+            p = _lookup_point(p_world, contracted)
             c = _cell_of(p, lo, inv_cell, resolution)
             dt = _step_at(t, step_size, cone_angle, max_step_size)
+            if contracted:
+                dt = _contracted_step(dt, p_world, step_size)
             t_next = t + dt
             if _is_occupied(bitfield, c, resolution):
                 if ti.static(fill):
@@ -226,13 +255,12 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                 k += 1
             elif not contracted or _inside_identity_region(c, lo, cell_size):
                 t_leave = ti.min(_cell_exit(o, d, lo, cell_size, c), t_max)
-                if cone_angle == 0.0:
+                if lattice:
                     k_jump = k + 1
                     k_exit = ti.ceil((t_leave - t0) / step_size)
                     if k_exit > ti.cast(k + 1, ti.f64):
                         k_last = ti.cast(k_exit, ti.i32) - 1
-                        p_last = _lookup_point(o + (t0 + ti.cast(k_last, ti.f64) * step_size) * d,
-                                               contracted)
+                        p_last = o + (t0 + ti.cast(k_last, ti.f64) * step_size) * d
                         if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
                             k_jump = k_last + 1
                     k = k_jump
@@ -246,7 +274,7 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                         p_last = _lookup_point(o + t_last * d, contracted)
                         if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
                             t_next = t_after
-            if cone_angle == 0.0:
+            if lattice:
                 t = t0 + ti.cast(k, ti.f64) * step_size
             else:
                 t = t_next
@@ -334,13 +362,8 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
             f"step_size {step_size} is too small for a box of diagonal {diagonal}: more than "
             "2^30 steps would cross it; use a larger step"
         )
-    if geo.contracted and cone_angle == 0.0:
-        raise ConfigError(
-            "cone_angle must be > 0 in a contracted (unbounded) scene: the steps must grow "
-            "with distance to reach far away in a bounded number of steps"
-        )
     if max_step_size is None:
-        max_step_size = _FAR_AWAY if geo.contracted else max(step_size, math.hypot(*geo.cell_size))
+        max_step_size = max(step_size, math.hypot(*geo.cell_size))
     if not max_step_size >= step_size:
         raise ConfigError(f"max_step_size ({max_step_size}) must be >= step_size ({step_size})")
     device = grid.bitfield.device
@@ -371,11 +394,12 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
         near, far: distance range along the rays (world units), scalars or [N].
         step_size: base step ``dt`` in world units (Instant-NGP: ``sqrt(3) * box size / 1024``).
         cone_angle: step growth with distance, ``dt = clip(t * cone_angle, step_size,
-            max_step_size)``; 0 for a constant step (not allowed with a contracted grid).
+            max_step_size)``; 0 for a constant step (with a contracted grid, steps outside the
+            unit cube grow further, see the module notes).
         max_samples_per_ray: cap on the samples kept per ray (the first ones along it).
         jitter: [N] in [0, 1) shifting each ray's first sample by ``jitter * dt``, or ``None``.
         max_step_size: largest step with ``cone_angle > 0``; ``None`` for one cell diagonal
-            (or ``step_size`` when that is larger), or no cap with a contracted grid.
+            (or ``step_size`` when that is larger).
 
     Returns:
         :class:`PackedSamples` on the grid's device, in float32/int32, without gradients.
@@ -383,8 +407,8 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
         ``[-2, 2]^3``); ``t`` and ``dt`` are world distances in every case.
 
     Raises:
-        ConfigError: a non-positive ``step_size``, negative ``cone_angle`` (zero with a
-            contracted grid) or ``max_samples_per_ray < 1``.
+        ConfigError: a non-positive ``step_size``, negative ``cone_angle`` or
+            ``max_samples_per_ray < 1``.
 
     Example:
         >>> grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=16)
@@ -446,8 +470,15 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
 
     def step_at(t: torch.Tensor) -> torch.Tensor:
         if cone_angle == 0.0:
-            return torch.full_like(t, step_size)
-        return (t * cone_angle).clamp(min=step_size).clamp(max=max_step_size)
+            dt = torch.full_like(t, step_size)
+        else:
+            dt = (t * cone_angle).clamp(min=step_size).clamp(max=max_step_size)
+        if geo.contracted:
+            m = (o + t[:, None] * d).abs().amax(dim=1).clamp(min=INNER_HALF_SIZE)
+            dt = torch.maximum(dt, step_size * m * m)
+        return dt
+
+    lattice = cone_angle == 0.0 and not geo.contracted
 
     moving = d != 0.0
     safe_d = torch.where(moving, d, torch.ones_like(d))
@@ -483,7 +514,8 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
         records.append((rays_kept, t[keep], dt[keep], p[keep]))
         kept += keep.long()
         k += 1
-        t = t0 + k * step_size if cone_angle == 0.0 else t + dt
+        # Finished rays stop moving (quadratically growing contracted steps would overflow).
+        t = t0 + k * step_size if lattice else torch.where(alive, t + dt, t)
     return _pack(records, kept, rays.directions)
 
 
