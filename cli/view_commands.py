@@ -65,7 +65,8 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
 
     Writes frames/NNNN.png, depth/NNNN.png, video.mp4 and depth.mp4 (GIFs when imageio-ffmpeg
     is not installed) into the output folder. Depth is coloured from near (yellow) to far
-    (purple) over the scene's near/far range, black where nothing was hit."""
+    (purple) over the scene's near/far range (on a log scale for unbounded scenes), black where
+    nothing was hit."""
     from taichi_pvd import backend
     from taichi_pvd.io.runs import load_run
     from taichi_pvd.rendering import inference
@@ -86,7 +87,8 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
     else:
         views = inference.split_views(inference.scene_path(runs[0]), "test", frames, wh)
     out = out if out is not None else run_dir / "render" / path_kind
-    writer = PathWriter(out, _captions(paths), views.near, views.far, fps)
+    unbounded = inference.camera_rig(runs[0]).contraction is not None
+    writer = PathWriter(out, _captions(paths), views.near, views.far, fps, log_depth=unbounded)
     with _progress() as progress:
         task = progress.add_task(f"render {path_kind}", total=len(views))
         for i, rendered in inference.render_path(runs, views):
