@@ -46,9 +46,9 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE, contract
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
-from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE, contract
 from taichi_pvd.kernels.occupancy import OccupancyGrid
 
 _VEC3D = ti.types.vector(3, ti.f64)

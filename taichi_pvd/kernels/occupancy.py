@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from taichi_pvd.errors import ConfigError, TrainingDiverged
 from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, radial_stretch
+from taichi_pvd.errors import ConfigError, TrainingDiverged
 
 #: Instant-NGP's minimal optical thickness of an occupied cell over one minimal step.
 MIN_OPTICAL_THICKNESS = 0.01
@@ -166,7 +166,8 @@ class OccupancyGrid(torch.nn.Module):
         return torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
 
     def cell_centres(self) -> torch.Tensor:
-        """World positions [R^3, 3] float32 of every cell's centre, in flat cell order."""
+        """Positions [R^3, 3] float32 of every cell's centre, in flat cell order (world units, or
+        contracted coordinates in a contracted grid)."""
         cells = torch.arange(self.n_cells, device=self.density.device)
         return self.aabb[0] + (self.cell_coordinates(cells) + 0.5) * self.cell_size
 
@@ -226,8 +227,9 @@ class OccupancyGrid(torch.nn.Module):
         """Re-evaluate cells with ``density_fn`` and rebuild the bitfield (Instant-NGP's rule).
 
         Args:
-            density_fn: world positions [M, 3] float32 -> sigma [M] (or [M, 1]), 1 / world
-                unit; called under ``torch.no_grad`` in chunks of at most 2^18 points.
+            density_fn: positions [M, 3] float32 in the grid's box (world units, or contracted
+                coordinates in a contracted grid) -> sigma [M] (or [M, 1]), 1 / world unit;
+                called under ``torch.no_grad`` in chunks of at most 2^18 points.
             step: the training step; before ``warmup_steps`` every cell is evaluated, after it
                 ``R^3 / 4`` uniformly random cells plus ``R^3 / 4`` random occupied ones.
             decay: EMA factor in (0, 1]: ``density = max(density * decay, sigma)`` for the
