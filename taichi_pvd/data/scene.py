@@ -498,7 +498,8 @@ def _aabb(meta: dict[str, Any], json_path: Path) -> np.ndarray:
                 f"max > min, got {meta['aabb']!r}"
             )
         return aabb
-    half = DEFAULT_AABB_HALF_SIZE * _aabb_scale(meta, json_path)
+    scale = _aabb_scale(meta, json_path)
+    half = DEFAULT_AABB_HALF_SIZE * scale
     if not np.float32(half) > 0:
         raise SceneError(f"'aabb_scale' in {json_path} is too small: the scene box would have no size, got {scale!r}")
     return np.array([[-half] * 3, [half] * 3], dtype=np.float64)
