@@ -119,16 +119,19 @@ def test_bad_unbounded_input_is_a_scene_error(tmp_path: Path, edit, match: str) 
         load_scene(root)
 
 
-def test_a_split_marked_unbounded_needs_an_unbounded_training_split(ub_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("unmarked", ["train", "test"])
+def test_splits_that_disagree_on_being_unbounded_are_a_scene_error(ub_dir: Path, tmp_path: Path,
+                                                                   unmarked: str) -> None:
     scene = tmp_path / "scene"
     scene.mkdir()
-    test_meta = (ub_dir / "transforms_test.json").read_text().replace("./test/", f"{ub_dir}/test/")
-    (scene / "transforms_test.json").write_text(test_meta)
-    train_meta = json.loads((ub_dir / "transforms_train.json").read_text().replace("./train/", f"{ub_dir}/train/"))
-    del train_meta["unbounded"], train_meta["aabb_scale"]
-    (scene / "transforms_train.json").write_text(json.dumps(train_meta))
-    with pytest.raises(SceneError, match="training split"):
+    for split in ("train", "test"):
+        meta = json.loads((ub_dir / f"transforms_{split}.json").read_text().replace("./", f"{ub_dir}/"))
+        if split == unmarked:
+            del meta["unbounded"], meta["aabb_scale"]
+        (scene / f"transforms_{split}.json").write_text(json.dumps(meta))
+    with pytest.raises(SceneError, match="disagree"):
         load_scene(scene, "test")
+    assert (load_scene(scene, "train").contraction is None) == (unmarked == "train")
 
 
 # -- virtual cameras --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ see contracted coordinates in ``[-2, 2]^3``: the :class:`Scene` carries ``contra
 ``aabb`` is that box, ``near`` defaults to :data:`UNBOUNDED_NEAR` and ``far`` to
 :data:`UNBOUNDED_FAR` (normalised units; ``near``/``far`` keys in the json are in its own units
 and scaled). Every split is normalised by the training split's cameras, so all splits share one
-space; ``"unbounded": false`` keeps the bounded box that ``aabb_scale`` describes.
+space, and every split's json must agree with the training split's on being unbounded;
+``"unbounded": false`` keeps the bounded box that ``aabb_scale`` describes.
 
 Poses are camera-to-world matrices in the OpenGL/Blender convention (the camera looks down its
 -Z axis, +Y is up in the image, +X to the right), 4x4 or 3x4. Pixel ``(x, y)`` has its centre at
@@ -166,8 +167,9 @@ def load_scene(
     Returns:
         The :class:`Scene`. Raises :class:`SceneError` for a missing folder, an unreadable or
         malformed json, missing keys, bad matrices or NaN/Inf, missing, unreadable or
-        mis-sized images, and unbounded scenes whose markers contradict each other or whose
-        training cameras all stand at one point, each message naming the file and what to do.
+        mis-sized images, and unbounded scenes whose markers contradict each other (within a
+        json or between splits) or whose training cameras all stand at one point, each message
+        naming the file and what to do.
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
@@ -184,9 +186,7 @@ def load_scene(
     meta = _read_json(json_path)
     frames = _frames(meta, json_path)
     poses = np.stack([_frame_pose(f, i, json_path) for i, f in enumerate(frames)])
-    contraction = None
-    if _is_unbounded(meta, json_path):
-        contraction = _contracted_space(Path(path), json_path, poses)
+    contraction = _contraction(Path(path), json_path, meta, poses)
     file_paths = [_image_path(f, i, json_path) for i, f in enumerate(frames)]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         pixels = list(pool.map(_read_image, file_paths))
@@ -533,18 +533,36 @@ def _is_unbounded(meta: dict[str, Any], json_path: Path) -> bool:
     return flag
 
 
-def _contracted_space(path: Path, json_path: Path, poses: np.ndarray) -> ContractedSpace:
-    """The normalisation of an unbounded scene, from the cameras of its training split."""
-    train_path = _find_transforms(path, "train")
+def _training_transforms(path: Path) -> Path | None:
+    """The json of the training split of the scene at ``path`` (a folder or a json file), or
+    None when the folder has none."""
+    if path.is_file():
+        return path
+    for name in ("transforms_train.json", "transforms.json"):
+        if (path / name).is_file():
+            return path / name
+    return None
+
+
+def _contraction(path: Path, json_path: Path, meta: dict[str, Any],
+                 poses: np.ndarray) -> ContractedSpace | None:
+    """The space of the split read from ``json_path`` (``meta``, camera-to-world ``poses``
+    [N, 3, 4]): None for a bounded scene, else the normalisation of the training cameras. The
+    training split's json decides, and the other splits' must agree with it."""
+    train_path = _training_transforms(path) or json_path
+    unbounded = _is_unbounded(meta, json_path)
     if train_path != json_path:
         train_meta = _read_json(train_path)
-        if not _is_unbounded(train_meta, train_path):
+        if _is_unbounded(train_meta, train_path) != unbounded:
             raise SceneError(
-                f"{json_path} describes an unbounded scene but the training split {train_path} "
-                "does not: mark every split's json the same way ('unbounded' or 'aabb_scale')"
+                f"{json_path} and the training split {train_path} disagree on whether the scene is "
+                "unbounded: mark every split's json the same way ('unbounded' or 'aabb_scale')"
             )
-        frames = _frames(train_meta, train_path)
-        poses = np.stack([_frame_pose(f, i, train_path) for i, f in enumerate(frames)])
+        if unbounded:
+            frames = _frames(train_meta, train_path)
+            poses = np.stack([_frame_pose(f, i, train_path) for i, f in enumerate(frames)])
+    if not unbounded:
+        return None
     space = ContractedSpace.from_camera_centres(poses[:, :, 3])
     if space is None:
         raise SceneError(
