@@ -116,7 +116,8 @@ def _fmt(value) -> str:
 @click.option("--no-images", is_flag=True, help="Do not write the per-view PNGs.")
 @RUNS_ROOT_OPTION
 def eval_(run_dir, split, views, no_images, runs_root) -> None:
-    """Render the views of a split on white and score them against the ground truth (on white).
+    """Render the views of a split and score them against the ground truth: on white for scenes
+    with transparent images, on black (the background their training composites) for opaque ones.
 
     Writes <run>/eval/<split>/NNN-pred.png and NNN-gt.png, <run>/eval/metrics.json, and adds
     test_psnr_db / test_ssim (eval_<split>_... for other splits) to <run>/metrics.json. LPIPS is
@@ -132,8 +133,9 @@ def eval_(run_dir, split, views, no_images, runs_root) -> None:
         task = progress.add_task(f"eval {split}", total=views)
         result = evaluate_run(run, split=split, n_views=views, write_images=not no_images,
                               on_view=lambda _: progress.advance(task))
+    background = "black" if result.background == (0.0, 0.0, 0.0) else "white"
     table = Table(title=f"{run_dir.name}: {split} split",
-                  caption=f"{result.width}x{result.height}, white background")
+                  caption=f"{result.width}x{result.height}, {background} background")
     table.add_column("view", justify="right")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")

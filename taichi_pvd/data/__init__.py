@@ -1,4 +1,5 @@
-"""Data layer: scenes (posed images), camera rays, camera paths and the embedded demo scene.
+"""Data layer: scenes (posed images), camera rays, camera paths, the contracted space of unbounded
+scenes and the embedded demo scenes.
 
 Conventions shared by every module here: camera-to-world matrices in the OpenGL/Blender
 convention (camera looks down -Z, +Y up), [N, 3, 4]; intrinsics ``(fx, fy, cx, cy)`` in pixels;
