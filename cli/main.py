@@ -143,6 +143,28 @@ def scene_forward_facing(out_dir: Path, width: int, height: int, rows: int, cols
     click.echo(f"Forward-facing demo scene ({rows * cols} views of {width}x{height}) written to {path}")
 
 
+@scene.command("unbounded")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the scene into (transforms_{train,val,test}.json and images).")
+@click.option("--size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Image width and height in pixels.")
+@click.option("--n-train", type=click.IntRange(min=2), default=60, show_default=True, help="Number of training views.")
+@click.option("--n-val", type=click.IntRange(min=1), default=8, show_default=True, help="Number of validation views.")
+@click.option("--n-test", type=click.IntRange(min=1), default=16, show_default=True, help="Number of test views.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the cameras and rendering.")
+def scene_unbounded(out_dir: Path, size: int, n_train: int, n_val: int, n_test: int, seed: int) -> None:
+    """Render the built-in objects as an unbounded 360-degree capture: a ring of cameras around
+    them inside a far sky sphere, written as transforms.json marked "unbounded": true (loaded
+    normalised into the unit cube, the background contracted)."""
+    from taichi_pvd.data.demo import write_unbounded_demo
+
+    path = write_unbounded_demo(out_dir, size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    click.echo(
+        f"Unbounded demo scene ({n_train} train, {n_val} val, {n_test} test views of {size}x{size}) "
+        f"written to {path}"
+    )
+
+
 def _folder_summary(folder: Path) -> str:
     if not folder.is_dir():
         return f"{folder} (does not exist yet)"

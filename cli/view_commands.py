@@ -65,7 +65,8 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
 
     Writes frames/NNNN.png, depth/NNNN.png, video.mp4 and depth.mp4 (GIFs when imageio-ffmpeg
     is not installed) into the output folder. Depth is coloured from near (yellow) to far
-    (purple) over the scene's near/far range, black where nothing was hit."""
+    (purple) over the scene's near/far range (on a log scale for unbounded scenes), black where
+    nothing was hit."""
     from taichi_pvd import backend
     from taichi_pvd.io.runs import load_run
     from taichi_pvd.rendering import inference
@@ -86,7 +87,8 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
     else:
         views = inference.split_views(inference.scene_path(runs[0]), "test", frames, wh)
     out = out if out is not None else run_dir / "render" / path_kind
-    writer = PathWriter(out, _captions(paths), views.near, views.far, fps)
+    unbounded = inference.camera_rig(runs[0]).contraction is not None
+    writer = PathWriter(out, _captions(paths), views.near, views.far, fps, log_depth=unbounded)
     with _progress() as progress:
         task = progress.add_task(f"render {path_kind}", total=len(views))
         for i, rendered in inference.render_path(runs, views):
@@ -114,7 +116,8 @@ def _fmt(value) -> str:
 @click.option("--no-images", is_flag=True, help="Do not write the per-view PNGs.")
 @RUNS_ROOT_OPTION
 def eval_(run_dir, split, views, no_images, runs_root) -> None:
-    """Render the views of a split on white and score them against the ground truth (on white).
+    """Render the views of a split and score them against the ground truth: on white for scenes
+    with transparent images, on black (the background their training composites) for opaque ones.
 
     Writes <run>/eval/<split>/NNN-pred.png and NNN-gt.png, <run>/eval/metrics.json, and adds
     test_psnr_db / test_ssim (eval_<split>_... for other splits) to <run>/metrics.json. LPIPS is
@@ -130,8 +133,9 @@ def eval_(run_dir, split, views, no_images, runs_root) -> None:
         task = progress.add_task(f"eval {split}", total=views)
         result = evaluate_run(run, split=split, n_views=views, write_images=not no_images,
                               on_view=lambda _: progress.advance(task))
+    background = "black" if result.background == (0.0, 0.0, 0.0) else "white"
     table = Table(title=f"{run_dir.name}: {split} split",
-                  caption=f"{result.width}x{result.height}, white background")
+                  caption=f"{result.width}x{result.height}, {background} background")
     table.add_column("view", justify="right")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")

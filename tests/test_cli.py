@@ -92,6 +92,18 @@ def test_scene_forward_facing_writes_an_llff_scene_in_ndc(runner, tmp_path):
     assert len(train) + len(test) == 9 and len(test) == 2  # every 8th view held out
     assert train.ndc is not None and (train.width, train.height) == (20, 16)
 
+
+def test_scene_unbounded_writes_a_contracted_transforms_scene(runner, tmp_path):
+    from taichi_pvd.data.scene import load_scene
+
+    out = tmp_path / "ub"
+    result = runner.invoke(main, ["scene", "unbounded", "--out", str(out), "--size", "12", "--n-train", "4",
+                                  "--n-val", "1", "--n-test", "2"])
+    assert result.exit_code == 0, result.output
+    train, test = load_scene(out, "train"), load_scene(out, "test")
+    assert (len(train), len(test), train.width) == (4, 2, 12)
+    assert train.contraction is not None and test.contraction == train.contraction
+
 def test_scene_demo_needs_an_output_folder(runner):
     result = runner.invoke(main, ["scene", "demo"])
     assert result.exit_code == 2 and "Missing option '--out'" in result.stderr

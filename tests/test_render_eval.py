@@ -19,6 +19,7 @@ from PIL import Image
 from cli.main import main
 from taichi_pvd.data import generate_rays
 from taichi_pvd.data.demo import write_demo_scene
+from taichi_pvd.errors import ConfigError
 from taichi_pvd.io.runs import load_run
 from taichi_pvd.metrics import psnr
 from taichi_pvd.plots import plot_psnr_vs_time
@@ -232,6 +233,16 @@ def test_depth_colouring_runs_from_bright_near_to_dark_far():
     colours = colour_depth(depth, opacity, near=2.0, far=6.0)
     assert colours[0, 0].sum() > 1.5 and colours[0, 1].sum() < 0.7
     np.testing.assert_array_equal(colours[0, 2], 0.0)
+
+
+def test_log_depth_colouring_puts_the_geometric_mean_of_near_and_far_midway():
+    depth = np.array([[0.05, 1000.0, np.sqrt(0.05 * 1000.0)]])
+    log_colours = colour_depth(depth, np.ones((1, 3)), near=0.05, far=1000.0, log_scale=True)
+    midway = colour_depth(np.array([[0.5]]), np.ones((1, 1)), near=0.0, far=1.0)
+    np.testing.assert_allclose(log_colours[0, 2], midway[0, 0], atol=1e-6)
+    assert log_colours[0, 0].sum() > 1.5 and log_colours[0, 1].sum() < 0.7
+    with pytest.raises(ConfigError, match="log scale"):
+        colour_depth(depth, np.ones((1, 3)), near=0.0, far=1000.0, log_scale=True)
 
 
 def test_error_maps_are_black_where_the_prediction_is_right():

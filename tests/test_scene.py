@@ -117,7 +117,8 @@ def test_instant_ngp_per_frame_intrinsics_override_the_top_level(tmp_path: Path)
             "cy": 4.5,
         },
     ]
-    root = _write_ngp_scene(tmp_path, frames, fl_x=10.0, cx=6.0, cy=5.0, w=12, h=10, aabb_scale=4)
+    root = _write_ngp_scene(tmp_path, frames, fl_x=10.0, cx=6.0, cy=5.0, w=12, h=10, aabb_scale=4,
+                            unbounded=False)
     scene = load_scene(root, "val")
     torch.testing.assert_close(
         scene.intrinsics, torch.tensor([[10.0, 10.0, 6.0, 5.0], [20.0, 21.0, 5.5, 4.5]])

@@ -198,6 +198,7 @@ def _set_translation(value):
     _set_top("camera_angle_x", 4.0),
     _set_top("aabb_scale", 10**400),
     _set_top("aabb_scale", 1e300),
+    _set_top("aabb_scale", 1e-45),
     _set_top("near", 10**400),
     _set_top("far", math.inf),
     _set_top("fl_x", 1e-300),
@@ -208,6 +209,7 @@ def _set_translation(value):
     _set_translation(10**400),
     _set_translation(1e300),
 ], ids=["zero field of view", "field of view over pi", "huge integer aabb_scale", "aabb_scale beyond float32",
+        "aabb_scale below float32",
         "huge integer near", "infinite far", "focal length below float32", "huge integer focal length",
         "huge integer in aabb", "file_path /", "file_path too long", "huge integer in a pose",
         "pose beyond float32"])

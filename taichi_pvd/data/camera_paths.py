@@ -173,8 +173,10 @@ def spiral_path(
     return look_at(eyes, focus, cam_up).to(c2w.dtype)
 
 
-def _axes_focus_distance(poses: torch.Tensor, centre: torch.Tensor, forward: torch.Tensor) -> float:
-    """Distance along ``forward`` to the least-squares nearest point of all optical axes."""
+def axes_focus_point(poses: torch.Tensor) -> torch.Tensor | None:
+    """The least-squares nearest point [3] of the optical axes of cameras ``poses`` [N, 3, 4]
+    (OpenGL convention), in their dtype: where a ring of inward-looking cameras looks. None when
+    the axes are (nearly) parallel and no such point stands out."""
     origins = poses[:, :, 3]
     directions = _normalize(-poses[:, :, 2])
     eye = torch.eye(3, dtype=poses.dtype, device=poses.device)
@@ -183,11 +185,18 @@ def _axes_focus_distance(poses: torch.Tensor, centre: torch.Tensor, forward: tor
     rhs = (projectors @ origins[:, :, None]).sum(dim=0)[:, 0]
     eigenvalues = torch.linalg.eigvalsh(system)
     if eigenvalues[0] < 1e-3 * eigenvalues[-1]:
+        return None
+    return torch.linalg.solve(system, rhs)
+
+
+def _axes_focus_distance(poses: torch.Tensor, centre: torch.Tensor, forward: torch.Tensor) -> float:
+    """Distance along ``forward`` to the least-squares nearest point of all optical axes."""
+    point = axes_focus_point(poses)
+    if point is None:
         raise ConfigError(
             "the cameras' optical axes are (nearly) parallel, so there is no natural focus "
             "point: pass focus_distance"
         )
-    point = torch.linalg.solve(system, rhs)
     distance = float((point - centre) @ forward)
     if not distance > 0:
         raise ConfigError("the cameras' optical axes meet behind them: pass focus_distance")

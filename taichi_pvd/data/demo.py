@@ -12,6 +12,11 @@ NeRF-Synthetic layout (``transforms_{train,val,test}.json`` + RGBA PNGs in ``tra
 
 Lighting is one fixed directional light, ambient + Lambert + Blinn-Phong; each pixel averages a
 2x2 grid of jittered samples (antialiasing).
+
+Two variants photograph the same objects in front of a background: a forward-facing capture
+(LLFF layout, a textured wall behind the objects) and an unbounded 360-degree capture
+(``transforms.json`` layout marked ``"unbounded": true``: a ring of cameras around the objects
+inside a far, self-lit sky sphere).
 """
 
 from __future__ import annotations
@@ -55,6 +60,18 @@ FF_GRID_EXTENT = (1.0, 0.6)
 FF_FOCUS = (0.0, 6.0, 0.0)
 #: Horizontal field of view of the forward-facing cameras, radians.
 FF_ANGLE_X = math.radians(50.0)
+
+#: The unbounded variant: cameras at UB_CAMERA_RADIUS from the origin, elevations within
+#: UB_ELEVATION_RANGE_DEG (train/val) or at UB_TEST_ELEVATION_DEG (test orbit), looking at the
+#: origin, inside a sky sphere of radius SKY_RADIUS (world units). The loader normalises the
+#: camera ring into the unit cube, which puts the sky ~10 normalised units away.
+UB_CAMERA_RADIUS = 3.2
+UB_ELEVATION_RANGE_DEG = (5.0, 35.0)
+UB_TEST_ELEVATION_DEG = 20.0
+SKY_RADIUS = 40.0
+#: Horizontal field of view of the unbounded demo cameras, radians: wide enough that the sky
+#: fills about half of each view around the objects.
+UB_ANGLE_X = math.radians(60.0)
 
 _LIGHT = (0.45, -0.35, 0.82)
 _AMBIENT, _DIFFUSE = 0.3, 0.7
@@ -303,6 +320,30 @@ class _BackWall:
         return n, base * (0.55 + 0.3 * coarse + 0.15 * fine)[:, None]
 
 
+class _SkySphere:
+    """The unbounded variant's backdrop: the inside of a sphere of radius :data:`SKY_RADIUS`
+    around the origin, self-lit (no shading), coloured from a sky blue at the zenith to an
+    earthy brown below the horizon, with a coarse longitude/latitude checker."""
+
+    specular, shininess = 0.0, 1.0
+
+    def intersect(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        b = _dot(o, d)
+        disc = b * b - (_dot(o, o) - SKY_RADIUS**2)
+        t = -b + torch.sqrt(disc.clamp_min(0.0))
+        return torch.where((disc > 0) & (t > _EPS), t, _MISS)
+
+    def surface(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = -p / SKY_RADIUS
+        height = (p[:, 2] / SKY_RADIUS).clamp(-1.0, 1.0)
+        longitude = torch.atan2(p[:, 1], p[:, 0]) / (2 * math.pi) * 12
+        latitude = torch.asin(height) / math.pi * 6
+        sky = _mix((0.95, 0.85, 0.6), (0.3, 0.5, 0.9), height.clamp(0.0, 1.0) ** 0.5)
+        ground = _mix((0.55, 0.45, 0.3), (0.3, 0.25, 0.2), (-height).clamp(0.0, 1.0) ** 0.5)
+        base = torch.where((height >= 0)[:, None], sky, ground)
+        return n, base * (0.7 + 0.3 * _parity(longitude, latitude))[:, None]
+
+
 _OBJECTS = (
     _Sphere(),
     _Box(),
@@ -317,7 +358,7 @@ _OBJECTS = (
 
 @_one_torch_thread()
 def trace_demo_rays(
-    origins: torch.Tensor, directions: torch.Tensor, *, back_wall: bool = False
+    origins: torch.Tensor, directions: torch.Tensor, *, back_wall: bool = False, sky: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Shade rays against the demo scene (one bounce, no shadows).
 
@@ -326,6 +367,8 @@ def trace_demo_rays(
         directions: [R, 3] unit ray directions.
         back_wall: add the textured wall of the forward-facing variant (the plane
             ``y = WALL_Y``, facing -Y) behind the objects.
+        sky: add the self-lit sky sphere of the unbounded variant (radius
+            :data:`SKY_RADIUS` around the origin), which every ray from inside it hits.
 
     Returns:
         ``(rgb, depth)`` in the inputs' dtype: [R, 3] colour in [0, 1] (0 where the ray misses)
@@ -333,7 +376,7 @@ def trace_demo_rays(
     """
     dtype = origins.dtype
     origins, directions = origins.double(), directions.double()
-    objects = _OBJECTS + ((_BackWall(),) if back_wall else ())
+    objects = _OBJECTS + ((_BackWall(),) if back_wall else ()) + ((_SkySphere(),) if sky else ())
     distances = torch.stack([obj.intersect(origins, directions) for obj in objects])
     depth, nearest = distances.min(dim=0)
     rgb = torch.zeros_like(origins)
@@ -344,6 +387,9 @@ def trace_demo_rays(
             continue
         d = directions[rays]
         normal, albedo = obj.surface(origins[rays] + depth[rays, None] * d)
+        if isinstance(obj, _SkySphere):
+            rgb[rays] = albedo.clamp(0.0, 1.0)
+            continue
         normal = torch.where((_dot(normal, d) > 0)[:, None], -normal, normal)
         lambert = _dot(normal, light).clamp_min(0.0)
         halfway = _normalize(light - d)
@@ -559,4 +605,75 @@ def write_forward_facing_demo(
         matrix = np.concatenate([llff, hwf], axis=1)
         rows_out.append(np.concatenate([matrix.reshape(-1), [0.9 * near, 1.1 * far]]))
     np.save(out / POSES_BOUNDS, np.stack(rows_out))
+    return out
+
+
+# -- the unbounded (360-degree) variant ---------------------------------------------------------
+
+
+@_one_torch_thread()
+def render_unbounded_view(
+    c2w: torch.Tensor, size: int, *, generator: torch.Generator, samples_per_side: int = 2
+) -> np.ndarray:
+    """Render one ``size`` x ``size`` view of the demo objects inside the sky sphere.
+
+    Args:
+        c2w: [3, 4] camera-to-world (OpenGL convention), world units.
+        size: image width and height in pixels (horizontal field of view :data:`UB_ANGLE_X`).
+        generator: CPU generator for the sub-pixel jitter.
+        samples_per_side: each pixel averages ``samples_per_side ** 2`` jittered samples.
+
+    Returns:
+        [size, size, 3] float32 colour in [0, 1] (every pixel covered: no alpha).
+    """
+    focal = 0.5 * size / math.tan(0.5 * UB_ANGLE_X)
+    intrinsics = torch.tensor([[focal, focal, 0.5 * size, 0.5 * size]], dtype=torch.float64)
+    k = samples_per_side
+    pixels = _stratified_pixels(size, size, k, generator)
+    origins, directions = generate_rays(c2w[None].double(), intrinsics, size, size, pixels=pixels[None])
+    rgb, _ = trace_demo_rays(origins.reshape(-1, 3), directions.reshape(-1, 3), sky=True)
+    return rgb.reshape(size, k, size, k, 3).mean(dim=(1, 3)).float().numpy()
+
+
+def write_unbounded_demo(
+    out_dir: str | os.PathLike[str], *, size: int = 64, n_train: int = 60, n_val: int = 8,
+    n_test: int = 16, seed: int = 0
+) -> Path:
+    """Render the demo objects as an unbounded 360-degree capture in the ``transforms.json``
+    layout.
+
+    Train and val cameras are random on the ring of elevations :data:`UB_ELEVATION_RANGE_DEG` at
+    :data:`UB_CAMERA_RADIUS` from the origin, test cameras an orbit at
+    :data:`UB_TEST_ELEVATION_DEG`, all looking at the objects, which stand in front of the far sky
+    sphere. Writes ``transforms_{train,val,test}.json`` (marked ``"unbounded": true`` and
+    ``"aabb_scale": 16``) and ``{split}/r_{i}.png`` (RGB, 8 bits) under ``out_dir`` (created if
+    needed). :func:`taichi_pvd.data.load_scene` loads it normalised and contracted.
+
+    Returns:
+        ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or view count
+        below 1 (or fewer than 2 training views: the normalisation needs two camera positions).
+    """
+    counts = dict(size=size, n_train=n_train, n_val=n_val, n_test=n_test)
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"unbounded demo {name} must be a positive integer, got {value!r}")
+    if n_train < 2:
+        raise ConfigError("the unbounded demo needs at least 2 training views (n_train >= 2)")
+    out = Path(out_dir)
+    generator = torch.Generator().manual_seed(seed)
+    poses = {
+        "train": sphere_poses(n_train, UB_CAMERA_RADIUS, UB_ELEVATION_RANGE_DEG, generator),
+        "val": sphere_poses(n_val, UB_CAMERA_RADIUS, UB_ELEVATION_RANGE_DEG, generator),
+        "test": orbit_path(n_test, UB_CAMERA_RADIUS, UB_TEST_ELEVATION_DEG, start_azimuth_deg=15.0),
+    }
+    for split, c2w in poses.items():
+        (out / split).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for i, pose in enumerate(c2w):
+            rgb = render_unbounded_view(pose, size, generator=generator)
+            Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(out / split / f"r_{i}.png")
+            matrix = torch.cat([pose, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]).tolist()
+            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": matrix})
+        meta = {"camera_angle_x": UB_ANGLE_X, "unbounded": True, "aabb_scale": 16, "frames": frames}
+        (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
     return out

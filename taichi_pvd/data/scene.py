@@ -7,6 +7,18 @@ Two flavours of the same format are read:
 - Instant-NGP / nerfstudio: ``fl_x, fl_y, cx, cy, w, h`` at the top level or per frame (per-frame
   values win), optional ``aabb_scale`` or an explicit ``aabb``.
 
+Unbounded scenes: a json with ``"unbounded": true``, or without that key with an ``aabb_scale``
+above 1 and no explicit ``aabb`` (Instant-NGP writes ``aabb_scale`` 16 or more for captures that
+reach beyond the unit cube), is an unbounded capture. Its world is normalised so that the
+training cameras fit in the unit cube (mean camera centre at the origin, the farthest camera on
+the cube's surface; see :class:`~taichi_pvd.data.contraction.ContractedSpace`), and its fields
+see contracted coordinates in ``[-2, 2]^3``: the :class:`Scene` carries ``contraction``, its
+``aabb`` is that box, ``near`` defaults to :data:`UNBOUNDED_NEAR` and ``far`` to
+:data:`UNBOUNDED_FAR` (normalised units; ``near``/``far`` keys in the json are in its own units
+and scaled). Every split is normalised by the training split's cameras, so all splits share one
+space, and every split's json must agree with the training split's on being unbounded;
+``"unbounded": false`` keeps the bounded box that ``aabb_scale`` describes.
+
 Poses are camera-to-world matrices in the OpenGL/Blender convention (the camera looks down its
 -Z axis, +Y is up in the image, +X to the right), 4x4 or 3x4. Pixel ``(x, y)`` has its centre at
 ``(column + 0.5, row + 0.5)``; ``cx, cy`` use the same continuous coordinates.
@@ -28,12 +40,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from taichi_pvd.data.contraction import ContractedSpace
 from taichi_pvd.data.ndc import NdcSpace
 from taichi_pvd.errors import ConfigError, SceneError
 
 SPLITS = ("train", "val", "test")
 #: Half-size of the default scene box: NeRF-Synthetic objects fit in [-1.5, 1.5]^3.
 DEFAULT_AABB_HALF_SIZE = 1.5
+#: Default ``near`` and ``far`` of unbounded scenes, in normalised units (the training cameras
+#: span the unit cube): close to the cameras, and far enough for distant backgrounds.
+UNBOUNDED_NEAR = 0.05
+UNBOUNDED_FAR = 1000.0
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -63,7 +80,8 @@ class Scene:
     height: int
     #: Image width in pixels.
     width: int
-    #: [2, 3] world-space box containing the scene: ``aabb[0]`` min corner, ``aabb[1]`` max.
+    #: [2, 3] world-space box containing the scene: ``aabb[0]`` min corner, ``aabb[1]`` max
+    #: (for unbounded scenes, the box ``[-2, 2]^3`` of contracted coordinates).
     aabb: torch.Tensor
     #: Nearest distance along a ray worth sampling, world units.
     near: float
@@ -80,16 +98,22 @@ class Scene:
     #: For forward-facing (LLFF) scenes, the NDC space rays are marched in; ``aabb``, ``near``
     #: and ``far`` are then NDC quantities (see :mod:`taichi_pvd.data.ndc`). None: world space.
     ndc: NdcSpace | None = None
+    #: For unbounded scenes, how the world was normalised before contraction; ``c2w``,
+    #: ``near``, ``far`` and ``camera_radius`` are then in normalised units, and rays are
+    #: marched in the normalised world with their samples contracted into ``aabb`` (see
+    #: :mod:`taichi_pvd.data.contraction`). None: a bounded scene.
+    contraction: ContractedSpace | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def __repr__(self) -> str:
         alpha = "premultiplied RGBA" if self.alphas is not None else "RGB"
+        space = ", unbounded (contracted)" if self.contraction is not None else ""
         return (
             f"Scene({self.name!r}, split={self.split!r}, {len(self)} views of "
             f"{self.width}x{self.height} {alpha}, near={self.near:.3g}, far={self.far:.3g}, "
-            f"aabb={self.aabb.tolist()}, device={self.device})"
+            f"aabb={self.aabb.tolist()}{space}, device={self.device})"
         )
 
     @property
@@ -130,7 +154,8 @@ def load_scene(
         path: the scene folder (holding ``transforms_{train,val,test}.json`` or a single
             ``transforms.json`` used for every split), or a ``transforms*.json`` file. A folder
             holding ``poses_bounds.npy`` is a forward-facing LLFF capture, read by
-            :func:`taichi_pvd.data.llff.load_llff` (``background`` does not apply).
+            :func:`taichi_pvd.data.llff.load_llff` (``background`` does not apply). An
+            unbounded capture (see the module notes) is normalised and contracted.
         split: ``'train'``, ``'val'`` or ``'test'``.
         downscale: integer factor; each output pixel is the mean of a ``downscale`` x
             ``downscale`` block (rows/columns that do not fill a block are cropped at the
@@ -141,8 +166,10 @@ def load_scene(
 
     Returns:
         The :class:`Scene`. Raises :class:`SceneError` for a missing folder, an unreadable or
-        malformed json, missing keys, bad matrices or NaN/Inf, and missing, unreadable or
-        mis-sized images, each message naming the file and what to do.
+        malformed json, missing keys, bad matrices or NaN/Inf, missing, unreadable or
+        mis-sized images, and unbounded scenes whose markers contradict each other (within a
+        json or between splits) or whose training cameras all stand at one point, each message
+        naming the file and what to do.
     """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
@@ -159,6 +186,7 @@ def load_scene(
     meta = _read_json(json_path)
     frames = _frames(meta, json_path)
     poses = np.stack([_frame_pose(f, i, json_path) for i, f in enumerate(frames)])
+    contraction = _contraction(Path(path), json_path, meta, poses)
     file_paths = [_image_path(f, i, json_path) for i, f in enumerate(frames)]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         pixels = list(pool.map(_read_image, file_paths))
@@ -199,8 +227,13 @@ def load_scene(
         alphas = None
     intrinsics /= downscale
 
-    aabb = _aabb(meta, json_path)
-    near, far, radius = _near_far_radius(meta, json_path, poses[:, :, 3], aabb)
+    if contraction is None:
+        aabb = _aabb(meta, json_path)
+        near, far, radius = _near_far_radius(meta, json_path, poses[:, :, 3], aabb)
+    else:
+        poses = contraction.normalise_poses(poses)
+        aabb = contraction.aabb().double().numpy()
+        near, far, radius = _unbounded_near_far_radius(meta, json_path, poses[:, :, 3], contraction)
     root = json_path.parent
     return Scene(
         images=images.to(device),
@@ -216,6 +249,7 @@ def load_scene(
         name=root.name,
         split=split,
         file_paths=file_paths,
+        contraction=contraction,
     )
 
 
@@ -464,6 +498,14 @@ def _aabb(meta: dict[str, Any], json_path: Path) -> np.ndarray:
                 f"max > min, got {meta['aabb']!r}"
             )
         return aabb
+    scale = _aabb_scale(meta, json_path)
+    half = DEFAULT_AABB_HALF_SIZE * scale
+    if not np.float32(half) > 0:
+        raise SceneError(f"'aabb_scale' in {json_path} is too small: the scene box would have no size, got {scale!r}")
+    return np.array([[-half] * 3, [half] * 3], dtype=np.float64)
+
+
+def _aabb_scale(meta: dict[str, Any], json_path: Path) -> float:
     scale = meta.get("aabb_scale", 1.0)
     if (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0
             or not _fits_float32(scale)
@@ -472,10 +514,84 @@ def _aabb(meta: dict[str, Any], json_path: Path) -> np.ndarray:
             f"'aabb_scale' in {json_path} must be a positive number (within float32 range), "
             f"got {scale!r}"
         )
-    half = DEFAULT_AABB_HALF_SIZE * float(scale)
-    if not np.float32(half) > 0:
-        raise SceneError(f"'aabb_scale' in {json_path} is too small: the scene box would have no size, got {scale!r}")
-    return np.array([[-half] * 3, [half] * 3], dtype=np.float64)
+    return float(scale)
+
+
+def _is_unbounded(meta: dict[str, Any], json_path: Path) -> bool:
+    """The rule of the module notes: ``"unbounded"`` when given, else ``aabb_scale > 1``
+    without an explicit ``aabb``."""
+    flag = meta.get("unbounded")
+    if flag is None:
+        return "aabb" not in meta and _aabb_scale(meta, json_path) > 1.0
+    if not isinstance(flag, bool):
+        raise SceneError(f"'unbounded' in {json_path} must be true or false, got {flag!r}")
+    if flag and "aabb" in meta:
+        raise SceneError(
+            f"{json_path} has both \"unbounded\": true and an explicit 'aabb': an unbounded scene "
+            "is contracted into a fixed box, so remove one of them"
+        )
+    return flag
+
+
+def _training_transforms(path: Path) -> Path | None:
+    """The json of the training split of the scene at ``path`` (a folder or a json file), or
+    None when the folder has none."""
+    if path.is_file():
+        return path
+    for name in ("transforms_train.json", "transforms.json"):
+        if (path / name).is_file():
+            return path / name
+    return None
+
+
+def _contraction(path: Path, json_path: Path, meta: dict[str, Any],
+                 poses: np.ndarray) -> ContractedSpace | None:
+    """The space of the split read from ``json_path`` (``meta``, camera-to-world ``poses``
+    [N, 3, 4]): None for a bounded scene, else the normalisation of the training cameras. The
+    training split's json decides, and the other splits' must agree with it."""
+    train_path = _training_transforms(path) or json_path
+    unbounded = _is_unbounded(meta, json_path)
+    if train_path != json_path:
+        train_meta = _read_json(train_path)
+        if _is_unbounded(train_meta, train_path) != unbounded:
+            raise SceneError(
+                f"{json_path} and the training split {train_path} disagree on whether the scene is "
+                "unbounded: mark every split's json the same way ('unbounded' or 'aabb_scale')"
+            )
+        if unbounded:
+            frames = _frames(train_meta, train_path)
+            poses = np.stack([_frame_pose(f, i, train_path) for i, f in enumerate(frames)])
+    if not unbounded:
+        return None
+    space = ContractedSpace.from_camera_centres(poses[:, :, 3])
+    if space is None:
+        raise SceneError(
+            f"every training camera of the unbounded scene {train_path} stands at the same point: "
+            "the scene is normalised by the spread of the camera centres, so it needs cameras at "
+            "different positions"
+        )
+    return space
+
+
+def _unbounded_near_far_radius(meta: dict[str, Any], json_path: Path, origins: np.ndarray,
+                               space: ContractedSpace) -> tuple[float, float, float]:
+    """``near``/``far`` of the json scaled into normalised units (defaults: the unbounded ones)
+    and the mean camera distance from the origin, in normalised units."""
+    bounds = {"near": UNBOUNDED_NEAR, "far": UNBOUNDED_FAR}
+    for key in bounds:
+        if key in meta:
+            value = meta[key]
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+                    or not _fits_float32(value) or not _fits_float32(value * space.scale)):
+                raise SceneError(f"'{key}' in {json_path} must be a finite non-negative number")
+            bounds[key] = float(value) * space.scale
+    near, far = bounds["near"], bounds["far"]
+    if not far > near:
+        raise SceneError(
+            f"'far' ({far:g}) must exceed 'near' ({near:g}) in {json_path} (normalised units of the "
+            "unbounded scene)"
+        )
+    return near, far, float(np.linalg.norm(origins, axis=1).mean())
 
 
 def _near_far_radius(

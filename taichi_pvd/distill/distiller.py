@@ -57,7 +57,8 @@ class Distiller(OptimizationLoop):
         self.use_feature_loss = config.feature_loss and features_comparable(teacher, student)
         if config.init_head_from_teacher:
             copy_colour_head(teacher, student)
-        grid = OccupancyGrid(teacher_grid.aabb.detach().cpu(), resolution=teacher_grid.resolution)
+        grid = OccupancyGrid(teacher_grid.aabb.detach().cpu(), resolution=teacher_grid.resolution,
+                             contracted=teacher_grid.contracted)
         grid.copy_from(teacher_grid)
         super().__init__(student, grid, LoopSettings.from_config(config), out_dir, device)
         self.cameras = virtual_cameras(rig, config.virtual_cameras,

@@ -16,8 +16,16 @@ def virtual_cameras(rig: CameraRig, n: int, elevation_deg: tuple[float, float], 
     Object scenes: on the sphere of the rig's radius, looking at its centre, elevations within
     ``elevation_deg`` (degrees above the plane normal to up). Forward-facing rigs: centres
     uniform in the box of the training camera centres, all with the mean training orientation
+    (``elevation_deg`` unused). Unbounded rigs: centres uniform in that box, each with the
+    rotation of a random training camera, so they look where the training cameras looked
     (``elevation_deg`` unused)."""
     generator = torch.Generator().manual_seed(seed)
+    if rig.contraction is not None:
+        lo, hi = (torch.tensor(c, dtype=torch.float64) for c in rig.camera_box)
+        centres = lo + torch.rand(n, 3, generator=generator, dtype=torch.float64) * (hi - lo)
+        rotations = torch.tensor(rig.orientations, dtype=torch.float64)
+        picked = rotations[torch.randint(rotations.shape[0], (n,), generator=generator)]
+        return torch.cat([picked, centres[:, :, None]], dim=2).float().to(device)
     if rig.forward_facing:
         lo, hi = (torch.tensor(c, dtype=torch.float64) for c in rig.camera_box)
         centres = lo + torch.rand(n, 3, generator=generator, dtype=torch.float64) * (hi - lo)

@@ -49,8 +49,15 @@ def checkpoint_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / CHECKPOINT_NAME
 
 
+def _is_contracted(config: dict[str, Any]) -> bool:
+    """Whether a run's config describes an unbounded scene, whose samples are contracted: its
+    camera rig records the scene's normalisation."""
+    return (config.get("camera_rig") or {}).get("contraction") is not None
+
+
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedRun:
-    """Rebuild the field and occupancy grid saved in ``run_dir`` on ``device``.
+    """Rebuild the field and occupancy grid saved in ``run_dir`` on ``device`` (a contracted
+    grid for a run of an unbounded scene, see :func:`_is_contracted`).
 
     Raises :class:`CheckpointError` when the folder holds no readable checkpoint.
     """
@@ -63,7 +70,7 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
         aabb = torch.tensor(config["aabb"], dtype=torch.float32)
         field = make_field(config["model"], aabb, config["field"])
         field.load_tensors(unprefixed(ckpt.tensors, "field."))
-        grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]))
+        grid = OccupancyGrid(aabb, resolution=int(config["grid_resolution"]), contracted=_is_contracted(config))
         grid.load_state_dict(unprefixed(ckpt.tensors, "grid."))
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint in {run_dir} does not match its own config ({exc}); it may be from another version") from exc

@@ -20,6 +20,21 @@ stepping (:func:`march_rays_reference`). Lattice, box clipping and cell look-ups
 float64 by both, so that rounding differences between the two (e.g. fused multiply-adds) would
 need a lattice point within ~1e-16 of a cell face to change a decision. Outputs are float32.
 
+Contracted grids (unbounded scenes, ``grid.contracted``): the rays are not clipped to a box,
+only to ``[near, far)``, and step through world space with steps that grow with distance: at
+world position ``p`` the step is ``max(dt(t), step_size * max(1, |p|_inf)^2)``, always
+incremental (``t_{k+1} = t_k + dt_k``). Inside the unit cube that is the rule above; outside,
+one step spans about ``step_size`` of contracted length (the world length of a contracted
+length there grows as ``|p|^2``, :func:`~taichi_pvd.data.contraction.radial_stretch`), i.e.
+samples uniform in disparity, so a ray reaches any ``far`` in about ``1 / step_size`` more
+steps. Each candidate's world position is contracted (:mod:`taichi_pvd.data.contraction`) before
+its cell is looked up, and a kept sample's position is its contracted point, the coordinate
+fields see; ``t`` and ``dt`` stay world distances, so compositing is unchanged. Empty cells are
+skipped by their exit as above only when the whole cell lies strictly inside the unit cube,
+where the contraction is the identity (the skipped points then lie inside it too, by the same
+monotonicity, and their steps follow the rule above); elsewhere the marcher visits every
+candidate.
+
 Two passes, no Python loop over rays or samples: a count kernel, ``torch.cumsum`` for
 ``ray_starts``, and a fill kernel that marches again and writes the samples.
 """
@@ -31,6 +46,7 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
+from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE, contract
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.occupancy import OccupancyGrid
@@ -54,7 +70,8 @@ class PackedSamples:
         ray_counts: [N] int32, samples of each ray (0 for a ray that misses every occupied cell).
         t: [S] float32, distance of each sample (interval midpoint) along its ray, world units.
         dt: [S] float32, length of each sample's interval, world units.
-        positions: [S, 3] float32, world positions ``origin + t * direction``.
+        positions: [S, 3] float32, world positions ``origin + t * direction`` (their
+            contracted points for a contracted grid).
         directions: [S, 3] float32, the (unit) direction of each sample's ray.
     """
 
@@ -81,6 +98,7 @@ class _Geometry:
     inv_cell: tuple[float, float, float]
     cell_size: tuple[float, float, float]
     resolution: int
+    contracted: bool
 
 
 def _geometry(grid: OccupancyGrid) -> _Geometry:
@@ -91,6 +109,7 @@ def _geometry(grid: OccupancyGrid) -> _Geometry:
         inv_cell=tuple(r / (b - a) for a, b in zip(lo, hi)),
         cell_size=tuple((b - a) / r for a, b in zip(lo, hi)),
         resolution=r,
+        contracted=grid.contracted,
     )
 
 
@@ -125,6 +144,37 @@ def _cell_of(p, lo, inv_cell, resolution):
 
 
 @ti.func
+def _contract_point(p):
+    """Taichi form of :func:`~taichi_pvd.data.contraction.contract` for one 3-vector ``p``."""
+    m = ti.max(ti.abs(p[0]), ti.abs(p[1]), ti.abs(p[2]))
+    q = p
+    if m > INNER_HALF_SIZE:
+        q = (CONTRACTED_HALF_SIZE - 1.0 / m) * (p / m)
+    return q
+
+
+@ti.func
+def _lookup_point(p, contracted):
+    """The grid coordinate of world position ``p``: ``p`` itself, or its contraction."""
+    q = p
+    if contracted:
+        q = _contract_point(p)
+    return q
+
+
+@ti.func
+def _inside_identity_region(c, lo, cell_size):
+    """Whether cell ``c`` lies strictly inside the unit cube, where contraction is the identity."""
+    inside = True
+    for a in ti.static(range(3)):
+        cell_lo = lo[a] + ti.cast(c[a], ti.f64) * cell_size[a]
+        cell_hi = lo[a] + ti.cast(c[a] + 1, ti.f64) * cell_size[a]
+        if cell_lo <= -INNER_HALF_SIZE or cell_hi >= INNER_HALF_SIZE:
+            inside = False
+    return inside
+
+
+@ti.func
 def _is_occupied(bitfield: ti.template(), c, resolution):
     idx = (c[0] * resolution + c[1]) * resolution + c[2]
     return (ti.cast(bitfield[idx >> 3], ti.i32) >> (idx & 7)) & 1
@@ -150,28 +200,47 @@ def _step_at(t, step_size, cone_angle, max_step_size):
 
 
 @ti.func
+def _contracted_step(dt, p, step_size):
+    """Step ``dt`` at world position ``p``, lengthened outside the unit cube to about
+    ``step_size`` of contracted length (see the module notes)."""
+    m = ti.max(ti.abs(p[0]), ti.abs(p[1]), ti.abs(p[2]), INNER_HALF_SIZE)
+    return ti.max(dt, step_size * m * m)
+
+
+@ti.func
 def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.template(),
                far: ti.template(), jitter: ti.template(), bitfield: ti.template(), lo, hi,
-               inv_cell, cell_size, resolution, step_size, cone_angle, max_step_size, limit, start,
-               ray_indices: ti.template(), t_out: ti.template(), dt_out: ti.template(),
-               positions: ti.template(), dirs_out: ti.template(), fill: ti.template()):
+               inv_cell, cell_size, resolution, contracted, step_size, cone_angle, max_step_size,
+               limit, start, ray_indices: ti.template(), t_out: ti.template(),
+               dt_out: ti.template(), positions: ti.template(), dirs_out: ti.template(),
+               fill: ti.template()):
     """March ray ``i``: returns the number of kept samples (at most ``limit``); with ``fill``
-    also writes them from index ``start`` on."""
+    also writes them from index ``start`` on. ``contracted`` (0 or 1) selects the contracted
+    mode (unclipped rays, contracted look-ups and positions)."""
     o = ti.Vector([ti.cast(origins[i, a], ti.f64) for a in ti.static(range(3))])
     d = ti.Vector([ti.cast(directions[i, a], ti.f64) for a in ti.static(range(3))])
     t_enter, t_exit = _ray_box(o, d, lo, hi)
+    if contracted:
+        t_enter = ti.f64(-_FAR_AWAY)
+        t_exit = ti.f64(_FAR_AWAY)
     t_min = ti.max(t_enter, ti.cast(near[i], ti.f64))
     t_max = ti.min(t_exit, ti.cast(far[i], ti.f64))
     n = 0
     if t_min < t_max:
         dt0 = _step_at(t_min, step_size, cone_angle, max_step_size)
+        if contracted:
+            dt0 = _contracted_step(dt0, o + t_min * d, step_size)
         t0 = t_min + ti.cast(jitter[i], ti.f64) * dt0
         t = t0
         k = 0
+        lattice = cone_angle == 0.0 and not contracted
         while n < limit and t < t_max:
-            p = o + t * d
+            p_world = o + t * d
+            p = _lookup_point(p_world, contracted)
             c = _cell_of(p, lo, inv_cell, resolution)
             dt = _step_at(t, step_size, cone_angle, max_step_size)
+            if contracted:
+                dt = _contracted_step(dt, p_world, step_size)
             t_next = t + dt
             if _is_occupied(bitfield, c, resolution):
                 if ti.static(fill):
@@ -184,9 +253,9 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                         dirs_out[s, a] = directions[i, a]
                 n += 1
                 k += 1
-            else:
+            elif not contracted or _inside_identity_region(c, lo, cell_size):
                 t_leave = ti.min(_cell_exit(o, d, lo, cell_size, c), t_max)
-                if cone_angle == 0.0:
+                if lattice:
                     k_jump = k + 1
                     k_exit = ti.ceil((t_leave - t0) / step_size)
                     if k_exit > ti.cast(k + 1, ti.f64):
@@ -202,10 +271,10 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                         t_last = t_after
                         t_after = t_last + _step_at(t_last, step_size, cone_angle, max_step_size)
                     if t_last > t:
-                        p_last = o + t_last * d
+                        p_last = _lookup_point(o + t_last * d, contracted)
                         if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
                             t_next = t_after
-            if cone_angle == 0.0:
+            if lattice:
                 t = t0 + ti.cast(k, ti.f64) * step_size
             else:
                 t = t_next
@@ -222,30 +291,32 @@ _U8_1D = ti.types.ndarray(dtype=ti.u8, ndim=1)
 @ti.kernel
 def _count_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
                   jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
-                  cell_size: _VEC3D, resolution: ti.i32, step_size: ti.f64, cone_angle: ti.f64,
-                  max_step_size: ti.f64, max_samples: ti.i32, counts: _I32_1D):
+                  cell_size: _VEC3D, resolution: ti.i32, contracted: ti.i32, step_size: ti.f64,
+                  cone_angle: ti.f64, max_step_size: ti.f64, max_samples: ti.i32,
+                  counts: _I32_1D):
     ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
         # Counting writes no samples: the output arguments are placeholders, never touched.
         counts[i] = _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi,
-                               inv_cell, cell_size, resolution, step_size, cone_angle,
-                               max_step_size, max_samples, 0, counts, near, near, origins,
-                               origins, False)
+                               inv_cell, cell_size, resolution, contracted, step_size,
+                               cone_angle, max_step_size, max_samples, 0, counts, near, near,
+                               origins, origins, False)
 
 
 @fast_launch
 @ti.kernel
 def _fill_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32_1D,
                  jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
-                 cell_size: _VEC3D, resolution: ti.i32, step_size: ti.f64, cone_angle: ti.f64,
-                 max_step_size: ti.f64, ray_starts: _I32_1D, counts: _I32_1D,
+                 cell_size: _VEC3D, resolution: ti.i32, contracted: ti.i32, step_size: ti.f64,
+                 cone_angle: ti.f64, max_step_size: ti.f64, ray_starts: _I32_1D, counts: _I32_1D,
                  ray_indices: _I32_1D, t_out: _F32_1D, dt_out: _F32_1D, positions: _F32_2D,
                  dirs_out: _F32_2D):
     ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
         _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi, inv_cell,
-                   cell_size, resolution, step_size, cone_angle, max_step_size, counts[i],
-                   ray_starts[i], ray_indices, t_out, dt_out, positions, dirs_out, True)
+                   cell_size, resolution, contracted, step_size, cone_angle, max_step_size,
+                   counts[i], ray_starts[i], ray_indices, t_out, dt_out, positions, dirs_out,
+                   True)
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -317,11 +388,14 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
     Args:
         origins: [N, 3] float32 ray origins, world units.
         directions: [N, 3] float32 unit ray directions.
-        grid: occupancy grid; its box clips the rays, its bitfield selects the samples.
+        grid: occupancy grid; its box clips the rays, its bitfield selects the samples. A
+            contracted grid (``grid.contracted``) clips nothing and is looked up at the
+            contracted sample points (see the module notes).
         near, far: distance range along the rays (world units), scalars or [N].
         step_size: base step ``dt`` in world units (Instant-NGP: ``sqrt(3) * box size / 1024``).
         cone_angle: step growth with distance, ``dt = clip(t * cone_angle, step_size,
-            max_step_size)``; 0 for a constant step.
+            max_step_size)``; 0 for a constant step (with a contracted grid, steps outside the
+            unit cube grow further, see the module notes).
         max_samples_per_ray: cap on the samples kept per ray (the first ones along it).
         jitter: [N] in [0, 1) shifting each ray's first sample by ``jitter * dt``, or ``None``.
         max_step_size: largest step with ``cone_angle > 0``; ``None`` for one cell diagonal
@@ -329,6 +403,8 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
 
     Returns:
         :class:`PackedSamples` on the grid's device, in float32/int32, without gradients.
+        With a contracted grid, ``positions`` are the contracted sample points (in
+        ``[-2, 2]^3``); ``t`` and ``dt`` are world distances in every case.
 
     Raises:
         ConfigError: a non-positive ``step_size``, negative ``cone_angle`` or
@@ -349,7 +425,8 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
     device = rays.origins.device
     shared = (rays.origins, rays.directions, rays.near, rays.far, rays.jitter,
               grid.bitfield.contiguous(), geo.lo, geo.hi, geo.inv_cell, geo.cell_size,
-              geo.resolution, float(step_size), float(cone_angle), max_step_size)
+              geo.resolution, int(geo.contracted), float(step_size), float(cone_angle),
+              max_step_size)
     counts = torch.zeros(n, dtype=torch.int32, device=device)
     if n > 0:
         _count_kernel(*shared, int(max_samples_per_ray), counts)
@@ -376,8 +453,9 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
                          jitter: torch.Tensor | None = None,
                          max_step_size: float | None = None) -> PackedSamples:
     """Brute-force torch version of :func:`march_rays` (same arguments and result): visits
-    every lattice point of every ray, in float64, and keeps those in occupied cells. For tests
-    and documentation; it loops in Python over the lattice index, vectorised over rays."""
+    every lattice point of every ray, in float64, and keeps those in occupied cells (looked up
+    at the contracted point with a contracted grid). For tests and documentation; it loops in
+    Python over the lattice index, vectorised over rays."""
     geo = _geometry(grid)
     rays, max_step_size = _check_inputs(origins, directions, grid, geo, near, far, step_size,
                                         cone_angle, max_samples_per_ray, jitter, max_step_size)
@@ -392,8 +470,15 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
 
     def step_at(t: torch.Tensor) -> torch.Tensor:
         if cone_angle == 0.0:
-            return torch.full_like(t, step_size)
-        return (t * cone_angle).clamp(min=step_size).clamp(max=max_step_size)
+            dt = torch.full_like(t, step_size)
+        else:
+            dt = (t * cone_angle).clamp(min=step_size).clamp(max=max_step_size)
+        if geo.contracted:
+            m = (o + t[:, None] * d).abs().amax(dim=1).clamp(min=INNER_HALF_SIZE)
+            dt = torch.maximum(dt, step_size * m * m)
+        return dt
+
+    lattice = cone_angle == 0.0 and not geo.contracted
 
     moving = d != 0.0
     safe_d = torch.where(moving, d, torch.ones_like(d))
@@ -405,6 +490,8 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
                               torch.where(inside, -far_away, far_away))
     t_far_axis = torch.where(moving, torch.maximum(t1, t2),
                              torch.where(inside, far_away, -far_away))
+    if geo.contracted:
+        t_near_axis, t_far_axis = -far_away, far_away
     t_min = torch.maximum(t_near_axis.max(dim=1).values, rays.near.double())
     t_max = torch.minimum(t_far_axis.min(dim=1).values, rays.far.double())
     alive = t_min < t_max
@@ -418,6 +505,8 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
         if not bool(alive.any()):
             break
         p = o + t[:, None] * d
+        if geo.contracted:
+            p = contract(p)
         c = ((p - lo) * inv_cell).clamp(min=0.0).clamp(max=float(r - 1)).floor().long()
         keep = alive & occupied[(c[:, 0] * r + c[:, 1]) * r + c[:, 2]]
         dt = step_at(t)
@@ -425,7 +514,8 @@ def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: 
         records.append((rays_kept, t[keep], dt[keep], p[keep]))
         kept += keep.long()
         k += 1
-        t = t0 + k * step_size if cone_angle == 0.0 else t + dt
+        # Finished rays stop moving (quadratically growing contracted steps would overflow).
+        t = t0 + k * step_size if lattice else torch.where(alive, t + dt, t)
     return _pack(records, kept, rays.directions)
 
 

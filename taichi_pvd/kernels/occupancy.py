@@ -14,6 +14,13 @@ sampled cells. A cell is occupied when its EMA exceeds the threshold, by default
 step of ``min_step_size = sqrt(3) * max box extent / 1024`` (about 5.91 for a unit cube, the
 value ngp_pl uses), or the grid's mean density when that is lower.
 
+A *contracted* grid covers the box ``[-2, 2]^3`` of contracted coordinates of an unbounded scene
+(:mod:`taichi_pvd.data.contraction`): its cell centres are field coordinates, and the marcher
+contracts world samples before looking them up. Densities stay per world unit, but one minimal
+step of contracted length spans ``radial_stretch`` world units outside the unit cube (``r^2`` at
+world distance ``r``), so a cell there is occupied when its density times its centre's stretch
+exceeds the threshold: the same minimal optical thickness per minimal contracted step as inside.
+
 Packing and unpacking the bitfield are a handful of elementwise torch operations (R^3 values,
 once every few training steps), which run on any device, also from a state-dict load hook;
 the per-ray work lives in the Taichi marching kernels.
@@ -26,6 +33,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, radial_stretch
 from taichi_pvd.errors import ConfigError, TrainingDiverged
 
 #: Instant-NGP's minimal optical thickness of an occupied cell over one minimal step.
@@ -70,8 +78,11 @@ class OccupancyGrid(torch.nn.Module):
     """Density EMA and occupancy bitfield of ``resolution^3`` cells over a world-space box.
 
     Args:
-        aabb: [2, 3] box corners ``(min, max)`` in world units, ``max > min`` on every axis.
+        aabb: [2, 3] box corners ``(min, max)`` in world units, ``max > min`` on every axis
+            (for a contracted grid: ``[-2, 2]^3``, the box of contracted coordinates).
         resolution: cells per axis ``R`` (even, so the bitfield packs into whole bytes).
+        contracted: whether the grid covers the contracted space of an unbounded scene, so the
+            marcher contracts its world samples before the look-up (see the module notes).
 
     Buffers:
         aabb: [2, 3] float32, persistent.
@@ -81,6 +92,9 @@ class OccupancyGrid(torch.nn.Module):
         bitfield: [R^3 / 8] uint8 occupancy, non-persistent: derived from ``density`` and
             ``bitfield_threshold``, rebuilt by :meth:`update`, :meth:`rebuild_bitfield` and
             automatically after :meth:`load_state_dict`.
+        cell_stretch: [R^3] float32 world length per unit of contracted length at each cell
+            centre for a contracted grid (a scalar 1 otherwise), non-persistent: derived from the
+            geometry.
 
     A new grid has zero density and every cell occupied, so rays are sampled everywhere until
     the first :meth:`update`.
@@ -96,8 +110,10 @@ class OccupancyGrid(torch.nn.Module):
     density: torch.Tensor
     bitfield_threshold: torch.Tensor
     bitfield: torch.Tensor
+    cell_stretch: torch.Tensor
 
-    def __init__(self, aabb: torch.Tensor | Sequence[Sequence[float]], resolution: int = 128):
+    def __init__(self, aabb: torch.Tensor | Sequence[Sequence[float]], resolution: int = 128, *,
+                 contracted: bool = False):
         super().__init__()
         aabb = torch.as_tensor(aabb, dtype=torch.float32).detach().clone()
         if aabb.shape != (2, 3) or not bool(torch.isfinite(aabb).all()):
@@ -108,7 +124,14 @@ class OccupancyGrid(torch.nn.Module):
             raise ConfigError(f"aabb max must exceed min on every axis, got {aabb.tolist()}")
         if resolution < 2 or resolution % 2:
             raise ConfigError(f"occupancy resolution must be even and >= 2, got {resolution}")
+        if contracted and not torch.equal(aabb.abs(), torch.full((2, 3), CONTRACTED_HALF_SIZE)):
+            raise ConfigError(
+                f"a contracted occupancy grid covers the box of contracted coordinates "
+                f"[-{CONTRACTED_HALF_SIZE:g}, {CONTRACTED_HALF_SIZE:g}]^3, got {aabb.tolist()}"
+            )
         self.resolution = int(resolution)
+        #: Whether the grid covers contracted coordinates (see the module notes).
+        self.contracted = bool(contracted)
         n_cells = self.resolution**3
         self.register_buffer("aabb", aabb)
         #: ``(min, max)`` corners as Python floats, so marching needs no device read.
@@ -117,6 +140,8 @@ class OccupancyGrid(torch.nn.Module):
         self.register_buffer("bitfield_threshold", torch.tensor(-math.inf))
         self.register_buffer("bitfield", torch.full((n_cells // 8,), 255, dtype=torch.uint8),
                              persistent=False)
+        stretch = radial_stretch(self.cell_centres()) if contracted else torch.ones(())
+        self.register_buffer("cell_stretch", stretch, persistent=False)
         self.register_load_state_dict_post_hook(_rebuild_after_load)
 
     @property
@@ -141,7 +166,8 @@ class OccupancyGrid(torch.nn.Module):
         return torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1)
 
     def cell_centres(self) -> torch.Tensor:
-        """World positions [R^3, 3] float32 of every cell's centre, in flat cell order."""
+        """Positions [R^3, 3] float32 of every cell's centre, in flat cell order (world units, or
+        contracted coordinates in a contracted grid)."""
         cells = torch.arange(self.n_cells, device=self.density.device)
         return self.aabb[0] + (self.cell_coordinates(cells) + 0.5) * self.cell_size
 
@@ -162,9 +188,10 @@ class OccupancyGrid(torch.nn.Module):
 
     @torch.no_grad()
     def rebuild_bitfield(self) -> None:
-        """Rebuild ``bitfield`` from ``density`` and ``bitfield_threshold`` (cells whose density
-        exceeds the threshold are occupied), e.g. after loading a state dict."""
-        self.bitfield.copy_(pack_bitfield(self.density > self.bitfield_threshold))
+        """Rebuild ``bitfield`` from ``density`` and ``bitfield_threshold`` (cells whose density,
+        times ``cell_stretch`` in a contracted grid, exceeds the threshold are occupied), e.g.
+        after loading a state dict."""
+        self.bitfield.copy_(pack_bitfield(self.density * self.cell_stretch > self.bitfield_threshold))
 
     @torch.no_grad()
     def copy_from(self, other: OccupancyGrid) -> None:
@@ -184,6 +211,11 @@ class OccupancyGrid(torch.nn.Module):
                 f"cannot copy an occupancy grid over box {other.aabb.tolist()} into one over "
                 f"{self.aabb.tolist()}: both models must use the same scene box"
             )
+        if other.contracted != self.contracted:
+            raise ConfigError(
+                "cannot copy an occupancy grid between a contracted (unbounded) scene and a "
+                "bounded one: both models must use the same scene space"
+            )
         self.density.copy_(other.density)
         self.bitfield_threshold.copy_(other.bitfield_threshold)
         self.bitfield.copy_(other.bitfield)
@@ -195,15 +227,16 @@ class OccupancyGrid(torch.nn.Module):
         """Re-evaluate cells with ``density_fn`` and rebuild the bitfield (Instant-NGP's rule).
 
         Args:
-            density_fn: world positions [M, 3] float32 -> sigma [M] (or [M, 1]), 1 / world
-                unit; called under ``torch.no_grad`` in chunks of at most 2^18 points.
+            density_fn: positions [M, 3] float32 in the grid's box (world units, or contracted
+                coordinates in a contracted grid) -> sigma [M] (or [M, 1]), 1 / world unit;
+                called under ``torch.no_grad`` in chunks of at most 2^18 points.
             step: the training step; before ``warmup_steps`` every cell is evaluated, after it
                 ``R^3 / 4`` uniformly random cells plus ``R^3 / 4`` random occupied ones.
             decay: EMA factor in (0, 1]: ``density = max(density * decay, sigma)`` for the
                 sampled cells (cells drawn twice take their largest sample).
-            threshold: sigma above which a cell is occupied; ``None`` for
-                ``min(mean density, 0.01 / min_step_size)``, less 0.1% (see
-                ``FLAT_FIELD_TOLERANCE``).
+            threshold: sigma above which a cell is occupied (compared with sigma times
+                ``cell_stretch`` in a contracted grid); ``None`` for ``min(mean density,
+                0.01 / min_step_size)``, less 0.1% (see ``FLAT_FIELD_TOLERANCE``).
             warmup_steps: steps during which every cell is evaluated.
             generator: torch generator on the grid's device for the cell choice and jitter.
 

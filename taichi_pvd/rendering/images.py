@@ -46,7 +46,8 @@ def apply_colormap(values: np.ndarray, colours: np.ndarray) -> np.ndarray:
     return ((1.0 - frac) * colours[lo] + frac * colours[lo + 1]).astype(np.float32)
 
 
-def colour_depth(depth: np.ndarray, opacity: np.ndarray, near: float, far: float) -> np.ndarray:
+def colour_depth(depth: np.ndarray, opacity: np.ndarray, near: float, far: float, *,
+                 log_scale: bool = False) -> np.ndarray:
     """Colour a depth map for viewing.
 
     Args:
@@ -54,16 +55,21 @@ def colour_depth(depth: np.ndarray, opacity: np.ndarray, near: float, far: float
         opacity: [H, W] accumulated opacity in [0, 1].
         near, far: the scene's distance range; ``near`` maps to the bright (yellow) end of
             viridis, ``far`` to the dark (purple) end.
+        log_scale: colour ``log(depth)`` between ``log(near)`` and ``log(far)`` (``near > 0``),
+            for unbounded scenes whose depths span orders of magnitude; linear otherwise.
 
     Returns:
         [H, W, 3] float32 in [0, 1]: the colour of the surface depth ``depth / opacity``,
         faded to black where the ray hit nothing (weighted by ``opacity``).
     """
-    if not far > near:
-        raise ConfigError(f"depth range needs far > near, got near={near}, far={far}")
+    if not far > near or (log_scale and not near > 0):
+        raise ConfigError(f"depth range needs far > near (> 0 on a log scale), got near={near}, far={far}")
     opacity = np.clip(np.asarray(opacity, dtype=np.float64), 0.0, 1.0)
     surface = np.asarray(depth, dtype=np.float64) / np.maximum(opacity, 1e-6)
-    normalised = 1.0 - (surface - near) / (far - near)
+    if log_scale:
+        normalised = 1.0 - np.log(np.maximum(surface, near) / near) / np.log(far / near)
+    else:
+        normalised = 1.0 - (surface - near) / (far - near)
     return (apply_colormap(normalised, _VIRIDIS) * opacity[..., None]).astype(np.float32)
 
 
@@ -175,14 +181,17 @@ class PathWriter:
         names: one caption per run.
         near, far: the scene's distance range, for depth colouring (world units).
         fps: frames per second of the videos.
+        log_depth: colour depth on a log scale (unbounded scenes, see :func:`colour_depth`).
     """
 
-    def __init__(self, out_dir: str | Path, names: Sequence[str], near: float, far: float, fps: float):
+    def __init__(self, out_dir: str | Path, names: Sequence[str], near: float, far: float, fps: float, *,
+                 log_depth: bool = False):
         if not fps > 0:
             raise ConfigError(f"--fps must be positive, got {fps}")
         self.out_dir = Path(out_dir)
         self.names = list(names)
         self.near, self.far, self.fps = near, far, fps
+        self.log_depth = log_depth
         self.colour: list[np.ndarray] = []
         self.depth: list[np.ndarray] = []
         for sub in ("frames", "depth"):
@@ -211,7 +220,8 @@ class PathWriter:
         if ground_truth is not None and len(rgbs) > 2:
             raise ValueError("an error panel compares at most two runs")
         colour = self._colour_panels(rgbs, ground_truth)
-        depth_panels = [colour_depth(d, o, self.near, self.far) for d, o in zip(depths, opacities)]
+        depth_panels = [colour_depth(d, o, self.near, self.far, log_scale=self.log_depth)
+                        for d, o in zip(depths, opacities)]
         depth = side_by_side(depth_panels, self.names if len(depth_panels) > 1 else None)
         index = len(self.colour)
         write_png(self.out_dir / "frames" / f"{index:04d}.png", colour)

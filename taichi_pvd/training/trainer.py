@@ -35,7 +35,8 @@ class Trainer(OptimizationLoop):
         self.val_scene = val_scene
         self.run_info = dict(run_info or {})
         device = scene.images.device
-        grid = OccupancyGrid(field.aabb.detach().cpu(), resolution=config.grid_resolution)
+        grid = OccupancyGrid(field.aabb.detach().cpu(), resolution=config.grid_resolution,
+                             contracted=scene.contraction is not None)
         grid.mark_all_occupied()
         super().__init__(field, grid, LoopSettings.from_config(config), out_dir, device)
         self.sampler = RaySampler(scene, config.batch_rays, self.generator)
@@ -48,7 +49,8 @@ class Trainer(OptimizationLoop):
         return sigma.float(), rgb.float()
 
     def density_fn(self, x: torch.Tensor) -> torch.Tensor:
-        """Density [M] at world positions [M, 3] (for occupancy updates)."""
+        """Density [M] at field positions [M, 3] (world, or contracted in an unbounded scene),
+        for occupancy updates."""
         with self.autocast():
             return self.field.density(x).float()
 
