@@ -26,6 +26,7 @@ from taichi_pvd.data.demo import forward_facing_poses
 from taichi_pvd.data.llff import NEAR_BOUND_FRACTION, POSES_BOUNDS, average_pose
 from taichi_pvd.distill.virtual_rays import sample_virtual_rays, virtual_cameras
 from taichi_pvd.errors import SceneError
+from tests.compact_training import COMPACT_FIELDS, train_briefly
 
 WIDTH, HEIGHT, ROWS, COLS = 48, 36, 3, 4
 
@@ -258,3 +259,23 @@ def test_hash_model_trains_on_a_forward_facing_scene(ff_dir: Path, tmp_path: Pat
 
     assert render_background(load_run(tmp_path / "run", torch.device("cpu"))) == (0.0, 0.0, 0.0)
     assert evaluation.psnr_db == pytest.approx(seen["trainer"].validate(), abs=0.05)
+
+    # The forward-facing teacher distils into a grid, on virtual cameras in the training cameras'
+    # box and in NDC like the teacher.
+    from taichi_pvd.distill.api import distill
+
+    def before_distilling(distiller) -> None:
+        seen["student_before"] = distiller.validate()
+
+    result = distill(source="hash", target="grid", teacher=tmp_path / "run", out=tmp_path / "grid",
+                     on_ready=before_distilling, student_overrides={"resolution": 32},
+                     distill_overrides={"steps": 120, "batch_rays": 256, "val_every": 0, "checkpoint_every": 0,
+                                        "val_views": 2, "val_size": 24, "virtual_cameras": 40})
+    assert result["student_vs_teacher_psnr_db"] > seen["student_before"] + 5.0
+    assert load_run(tmp_path / "grid").config["camera_rig"]["ndc"] is not None
+
+
+@pytest.mark.parametrize("kind", sorted(COMPACT_FIELDS))
+def test_vm_mlp_and_grid_fields_train_on_a_forward_facing_scene(ff_dir: Path, tmp_path: Path, kind: str) -> None:
+    _, before, after = train_briefly(ff_dir, kind, tmp_path)
+    assert after > before + 3.0

@@ -21,6 +21,7 @@ from taichi_pvd.data.scene import UNBOUNDED_FAR, UNBOUNDED_NEAR
 from taichi_pvd.distill.virtual_rays import virtual_cameras
 from taichi_pvd.errors import SceneError
 from taichi_pvd.metrics import psnr
+from tests.compact_training import COMPACT_FIELDS, train_briefly
 
 SIZE, N_TRAIN = 32, 24
 
@@ -156,28 +157,11 @@ def test_unbounded_rig_places_virtual_cameras_in_the_training_camera_box(ub_dir:
 # -- training, evaluation and distillation --------------------------------------------------------
 
 
-OTHER_FIELDS = {
-    "vm": {"density_rank": 8, "appearance_rank": 16, "resolution_init": 32, "resolution_final": 32,
-           "upsample_steps": ()},
-    "mlp": {"frequencies": 6, "depth": 4, "width": 64, "skip_index": 1},
-    "grid": {"resolution": 32},
-}
-
-
-@pytest.mark.parametrize("kind", sorted(OTHER_FIELDS))
+@pytest.mark.parametrize("kind", sorted(COMPACT_FIELDS))
 def test_vm_mlp_and_grid_fields_train_on_an_unbounded_scene(ub_dir: Path, tmp_path: Path, kind: str) -> None:
-    from taichi_pvd.fields import make_field
-    from taichi_pvd.training.api import resolve_train_config
-    from taichi_pvd.training.trainer import Trainer
-
-    train_scene, val_scene = load_scene(ub_dir, "train"), load_scene(ub_dir, "val")
-    field = make_field(kind, train_scene.aabb, OTHER_FIELDS[kind], generator=torch.Generator().manual_seed(0))
-    config = resolve_train_config(kind, {"steps": 80, "batch_rays": 256, "grid_resolution": 32, "val_every": 0,
-                                         "checkpoint_every": 0, "marching": {"steps_across_box": 128}})
-    trainer = Trainer(field, train_scene, val_scene, config, tmp_path)
+    trainer, before, after = train_briefly(ub_dir, kind, tmp_path)
     assert trainer.grid.contracted
-    before = trainer.validate()
-    assert trainer.run()["val_psnr_db"] > before + 3.0
+    assert after > before + 3.0
 
 
 def _background_mask(scene_dir: Path, split: str, index: int) -> torch.Tensor:

@@ -32,11 +32,12 @@ class VoxelGridConfig:
     """Voxels drawn at random per :meth:`VoxelGridField.regularization` call for the total
     variation and L1 (the full grid is too large to difference every step; Plenoxels also
     regularises a random 1 %)."""
-    tv_density_weight: float = 1e-2
-    """Weight of the total variation of the raw density. On the demo scene (64^3, 600 steps)
-    both TV weights at 1e-2 gave 23.1 dB, at 1e-3 23.0 dB, and without TV training stalled at
-    12.5 dB with under 3 samples per ray."""
-    tv_sh_weight: float = 1e-2
+    tv_density_weight: float = 2e-4
+    """Weight of the total variation of the raw density. On lego (400x400, 128^3, 2 minutes on
+    an H100, ``benchmarks/results/train-lego-h100.json``) both TV weights at 1e-2 scored 25.3 dB,
+    at 1e-3 28.2 dB and at 2e-4 29.2 dB; without any TV the demo scene's training stalled at
+    12.5 dB with under 3 samples per ray (the density collapses between the views)."""
+    tv_sh_weight: float = 2e-4
     """Weight of the total variation of the SH coefficients."""
     l1_density_weight: float = 1e-5
     """Weight of the mean density sigma at the sampled voxels (L1 sparsity of empty space)."""
