@@ -157,6 +157,10 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.2f} MiB ({n_bytes:,} bytes)"
 
 
+_SPACES = {"box": "bounded box", "ndc": "forward-facing, normalized device coordinates",
+           "contracted": "unbounded, contracted into [-2, 2]^3"}
+
+
 def _info_table(info) -> Table:
     table = Table(title=str(info.path), show_header=False)
     table.add_column("item", style="bold")
@@ -167,6 +171,7 @@ def _info_table(info) -> Table:
     table.add_row("run folder", _size(info.run_bytes))
     scene = info.scene.get("name", "?") + (" (embedded demo)" if info.scene.get("demo") else "")
     table.add_row("scene", f"{scene}: {info.scene.get('path', 'not recorded')}")
+    table.add_row("scene space", _SPACES[info.space])
     if info.teachers:
         links = []
         for t in info.teachers:

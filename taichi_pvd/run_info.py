@@ -61,6 +61,9 @@ class RunInfo:
     origin: str
     """``'trained'`` or ``'distilled'``."""
     scene: dict[str, Any]
+    space: str
+    """Where the field lives: ``'box'`` (a bounded scene's box), ``'ndc'`` (a forward-facing
+    scene's normalized device coordinates) or ``'contracted'`` (an unbounded scene)."""
     teachers: list[TeacherLink]
     """The teacher chain, nearest first (empty for a run trained from images)."""
     metrics: dict[str, Any]
@@ -77,7 +80,7 @@ class RunInfo:
         return {
             "path": str(self.path), "model": self.model, "num_parameters": self.num_parameters,
             "checkpoint_bytes": self.checkpoint_bytes, "run_bytes": self.run_bytes,
-            "origin": self.origin, "scene": self.scene,
+            "origin": self.origin, "scene": self.scene, "space": self.space,
             "teachers": [vars(t) for t in self.teachers], "metrics": self.metrics,
             "evaluation": self.evaluation, "field": self.field_config, "settings": self.settings,
             "history_records": self.history_records,
@@ -96,6 +99,15 @@ def teacher_chain(config: dict[str, Any]) -> list[TeacherLink]:
                                  exists=bool(path) and Path(path).is_dir()))
         record = record.get("provenance")
     return chain
+
+
+def scene_space(config: dict[str, Any]) -> str:
+    """``'contracted'``, ``'ndc'`` or ``'box'``: the space of the scene a run was made on, from
+    the camera rig its config records (``'box'`` when it records none)."""
+    rig = config.get("camera_rig") or {}
+    if rig.get("contraction"):
+        return "contracted"
+    return "ndc" if rig.get("ndc") else "box"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -135,6 +147,7 @@ def describe_run(run_dir: str | os.PathLike) -> RunInfo:
         run_bytes=_folder_bytes(run.path),
         origin="distilled" if distilled else "trained",
         scene=dict(config.get("scene") or {}),
+        space=scene_space(config),
         teachers=teacher_chain(config),
         metrics=_read_json(run.path / METRICS_NAME) or {},
         evaluation=evaluation,

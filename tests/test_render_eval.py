@@ -157,6 +157,7 @@ def test_info_reports_the_true_parameter_count(tiny_run):
     facts = json.loads(_invoke("info", tiny_run, "--json").output)
     assert facts["num_parameters"] == n_params
     assert facts["model"] == "hash" and facts["origin"] == "trained" and facts["teachers"] == []
+    assert facts["space"] == "box"
     assert facts["checkpoint_bytes"] == (tiny_run / "checkpoint.pt").stat().st_size
     table = _invoke("info", tiny_run).output
     assert f"{n_params:,}" in table and "trained from images" in table

@@ -220,6 +220,8 @@ def test_hash_model_learns_the_far_background_and_distils_into_a_grid(ub_dir: Pa
     result = CliRunner().invoke(main, ["--arch", "cpu", "eval", "--run", str(tmp_path / "hash"), "--no-images"])
     assert result.exit_code == 0, result.output
     assert "black background" in result.output  # opaque images, scored on the black they were trained on
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "hash"), "--json"])
+    assert json.loads(info.output)["space"] == "contracted"
     assert json.loads((tmp_path / "hash" / "metrics.json").read_text())["test_psnr_db"] > psnr_before + 6.0
 
     def before_distilling(distiller) -> None:
