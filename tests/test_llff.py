@@ -26,7 +26,7 @@ from taichi_pvd.data.demo import forward_facing_poses
 from taichi_pvd.data.llff import NEAR_BOUND_FRACTION, POSES_BOUNDS, average_pose
 from taichi_pvd.distill.virtual_rays import sample_virtual_rays, virtual_cameras
 from taichi_pvd.errors import SceneError
-from tests.compact_training import COMPACT_FIELDS, train_briefly
+from tests.compact_training import COMPACT_FIELDS, distil_into_grid_briefly, train_briefly
 
 WIDTH, HEIGHT, ROWS, COLS = 48, 36, 3, 4
 
@@ -262,16 +262,8 @@ def test_hash_model_trains_on_a_forward_facing_scene(ff_dir: Path, tmp_path: Pat
 
     # The forward-facing teacher distils into a grid, on virtual cameras in the training cameras'
     # box and in NDC like the teacher.
-    from taichi_pvd.distill.api import distill
-
-    def before_distilling(distiller) -> None:
-        seen["student_before"] = distiller.validate()
-
-    result = distill(source="hash", target="grid", teacher=tmp_path / "run", out=tmp_path / "grid",
-                     on_ready=before_distilling, student_overrides={"resolution": 32},
-                     distill_overrides={"steps": 120, "batch_rays": 256, "val_every": 0, "checkpoint_every": 0,
-                                        "val_views": 2, "val_size": 24, "virtual_cameras": 40})
-    assert result["student_vs_teacher_psnr_db"] > seen["student_before"] + 5.0
+    before, after = distil_into_grid_briefly(tmp_path / "run", tmp_path / "grid", steps=120, batch_rays=256)
+    assert after > before + 5.0
     from taichi_pvd.run_info import describe_run
 
     assert describe_run(tmp_path / "grid").space == "ndc"

@@ -28,7 +28,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -460,32 +460,41 @@ def write_demo_scene(
         ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or view count
         below 1.
     """
-    counts = dict(size=size, n_train=n_train, n_val=n_val, n_test=n_test)
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"demo scene {name} must be a positive integer, got {value!r}")
+    _check_view_counts("demo scene", size=size, n_train=n_train, n_val=n_val, n_test=n_test)
     out = Path(out_dir)
-    _render_splits(out, size, n_train, n_val, n_test, seed)
-    return out
-
-
-def _render_splits(out: Path, size: int, n_train: int, n_val: int, n_test: int, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     poses = {
         "train": sphere_poses(n_train, CAMERA_RADIUS, ELEVATION_RANGE_DEG, generator),
         "val": sphere_poses(n_val, CAMERA_RADIUS, ELEVATION_RANGE_DEG, generator),
         "test": orbit_path(n_test, CAMERA_RADIUS, TEST_ELEVATION_DEG, start_azimuth_deg=15.0),
     }
+    _write_rendered_splits(out, poses, lambda pose: render_demo_view(pose, size, generator=generator),
+                           {"camera_angle_x": CAMERA_ANGLE_X})
+    return out
+
+
+def _check_view_counts(what: str, **counts: object) -> None:
+    """Raise :class:`ConfigError` naming ``what`` unless every count (image size, views per
+    split) is an int >= 1."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{what} {name} must be a positive integer, got {value!r}")
+
+
+def _write_rendered_splits(out: Path, poses: dict[str, torch.Tensor],
+                           render_view: Callable[[torch.Tensor], np.ndarray], meta: dict[str, object]) -> None:
+    """Write ``{split}/r_{i}.png`` of ``render_view(pose)`` (an [H, W, C] image in [0, 1]) for each
+    [3, 4] camera-to-world pose of each split, and ``transforms_{split}.json`` holding ``meta``
+    and the frames."""
     for split, c2w in poses.items():
         (out / split).mkdir(parents=True, exist_ok=True)
         frames = []
         for i, pose in enumerate(c2w):
-            rgba = render_demo_view(pose, size, generator=generator)
-            Image.fromarray(np.round(rgba * 255).astype(np.uint8)).save(out / split / f"r_{i}.png")
+            image = render_view(pose)
+            Image.fromarray(np.round(image * 255).astype(np.uint8)).save(out / split / f"r_{i}.png")
             matrix = torch.cat([pose, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]).tolist()
             frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": matrix})
-        meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}
-        (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
+        (out / f"transforms_{split}.json").write_text(json.dumps({**meta, "frames": frames}, indent=2))
 
 
 def demo_scene_path(
@@ -653,10 +662,7 @@ def write_unbounded_demo(
         ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or view count
         below 1 (or fewer than 2 training views: the normalisation needs two camera positions).
     """
-    counts = dict(size=size, n_train=n_train, n_val=n_val, n_test=n_test)
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"unbounded demo {name} must be a positive integer, got {value!r}")
+    _check_view_counts("unbounded demo", size=size, n_train=n_train, n_val=n_val, n_test=n_test)
     if n_train < 2:
         raise ConfigError("the unbounded demo needs at least 2 training views (n_train >= 2)")
     out = Path(out_dir)
@@ -666,14 +672,6 @@ def write_unbounded_demo(
         "val": sphere_poses(n_val, UB_CAMERA_RADIUS, UB_ELEVATION_RANGE_DEG, generator),
         "test": orbit_path(n_test, UB_CAMERA_RADIUS, UB_TEST_ELEVATION_DEG, start_azimuth_deg=15.0),
     }
-    for split, c2w in poses.items():
-        (out / split).mkdir(parents=True, exist_ok=True)
-        frames = []
-        for i, pose in enumerate(c2w):
-            rgb = render_unbounded_view(pose, size, generator=generator)
-            Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(out / split / f"r_{i}.png")
-            matrix = torch.cat([pose, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]).tolist()
-            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": matrix})
-        meta = {"camera_angle_x": UB_ANGLE_X, "unbounded": True, "aabb_scale": 16, "frames": frames}
-        (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
+    _write_rendered_splits(out, poses, lambda pose: render_unbounded_view(pose, size, generator=generator),
+                           {"camera_angle_x": UB_ANGLE_X, "unbounded": True, "aabb_scale": 16})
     return out
