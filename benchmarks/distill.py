@@ -5,11 +5,11 @@ Usage::
     python benchmarks/distill.py --data .device-kit/data/nerf_synthetic/lego \
         --teacher hash=RUN_DIR [--teacher vm=RUN_DIR ...] --pairs hash:grid,hash:mlp \
         [--steps 3000] [--stage1-steps 300] [--stage2-steps 500] [--batch-rays 4096] \
-        [--variant all|no-feature-loss|no-density-clip|no-blockwise] [--test-views 50]
+        [--variant all|no-feature-loss|no-density-clip|no-blockwise] [--test-views 50] [--label L]
 
 Each teacher's own test PSNR is scored too (once per teacher). Writes or updates
-``benchmarks/results/distill-<scene>-<card>.json``: one entry per (teacher, student, variant)
-with teacher and student test PSNR/SSIM, distillation wall time (optimisation only) and the
+``benchmarks/results/distill-<scene>-<card>.json``: one entry per (teacher, student, variant,
+label) with teacher and student test PSNR/SSIM, distillation wall time (optimisation only) and the
 student's PSNR-against-time history (``monitor_psnr_db`` on ground-truth validation views,
 which the losses never see).
 """
@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=None, choices=sorted(VARIANTS))
     parser.add_argument("--test-views", type=int, default=50)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="TO.key=value student option")
+    parser.add_argument("--label", default=None,
+                        help="tells these runs from others of the same pair and variant (e.g. ablation-5k)")
     parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args()
 
@@ -84,6 +86,7 @@ def main() -> None:
                 "teacher": source,
                 "student": target,
                 "variant": variant,
+                **({"label": args.label} if args.label else {}),
                 "steps": metrics["steps"],
                 "distill_seconds": metrics["distill_seconds"],
                 "teacher_test_psnr_db": teacher_scores[source]["test_psnr_db"],
@@ -97,8 +100,8 @@ def main() -> None:
             }
             keep_previous(path)
             written = write_result("distill", args.data.name, {}, out_dir)
-            merge_runs(written, entry, ("teacher", "student", "variant"))
-            print(f"{source}->{target} [{variant}]: student {entry['student_test_psnr_db']:.2f} dB "
+            merge_runs(written, entry, ("teacher", "student", "variant", "label"))
+            print(f"{source}->{target} [{variant}{' ' + args.label if args.label else ''}]: student {entry['student_test_psnr_db']:.2f} dB "
                   f"(teacher {entry['teacher_test_psnr_db']:.2f} dB) in {entry['distill_seconds']:.1f} s", flush=True)
             shutil.rmtree(run_dir, ignore_errors=True)
 

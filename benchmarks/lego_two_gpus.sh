@@ -1,49 +1,76 @@
 #!/usr/bin/env bash
-# The from-scratch and distillation benchmarks of vm, grid and mlp on lego, on a machine with two
-# GPUs, in about 22 minutes. Meant to run detached (setsid) so that it outlives one device call:
+# The lego benchmarks of issues 3-5 on a machine with two GPUs, in about 23 minutes: every
+# from-scratch run alone on its GPU, the distillations after them. Meant to run detached (setsid)
+# so that it outlives one device call:
 #   setsid bash benchmarks/lego_two_gpus.sh WORK_DIR > WORK_DIR/suite.log 2>&1 &
 # It writes logs under WORK_DIR/logs, results under WORK_DIR/res/<lane>/ (merge them with
 # benchmarks/merge_results.py) and WORK_DIR/done when everything has finished.
-#   GPU 1, alone: mlp from scratch for 20 minutes, kept at 5 and 10 minutes (issue 4).
-#   GPU 0: vm (5 min), grid (2 min) and mlp (5 min) from scratch, each alone on the card
-#          (issue 4), then the nine distillations among them in two lanes sharing the card
-#          (issue 5): into vm and grid | into mlp.
-# Durations can be shortened for a dry run: T_VM, T_GRID, T_MLP, T_MLP_LONG, T_DISTILL,
-# T_DISTILL_MLP (seconds), BATCH_RAYS (rays a step, all runs); LEGO names the scene folder.
+#   GPU 0: hash (2 min, issue 3), vm (5 min, issue 4); then distillations into vm and grid
+#          (hash, vm and mlp teachers), vm -> mlp, and half of the vm -> mlp ablation (issue 5).
+#   GPU 1: grid (2 min) with two total-variation weights (issue 4), mlp (5 min, the from-scratch
+#          side of the time-to-quality plot); then hash -> mlp (its other side), mlp -> mlp, the
+#          other half of the ablation, and grid with 16384 rays a step.
+# Durations can be shortened for a dry run: T_HASH, T_VM, T_GRID, T_MLP, T_DISTILL,
+# T_DISTILL_MLP (seconds), STEPS_DISTILL, STEPS_DISTILL_MLP, STEPS_ABLATION, BATCH_RAYS (rays a
+# step, all runs); LEGO names the scene folder.
 set -u
 work=${1:?usage: lego_two_gpus.sh WORK_DIR}
 lego=${LEGO:-.device-kit/data/nerf_synthetic/lego}
-t_vm=${T_VM:-300} t_grid=${T_GRID:-120} t_mlp=${T_MLP:-300} t_mlp_long=${T_MLP_LONG:-1200}
-t_distill=${T_DISTILL:-60} t_distill_mlp=${T_DISTILL_MLP:-150}
+t_hash=${T_HASH:-120} t_vm=${T_VM:-300} t_grid=${T_GRID:-120} t_mlp=${T_MLP:-300}
+t_distill=${T_DISTILL:-85} t_distill_mlp=${T_DISTILL_MLP:-170}
+steps_distill=${STEPS_DISTILL:-5500} steps_distill_mlp=${STEPS_DISTILL_MLP:-15000}
+steps_ablation=${STEPS_ABLATION:-5000}
 views=${TEST_VIEWS:-50}
 runs=$work/runs logs=$work/logs
 mkdir -p "$runs" "$logs" "$work/res"
+alone="alone on its GPU; the machine's other H100 ran another benchmark at the same time"
 
-scratch() {  # scratch GPU LANE MODEL SECONDS LABEL [train.py options...]
-  local gpu=$1 lane=$2 model=$3 seconds=$4 label=$5
-  shift 5
-  CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/$lane \
+scratch() {  # scratch GPU MODEL SECONDS LABEL [train.py options...]
+  local gpu=$1 model=$2 seconds=$3 label=$4
+  shift 4
+  CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/gpu$gpu-$model-$label PVD_BENCH_NOTE=$alone \
     python benchmarks/train.py --model "$model" --data "$lego" --steps 200000 --test-views "$views" \
-      ${BATCH_RAYS:+--batch-rays "$BATCH_RAYS"} --train-set time_limit_s="$seconds" --val-every 2000 --label "$label" "$@" \
-      > "$logs/$lane-$model-$label.log" 2>&1
+      ${BATCH_RAYS:+--batch-rays "$BATCH_RAYS"} --train-set time_limit_s="$seconds" --label "$label" "$@" \
+      > "$logs/gpu$gpu-$model-$label.log" 2>&1
 }
 
-distill_lane() {  # distill_lane LANE SECONDS STEPS STAGE1 STAGE2 PAIRS
-  CUDA_VISIBLE_DEVICES=0 PVD_RESULTS_DIR=$work/res/$1 \
-  PVD_BENCH_NOTE="two distillation lanes shared one GPU (into vm/grid | into mlp)" \
-    python benchmarks/distill.py --data "$lego" --teacher vm="$runs/vm" --teacher grid="$runs/grid" \
-      --teacher mlp="$runs/mlp" --pairs "$6" --steps "$3" --stage1-steps "$4" --stage2-steps "$5" \
-      --time-limit "$2" --val-every 500 --test-views "$views" ${BATCH_RAYS:+--batch-rays "$BATCH_RAYS"} \
-      > "$logs/$1.log" 2>&1
+distill() {  # distill GPU NAME PAIRS [distill.py options...]: one process, the pairs in turn
+  local gpu=$1 name=$2 pairs=$3
+  shift 3
+  CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/gpu$gpu-$name PVD_BENCH_NOTE=$alone \
+    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --teacher vm="$runs/vm" \
+      --teacher mlp="$runs/mlp" --pairs "$pairs" --val-every 500 --test-views "$views" \
+      ${BATCH_RAYS:+--batch-rays "$BATCH_RAYS"} "$@" > "$logs/gpu$gpu-$name.log" 2>&1
 }
 
-scratch 1 mlp-long mlp "$t_mlp_long" 20min --train-set "snapshot_times_s=[$t_mlp,$((t_mlp * 2))]" &
+wait_for() {  # wait_for RUN: until the from-scratch run RUN has been scored
+  until [ -e "$runs/$1.done" ]; do sleep 5; done
+}
 
-scratch 0 alone vm "$t_vm" 5min --out "$runs/vm"
-scratch 0 alone grid "$t_grid" 2min --out "$runs/grid"
-scratch 0 alone mlp "$t_mlp" 5min --out "$runs/mlp"
-distill_lane into-vm-grid "$t_distill" 3000 300 500 vm:vm,vm:grid,grid:vm,grid:grid,mlp:vm,mlp:grid &
-distill_lane into-mlp "$t_distill_mlp" 9400 1000 1500 vm:mlp,grid:mlp,mlp:mlp &
+fast=(--steps "$steps_distill" --stage1-steps 300 --stage2-steps 500 --time-limit "$t_distill")
+into_mlp=(--steps "$steps_distill_mlp" --stage1-steps 1000 --stage2-steps 1500 --time-limit "$t_distill_mlp")
+ablation=(--steps "$steps_ablation" --stage1-steps 500 --stage2-steps 800 --label ablation-5k)
+
+(
+  scratch 0 hash "$t_hash" 2min --val-every 2000 --out "$runs/hash"; touch "$runs/hash.done"
+  scratch 0 vm "$t_vm" 5min --val-every 2000 --out "$runs/vm"; touch "$runs/vm.done"
+  distill 0 into-vm-grid hash:vm,hash:grid,vm:vm,vm:grid "${fast[@]}"
+  wait_for mlp
+  distill 0 mlp-into-grid mlp:grid "${fast[@]}"
+  distill 0 vm-into-mlp vm:mlp "${into_mlp[@]}"
+  distill 0 ablation-a vm:mlp --variant no-feature-loss --variant no-density-clip "${ablation[@]}"
+) &
+(
+  scratch 1 grid "$t_grid" 2min-tv1e-4 --val-every 5000 --set tv_density_weight=1e-4 --set tv_sh_weight=1e-4
+  scratch 1 grid "$t_grid" 2min-tv5e-5 --val-every 5000 --set tv_density_weight=5e-5 --set tv_sh_weight=5e-5
+  scratch 1 mlp "$t_mlp" 5min --val-every 500 --out "$runs/mlp"; touch "$runs/mlp.done"
+  wait_for hash
+  distill 1 into-mlp hash:mlp,mlp:mlp "${into_mlp[@]}"
+  wait_for vm
+  distill 1 ablation-b vm:mlp --variant all --variant no-blockwise "${ablation[@]}"
+  scratch 1 grid "$t_grid" 2min-tv1e-4-16k --val-every 5000 --batch-rays 16384 \
+    --set tv_density_weight=1e-4 --set tv_sh_weight=1e-4
+) &
 wait
 touch "$work/done"
 grep -h "dB test PSNR\|student .* dB\|snapshot at\|Error\|Traceback" "$logs"/*.log

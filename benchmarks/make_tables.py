@@ -64,7 +64,8 @@ def distill_table(record: dict) -> list[str]:
              "student vs teacher (dB) | commit | |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in record["runs"]:
-        lines.append(f"| {r['teacher']} -> {r['student']} | {r['variant']} | {r['steps']} | "
+        variant = f"{r['variant']} ({r['label']})" if r.get("label") else r["variant"]
+        lines.append(f"| {r['teacher']} -> {r['student']} | {variant} | {r['steps']} | "
                      f"{_f(r['distill_seconds'], '.1f')} | {_f(r['teacher_test_psnr_db'])} | "
                      f"{_f(r['student_test_psnr_db'])} | {_f(r['student_vs_teacher_psnr_db'])} | "
                      f"`{_commit(r, record)}` | {_note(r)} |")

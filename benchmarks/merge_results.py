@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-KEYS = {"train": ("model", "label"), "distill": ("teacher", "student", "variant"), "render_fps": ("model",)}
+KEYS = {"train": ("model", "label"), "distill": ("teacher", "student", "variant", "label"), "render_fps": ("model",)}
 
 
 def merge(paths: list[Path]) -> dict:

@@ -1,8 +1,8 @@
 """Time to quality: an mlp trained from scratch against an mlp distilled from a hash teacher,
 from the histories recorded by ``benchmarks/train.py`` and ``benchmarks/distill.py`` in the
-same device call (both runs shared the GPU, see their notes).
+same device call (what else ran on the card is in each run's note).
 
-Usage: ``python benchmarks/time_to_quality.py [--scene lego] [--card h100]``. Writes
+Usage: ``python benchmarks/time_to_quality.py [--scene lego] [--card h100] [--scratch-label 5min]``. Writes
 ``time_to_quality-<scene>-<card>.json`` (seconds each run needed to reach the from-scratch
 run's 5-minute PSNR (or its last, if it ran less), 31 and 32 dB on ground-truth validation
 views, and their ratios; ``null`` where a run never got there) and the plot
@@ -37,11 +37,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scene", default="lego")
     parser.add_argument("--card", default="h100")
+    parser.add_argument("--scratch-label", default="5min", help="label of the mlp from-scratch run to compare")
     args = parser.parse_args()
     train = json.loads((RESULTS_DIR / f"train-{args.scene}-{args.card}.json").read_text())
     distill = json.loads((RESULTS_DIR / f"distill-{args.scene}-{args.card}.json").read_text())
-    scratch = next(r for r in train["runs"] if r["model"] == "mlp")
-    student = next(r for r in distill["runs"] if r["student"] == "mlp" and r["variant"] == "all")
+    scratch = next(r for r in train["runs"] if r["model"] == "mlp" and r.get("label") == args.scratch_label)
+    student = next(r for r in distill["runs"]
+                   if (r["teacher"], r["student"], r["variant"], r.get("label")) == ("hash", "mlp", "all", None))
     scratch_history = scratch["history"]
     distill_history = [{"elapsed_s": h["elapsed_s"], "val_psnr_db": h["monitor_psnr_db"]} for h in student["history"]]
     within_5_min = [h for h in scratch_history if h["elapsed_s"] <= 300 and h.get("val_psnr_db") is not None]
@@ -61,10 +63,12 @@ def main() -> None:
         "scene": args.scene,
         "card": train["card"],
         "commit": f"scratch {scratch['commit']}, distill {student['commit']}",
-        "command": f"python benchmarks/time_to_quality.py --scene {args.scene} --card {args.card}",
+        "command": f"python benchmarks/time_to_quality.py --scene {args.scene} --card {args.card} "
+                   f"--scratch-label {args.scratch_label}",
         "date": student["date"],
-        "note": "both runs shared the GPU in one device call; PSNR on ground-truth validation views "
-                "(scratch: 2 views, distillation monitor: 4 views), which the distillation losses never see",
+        "note": f"scratch run: {scratch.get('note', 'alone on its GPU')}; distillation: "
+                f"{student.get('note', 'alone on its GPU')}; PSNR on ground-truth validation views (scratch: 2 views, "
+                "distillation monitor: 4 views), which the distillation losses never see",
         "teacher_test_psnr_db": student["teacher_test_psnr_db"],
         "scratch_test_psnr_db": scratch["test_psnr_db"],
         "scratch_train_seconds": scratch["train_seconds"],
