@@ -161,7 +161,7 @@ CPU = Preset(
         "hash": {"n_levels": 8, "log2_table_size": 15, "finest_resolution": 256},
         # A 64^3 student: 7M parameters (Adam and the updates stay cheap on the CPU). Distilled
         # from the cpu-preset teacher, TV weights of 1e-3 scored 26.8 dB on the test views
-        # against 24.9 dB with the library's 1e-2 (trained from scratch the two are even).
+        # against 24.9 dB with 1e-2 (trained from scratch the two are even).
         "grid": {"resolution": 64, "tv_density_weight": 1e-3, "tv_sh_weight": 1e-3},
     },
     distill={

@@ -15,7 +15,8 @@ class TrainConfig:
     steps: int = 20000
     """Optimizer steps."""
     batch_rays: int = 8192
-    """Rays per step, drawn uniformly across all training pixels."""
+    """Rays per step, drawn uniformly across all training pixels (the ``grid`` architecture
+    defaults to 16384: see its ``train_defaults``)."""
     lr: float = 1e-2
     """Peak learning rate (Adam)."""
     lr_final_ratio: float = 0.03
