@@ -70,3 +70,11 @@ def test_snapshots_keep_the_checkpoint_of_the_moment_their_time_was_reached(demo
     assert not (tmp_path / SNAPSHOTS_DIR / "1e+06s").exists()
     snapshot = load_run(tmp_path / SNAPSHOTS_DIR / "1e-09s")
     assert not torch.equal(snapshot.field.table, load_run(tmp_path).field.table)
+
+
+def test_an_architectures_training_defaults_sit_between_the_library_and_the_user():
+    hash_config, grid_config = resolve_train_config("hash"), resolve_train_config("grid")
+    assert (hash_config.batch_rays, hash_config.lr) == (8192, 1e-2)
+    assert (grid_config.batch_rays, grid_config.lr) == (16384, 1e-1)
+    chosen = resolve_train_config("grid", {"batch_rays": 2048, "lr": None})
+    assert (chosen.batch_rays, chosen.lr) == (2048, 1e-1)
