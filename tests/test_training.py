@@ -1,16 +1,19 @@
 """The hash-grid teacher trains on the demo scene, and a checkpoint reloads to identical pixels."""
 
+import math
+
 import pytest
 import torch
 
 from taichi_pvd.data import load_scene, write_demo_scene
+from taichi_pvd.errors import ConfigError
 from taichi_pvd.fields import make_field
 from taichi_pvd.io.checkpoint import load_checkpoint
 from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path, load_run
 from taichi_pvd.rendering.volume import render_rays_chunked
 from taichi_pvd.data import image_rays
 from taichi_pvd.training.api import resolve_train_config
-from taichi_pvd.training.trainer import Trainer
+from taichi_pvd.training.trainer import Trainer, opacity_entropy
 
 HASH = {"log2_table_size": 12, "n_levels": 6, "finest_resolution": 128}
 SETTINGS = {"batch_rays": 512, "grid_resolution": 32, "grid_warmup_steps": 64, "val_every": 0,
@@ -78,3 +81,44 @@ def test_an_architectures_training_defaults_sit_between_the_library_and_the_user
     assert (grid_config.batch_rays, grid_config.lr) == (16384, 1e-1)
     chosen = resolve_train_config("grid", {"batch_rays": 2048, "lr": None})
     assert (chosen.batch_rays, chosen.lr) == (2048, 1e-1)
+
+
+def test_opacity_entropy_is_zero_for_clear_and_opaque_rays_and_pushes_others_to_either():
+    o = torch.tensor([0.0, 1.0, math.exp(-1.0)], dtype=torch.float64)
+    assert opacity_entropy(o[:2]).item() == pytest.approx(0.0, abs=1e-8)
+    assert opacity_entropy(o[2:]).item() == pytest.approx(math.exp(-1.0))
+    faint, dense = torch.tensor([0.1], requires_grad=True), torch.tensor([0.9], requires_grad=True)
+    opacity_entropy(faint).backward()
+    opacity_entropy(dense).backward()
+    assert faint.grad.item() > 0 > dense.grad.item()  # descent clears faint rays and fills dense ones
+
+
+def _mean_opacity_entropy_after_training(demo_scene, out_dir, **options) -> float:
+    train_scene, val_scene = demo_scene
+    field = make_field("hash", train_scene.aabb, HASH, generator=torch.Generator().manual_seed(0))
+    config = resolve_train_config("hash", {**SETTINGS, "steps": 60, **options})
+    trainer = Trainer(field, train_scene, val_scene, config, out_dir)
+    trainer.run()
+    origins, directions = image_rays(train_scene, 0)
+    with torch.no_grad():
+        _, _, opacity = render_rays_chunked(trainer.field_fn, trainer.grid, origins, directions,
+                                            near=train_scene.near, far=train_scene.far,
+                                            background=torch.ones(3), config=config.marching)
+    return opacity_entropy(opacity).item()
+
+
+def test_the_opacity_entropy_weight_makes_rendered_rays_more_decided(demo_scene, tmp_path):
+    plain = _mean_opacity_entropy_after_training(demo_scene, tmp_path / "plain")
+    decided = _mean_opacity_entropy_after_training(demo_scene, tmp_path / "decided", opacity_entropy_weight=0.1)
+    assert decided < 0.7 * plain
+
+
+def test_adam_beta2_reaches_the_optimizer_and_bad_values_are_refused(demo_scene, tmp_path):
+    train_scene, val_scene = demo_scene
+    field = make_field("hash", train_scene.aabb, HASH, generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(field, train_scene, val_scene,
+                      resolve_train_config("hash", {**SETTINGS, "adam_beta2": 0.999}), tmp_path)
+    assert all(g["betas"] == (0.9, 0.999) for g in trainer.optimizer.param_groups)
+    for bad in ({"adam_beta2": 1.0}, {"opacity_entropy_weight": -1e-3}):
+        with pytest.raises(ConfigError):
+            resolve_train_config("hash", bad).validate()

@@ -35,6 +35,8 @@ class DistillConfig:
     """Linear learning-rate warm-up."""
     adam_eps: float = 1e-15
     """Adam epsilon."""
+    adam_beta2: float = 0.99
+    """Adam's second-moment decay."""
     feature_weight: float = 2e-3
     """Weight of the phi1 feature MSE (skipped when either model is ``grid``)."""
     density_weight: float = 2e-3
@@ -101,6 +103,8 @@ class DistillConfig:
             raise ConfigError(f"snapshot times must be positive seconds, got {list(self.snapshot_times_s)}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.adam_beta2 < 1:
+            raise ConfigError(f"adam-beta2 must be in [0, 1), got {self.adam_beta2}")
         if not self.density_clip_min < self.density_clip_max:
             raise ConfigError("density-clip-min must be below density-clip-max")
         if not -90 <= self.elevation_min_deg <= self.elevation_max_deg <= 90:

@@ -25,6 +25,12 @@ class TrainConfig:
     """Linear warm-up of the learning rate."""
     adam_eps: float = 1e-15
     """Adam epsilon (tiny, as Instant-NGP: hash entries see sparse gradients)."""
+    adam_beta2: float = 0.99
+    """Adam's second-moment decay (Instant-NGP's 0.99; PyTorch's default is 0.999)."""
+    opacity_entropy_weight: float = 0.0
+    """Weight of the mean of ``-o log o`` over the batch's rays, ``o`` a ray's accumulated
+    opacity: pushes every ray to fully opaque or fully clear, against semi-transparent floaters
+    (ngp_pl and taichi-nerfs use 1e-3). 0: off."""
     grid_resolution: int = 128
     """Occupancy grid cells per axis."""
     grid_update_every: int = 16
@@ -78,6 +84,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 < self.lr_final_ratio <= 1:
             raise ConfigError(f"lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
+        if not 0 <= self.adam_beta2 < 1:
+            raise ConfigError(f"adam-beta2 must be in [0, 1), got {self.adam_beta2}")
+        if self.opacity_entropy_weight < 0:
+            raise ConfigError(f"opacity-entropy-weight must be >= 0, got {self.opacity_entropy_weight}")
         if not 0 < self.grid_decay < 1:
             raise ConfigError(f"grid-decay must be in (0, 1), got {self.grid_decay}")
 

@@ -52,6 +52,7 @@ class LoopSettings:
     lr_final_ratio: float
     lr_warmup_steps: int
     adam_eps: float
+    adam_beta2: float
     val_every: int
     checkpoint_every: int
     mixed_precision: bool
@@ -138,7 +139,8 @@ class OptimizationLoop:
             g["initial_lr"] = g["lr"]
         # The fused CUDA Adam takes the grad scaler's inf check on the device: no host sync.
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(groups, lr=self.settings.lr, eps=self.settings.adam_eps, betas=(0.9, 0.99),
+        self.optimizer = torch.optim.Adam(groups, lr=self.settings.lr, eps=self.settings.adam_eps,
+                                          betas=(0.9, self.settings.adam_beta2),
                                           fused=fused)
 
     def _set_lr(self) -> None:

@@ -19,6 +19,13 @@ from .config import TrainConfig
 from .loop import LoopSettings, OptimizationLoop
 
 
+def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
+    """Mean of ``-o log o`` over rays' accumulated opacities ``o`` [N] in [0, 1] (a scalar): 0
+    for rays that are fully clear or fully opaque, largest (1/e) at ``o = 1/e``."""
+    o = opacity.clamp_min(1e-10)
+    return -(o * torch.log(o)).mean()
+
+
 class Trainer(OptimizationLoop):
     """Trains ``field`` on ``scene`` (the training split) into ``out_dir``: random ray batches
     across all images, random background behind transparent pixels, occupancy grid updates.
@@ -96,6 +103,8 @@ class Trainer(OptimizationLoop):
         out = composite_samples(sigma, rgb, samples, background, c.marching)
         rgb_loss = F.mse_loss(out.rgb, batch.rgb_on(background))
         loss = rgb_loss + self.field.regularization(self.generator)
+        if c.opacity_entropy_weight:
+            loss = loss + c.opacity_entropy_weight * opacity_entropy(out.opacity)
         return loss, samples.n_samples / n, {"rgb": rgb_loss.detach()}
 
     def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
