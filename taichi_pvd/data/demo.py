@@ -463,14 +463,24 @@ def write_demo_scene(
     _check_view_counts("demo scene", size=size, n_train=n_train, n_val=n_val, n_test=n_test)
     out = Path(out_dir)
     generator = torch.Generator().manual_seed(seed)
-    poses = {
-        "train": sphere_poses(n_train, CAMERA_RADIUS, ELEVATION_RANGE_DEG, generator),
-        "val": sphere_poses(n_val, CAMERA_RADIUS, ELEVATION_RANGE_DEG, generator),
-        "test": orbit_path(n_test, CAMERA_RADIUS, TEST_ELEVATION_DEG, start_azimuth_deg=15.0),
-    }
+    poses = _orbiting_split_poses(n_train, n_val, n_test, CAMERA_RADIUS, ELEVATION_RANGE_DEG, TEST_ELEVATION_DEG,
+                                  generator)
     _write_rendered_splits(out, poses, lambda pose: render_demo_view(pose, size, generator=generator),
                            {"camera_angle_x": CAMERA_ANGLE_X})
     return out
+
+
+def _orbiting_split_poses(n_train: int, n_val: int, n_test: int, radius: float,
+                          elevation_range_deg: tuple[float, float], test_elevation_deg: float,
+                          generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Camera-to-world poses per split for a capture around the origin: training and validation
+    cameras at random on the sphere of ``radius`` within ``elevation_range_deg`` (drawn with
+    ``generator``, training first), test cameras an orbit at ``test_elevation_deg``."""
+    return {
+        "train": sphere_poses(n_train, radius, elevation_range_deg, generator),
+        "val": sphere_poses(n_val, radius, elevation_range_deg, generator),
+        "test": orbit_path(n_test, radius, test_elevation_deg, start_azimuth_deg=15.0),
+    }
 
 
 def _check_view_counts(what: str, **counts: object) -> None:
@@ -667,11 +677,8 @@ def write_unbounded_demo(
         raise ConfigError("the unbounded demo needs at least 2 training views (n_train >= 2)")
     out = Path(out_dir)
     generator = torch.Generator().manual_seed(seed)
-    poses = {
-        "train": sphere_poses(n_train, UB_CAMERA_RADIUS, UB_ELEVATION_RANGE_DEG, generator),
-        "val": sphere_poses(n_val, UB_CAMERA_RADIUS, UB_ELEVATION_RANGE_DEG, generator),
-        "test": orbit_path(n_test, UB_CAMERA_RADIUS, UB_TEST_ELEVATION_DEG, start_azimuth_deg=15.0),
-    }
+    poses = _orbiting_split_poses(n_train, n_val, n_test, UB_CAMERA_RADIUS, UB_ELEVATION_RANGE_DEG,
+                                  UB_TEST_ELEVATION_DEG, generator)
     _write_rendered_splits(out, poses, lambda pose: render_unbounded_view(pose, size, generator=generator),
                            {"camera_angle_x": UB_ANGLE_X, "unbounded": True, "aabb_scale": 16})
     return out

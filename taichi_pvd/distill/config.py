@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from ..errors import ConfigError
 from ..rendering.volume import MarchingConfig
+from ..training.config import check_loop_options
 
 
 #: The paper's stage lengths, 3k and 5k of 30k steps, as shares of the whole distillation.
@@ -97,14 +98,9 @@ class DistillConfig:
         for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.time_limit_s < 0:
-            raise ConfigError(f"time-limit must be >= 0 seconds, got {self.time_limit_s}")
-        if not all(isinstance(t, (int, float)) and t > 0 for t in self.snapshot_times_s):
-            raise ConfigError(f"snapshot times must be positive seconds, got {list(self.snapshot_times_s)}")
+        check_loop_options(self)
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.adam_beta2 < 1:
-            raise ConfigError(f"adam-beta2 must be in [0, 1), got {self.adam_beta2}")
         if not self.density_clip_min < self.density_clip_max:
             raise ConfigError("density-clip-min must be below density-clip-max")
         if not -90 <= self.elevation_min_deg <= self.elevation_max_deg <= 90:

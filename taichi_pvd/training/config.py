@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..errors import ConfigError
 from ..rendering.volume import MarchingConfig
+
+
+def check_loop_options(config: Any) -> None:
+    """Raise :class:`ConfigError` for out-of-range options that training and distillation
+    configs share (``time_limit_s``, ``snapshot_times_s``, ``adam_beta2``)."""
+    if config.time_limit_s < 0:
+        raise ConfigError(f"time-limit must be >= 0 seconds, got {config.time_limit_s}")
+    if not all(isinstance(t, (int, float)) and t > 0 for t in config.snapshot_times_s):
+        raise ConfigError(f"snapshot times must be positive seconds, got {list(config.snapshot_times_s)}")
+    if not 0 <= config.adam_beta2 < 1:
+        raise ConfigError(f"adam-beta2 must be in [0, 1), got {config.adam_beta2}")
 
 
 @dataclass
@@ -76,16 +88,11 @@ class TrainConfig:
         for name in ("grid_warmup_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.time_limit_s < 0:
-            raise ConfigError(f"time-limit must be >= 0 seconds, got {self.time_limit_s}")
-        if not all(isinstance(t, (int, float)) and t > 0 for t in self.snapshot_times_s):
-            raise ConfigError(f"snapshot times must be positive seconds, got {list(self.snapshot_times_s)}")
+        check_loop_options(self)
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 < self.lr_final_ratio <= 1:
             raise ConfigError(f"lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
-        if not 0 <= self.adam_beta2 < 1:
-            raise ConfigError(f"adam-beta2 must be in [0, 1), got {self.adam_beta2}")
         if self.opacity_entropy_weight < 0:
             raise ConfigError(f"opacity-entropy-weight must be >= 0, got {self.opacity_entropy_weight}")
         if not 0 < self.grid_decay < 1:
