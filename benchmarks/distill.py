@@ -5,7 +5,8 @@ Usage::
     python benchmarks/distill.py --data .device-kit/data/nerf_synthetic/lego \
         --teacher hash=RUN_DIR [--teacher vm=RUN_DIR ...] --pairs hash:grid,hash:mlp \
         [--steps 3000] [--stage1-steps 300] [--stage2-steps 500] [--batch-rays 4096] \
-        [--variant all|no-feature-loss|no-density-clip|no-blockwise] [--test-views 50] [--label L]
+        [--variant all|no-feature-loss|no-density-clip|no-blockwise] [--distill-set KEY=VALUE ...]
+        [--test-views 50] [--label L]
 
 Each teacher's own test PSNR is scored too (once per teacher). Writes or updates
 ``benchmarks/results/distill-<scene>-<card>.json``: one entry per (teacher, student, variant,
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS_DIR, card_name, card_slug, write_result  # noqa: E402
-from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
+from benchmarks.run_and_eval import keep_previous, merge_runs, parse_sets, printer, score  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
 from taichi_pvd.io.runs import read_history  # noqa: E402
 
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=None, choices=sorted(VARIANTS))
     parser.add_argument("--test-views", type=int, default=50)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="TO.key=value student option")
+    parser.add_argument("--distill-set", dest="distill_sets", action="append", default=[],
+                        help="distillation option key=value (e.g. lr=5e-3, skip_occluded=false)")
     parser.add_argument("--label", default=None,
                         help="tells these runs from others of the same pair and variant (e.g. ablation-5k)")
     parser.add_argument("--out-dir", type=Path, default=None)
@@ -77,7 +80,7 @@ def main() -> None:
             overrides = {"steps": args.steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps,
                          "batch_rays": args.batch_rays, "val_every": args.val_every, "checkpoint_every": 0,
                          "time_limit_s": args.time_limit,
-                         **VARIANTS[variant]}
+                         **VARIANTS[variant], **parse_sets(args.distill_sets)}
             metrics = distill(source=source, target=target, teacher=teacher_dir, out=run_dir, overwrite=True,
                               student_overrides=student_sets.get(target), distill_overrides=overrides,
                               on_progress=printer(f"{source}->{target} {variant}"), monitor_split="val")
@@ -87,6 +90,7 @@ def main() -> None:
                 "student": target,
                 "variant": variant,
                 **({"label": args.label} if args.label else {}),
+                "distill_overrides": parse_sets(args.distill_sets),
                 "steps": metrics["steps"],
                 "distill_seconds": metrics["distill_seconds"],
                 "teacher_test_psnr_db": teacher_scores[source]["test_psnr_db"],

@@ -81,3 +81,16 @@ def keep_previous(path: Path) -> None:
     """Set the existing results file aside so :func:`merge_runs` can carry its other runs over."""
     if path.exists():
         path.rename(path.with_suffix(".previous"))
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: value}``, each value read as JSON where it parses
+    (numbers, booleans, lists) and kept as a string otherwise."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

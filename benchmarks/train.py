@@ -13,7 +13,6 @@ steps, rays per step, and the validation PSNR history against time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -23,21 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import card_name, card_slug, write_result, RESULTS_DIR  # noqa: E402
-from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
+from benchmarks.run_and_eval import keep_previous, merge_runs, parse_sets, printer, score  # noqa: E402
 from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
 from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path  # noqa: E402
 from taichi_pvd.training.api import train  # noqa: E402
-
-
-def parse_sets(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        k, _, v = pair.partition("=")
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
 
 
 def score_snapshots(run_dir: Path, test_views: int) -> list[dict]:

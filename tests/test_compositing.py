@@ -8,6 +8,8 @@ from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.compositing import (
     composite,
     composite_reference,
+    composited_counts,
+    composited_counts_reference,
     render_weights,
     render_weights_reference,
 )
@@ -164,3 +166,21 @@ def test_threshold_outside_unit_interval_is_rejected():
     batch = _packed_batch()
     with pytest.raises(ConfigError, match="transmittance_threshold"):
         composite(**batch, transmittance_threshold=1.5)
+
+
+def test_composited_counts_stop_where_compositing_stops():
+    batch = _packed_batch(seed=3)
+    args = (batch["sigmas"], batch["dt"], batch["ray_starts"], batch["ray_counts"])
+    counts = composited_counts(*args)
+    reference = composited_counts_reference(batch["sigmas"].double(), batch["dt"].double(), *args[2:])
+    assert counts.tolist() == reference.tolist()
+    expected = batch["ray_counts"].clone()
+    expected[OPAQUE_RAY] = OPAQUE_SAMPLE + 1
+    assert counts.tolist() == expected.tolist()
+    # Compositing only the counted samples gives the same colours, depths and opacities.
+    keep = torch.cat([torch.arange(int(s), int(s) + int(n)) for s, n in zip(batch["ray_starts"], counts)])
+    starts = torch.cumsum(counts, 0, dtype=torch.int32) - counts
+    truncated = composite(batch["sigmas"][keep], batch["rgbs"][keep], batch["dt"][keep], batch["t"][keep],
+                          starts, counts)
+    for got, full in zip(truncated, composite(**batch)):
+        torch.testing.assert_close(got, full)

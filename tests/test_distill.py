@@ -108,3 +108,30 @@ def test_raw_densities_are_compared_after_clipping(teachers, scene, tmp_path, cl
     _, _, parts = distiller.train_step()
     # Both raw densities lie above the clip's upper end (7): clipped, they agree.
     assert float(parts["density"]) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_student_sees_only_the_samples_in_front_of_the_teachers_surfaces(teachers, scene, tmp_path, skip):
+    distiller = make_distiller(teachers, scene, "grid", "grid", tmp_path, steps=4, stage1_steps=0, stage2_steps=0,
+                               skip_occluded=skip)
+    # An opaque teacher: each ray's first sample takes all of its transmittance.
+    distiller.teacher = constant_density_grid(scene, 20.0)
+    distiller.field = constant_density_grid(scene, 0.0)
+    seen = {}
+
+    def recording(name, features):
+        def wrapped(x):
+            seen[name] = x.shape[0]
+            return features(x)
+        return wrapped
+
+    distiller.teacher.features = recording("teacher", distiller.teacher.features)
+    distiller.field.features = recording("student", distiller.field.features)
+    _, samples_per_ray, parts = distiller.train_step()
+    assert seen["teacher"] > 2 * distiller.config.batch_rays
+    if skip:
+        assert 0 < seen["student"] <= distiller.config.batch_rays
+        assert samples_per_ray <= 1.0
+    else:
+        assert seen["student"] == seen["teacher"]
+    assert "rgb" in parts

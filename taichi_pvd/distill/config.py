@@ -57,6 +57,12 @@ class DistillConfig:
     """Clip raw densities before comparing (ablation switch ``--no-density-clip``)."""
     blockwise: bool = True
     """Run the stages; False starts with every loss at step 0 (``--no-blockwise``)."""
+    skip_occluded: bool = True
+    """Evaluate the student only at the samples the teacher's rendering composites: on each ray,
+    those in front of the point where the teacher's transmittance falls below
+    ``marching.transmittance_threshold``. Samples hidden behind the teacher's surfaces add
+    nothing to either rendering, and every visible point is in front on some virtual camera's
+    ray; the student's forward and backward passes shrink by the share of hidden samples."""
     init_head_from_teacher: bool = False
     """Copy the teacher's colour head into the student (when both have the shared head)."""
     virtual_cameras: int = 300

@@ -2,7 +2,8 @@
 pseudo-label rays, block-wise in three stages.
 
 Teacher and student are evaluated at the same packed samples, marched once per step through
-the teacher's occupancy grid, which the student inherits.
+the teacher's occupancy grid, which the student inherits; by default the student then sees only
+the samples in front of the teacher's surfaces (``DistillConfig.skip_occluded``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
-from ..rendering.volume import composite_samples, march, render_rays_chunked
+from ..rendering.volume import composite_samples, keep_composited, march, render_rays_chunked
 from ..training.loop import LoopSettings, OptimizationLoop
 from .config import DistillConfig
 from .virtual_rays import sample_virtual_rays, virtual_cameras
@@ -109,10 +110,13 @@ class Distiller(OptimizationLoop):
         loss = torch.zeros((), device=self.device)
         if samples.n_samples == 0:
             return loss + 0.0 * sum(p.sum() for p in self.field.parameters()), 0.0, parts
-        x, d = samples.positions, samples.directions
         with self.autocast():
             with torch.no_grad():
-                t_feat = self.teacher.features(x).float()
+                t_feat = self.teacher.features(samples.positions).float()
+            if c.skip_occluded:
+                samples, visible = keep_composited(samples, density_from_raw(t_feat[:, 0]), c.marching)
+                t_feat = t_feat[visible]
+            x, d = samples.positions, samples.directions
             s_feat = self.field.features(x).float()
             if self.use_feature_loss:
                 parts["feature"] = F.mse_loss(s_feat[:, 1:], t_feat[:, 1:])

@@ -138,6 +138,22 @@ def _weights_backward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, n_used:
             grad_sigmas[s] = dt[s] * (trans * grad_weights[s] - (total - prefix))
 
 
+@fast_launch
+@ti.kernel
+def _composited_counts(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, ray_counts: _I32_1D,
+                       threshold: ti.f32, n_used: _I32_1D):
+    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
+    for i in range(ray_starts.shape[0]):
+        start = ray_starts[i]
+        count = ray_counts[i]
+        trans = 1.0
+        j = 0
+        while j < count and trans >= threshold:
+            trans *= ti.exp(-sigmas[start + j] * dt[start + j])
+            j += 1
+        n_used[i] = j
+
+
 # -- autograd wrappers --------------------------------------------------------------------------
 
 
@@ -274,13 +290,37 @@ def render_weights(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.Ten
                                 _i32(ray_counts), float(transmittance_threshold))
 
 
+def composited_counts(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.Tensor,
+                      ray_counts: torch.Tensor, *, transmittance_threshold: float = 1e-4,
+                      ) -> torch.Tensor:
+    """How many of each ray's samples :func:`composite` uses: those in front of the first
+    sample at which transmittance has fallen below ``transmittance_threshold``.
+
+    Args:
+        sigmas: [S] density (1 / world unit); dt: [S] interval lengths (world units).
+        ray_starts, ray_counts: [N] int32 packed layout.
+        transmittance_threshold: as in :func:`composite`.
+
+    Returns:
+        [N] int32, at most ``ray_counts``: ray ``i`` composites samples
+        ``ray_starts[i] : ray_starts[i] + result[i]``.
+    """
+    _check_packed(sigmas, dt, ray_starts, ray_counts, transmittance_threshold)
+    backend.init()
+    n_used = torch.zeros(ray_starts.shape[0], dtype=torch.int32, device=sigmas.device)
+    _composited_counts(_f32(sigmas.detach()), _f32(dt.detach()), _i32(ray_starts), _i32(ray_counts),
+                       float(transmittance_threshold), n_used)
+    return n_used
+
+
 # -- torch references ---------------------------------------------------------------------------
 
 
 def _padded_weights(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.Tensor,
                     ray_counts: torch.Tensor, threshold: float,
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weights on a padded [N, K] layout: ``(w [N, K], index [N, K], valid [N, K])``."""
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weights on a padded [N, K] layout: ``(w [N, K], index [N, K], valid [N, K],
+    composited [N, K])``, ``composited`` marking the samples early termination keeps."""
     width = int(ray_counts.max()) if ray_counts.numel() else 0
     j = torch.arange(width, device=sigmas.device)
     valid = j < ray_counts[:, None].long()
@@ -291,7 +331,7 @@ def _padded_weights(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.Te
     trans = torch.cumprod(1.0 - alpha, dim=1)
     trans = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)
     composited = valid & (trans.detach() >= threshold)
-    return torch.where(composited, trans * alpha, torch.zeros_like(alpha)), index, valid
+    return torch.where(composited, trans * alpha, torch.zeros_like(alpha)), index, valid, composited
 
 
 def render_weights_reference(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.Tensor,
@@ -299,7 +339,7 @@ def render_weights_reference(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts:
                              ) -> torch.Tensor:
     """Torch version of :func:`render_weights` in the inputs' dtype (a plain cumulative product
     over a padded layout); differentiable by torch autograd."""
-    w, index, valid = _padded_weights(sigmas, dt, ray_starts, ray_counts, transmittance_threshold)
+    w, index, valid, _ = _padded_weights(sigmas, dt, ray_starts, ray_counts, transmittance_threshold)
     return torch.zeros_like(sigmas).index_put((index[valid],), w[valid])
 
 
@@ -309,8 +349,16 @@ def composite_reference(sigmas: torch.Tensor, rgbs: torch.Tensor, dt: torch.Tens
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Torch version of :func:`composite` in the inputs' dtype (a plain cumulative product
     over a padded layout); differentiable by torch autograd."""
-    w, index, _ = _padded_weights(sigmas, dt, ray_starts, ray_counts, transmittance_threshold)
+    w, index, _, _ = _padded_weights(sigmas, dt, ray_starts, ray_counts, transmittance_threshold)
     rgb = (w[..., None] * rgbs[index]).sum(dim=1)
     depth = (w * t[index]).sum(dim=1)
     opacity = w.sum(dim=1)
     return rgb, depth, opacity
+
+
+def composited_counts_reference(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.Tensor,
+                                ray_counts: torch.Tensor, *, transmittance_threshold: float = 1e-4,
+                                ) -> torch.Tensor:
+    """Torch version of :func:`composited_counts` ([N] int32) in the inputs' dtype."""
+    *_, composited = _padded_weights(sigmas, dt, ray_starts, ray_counts, transmittance_threshold)
+    return composited.sum(dim=1).to(torch.int32)

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ..kernels.compositing import composite
+from ..kernels.compositing import composite, composited_counts
 from ..kernels.marching import PackedSamples, march_rays
 from ..kernels.occupancy import OccupancyGrid
 
@@ -75,6 +75,29 @@ def composite_samples(sigma: torch.Tensor, rgb: torch.Tensor, samples: PackedSam
     )
     colour = colour + (1.0 - opacity)[:, None] * background
     return RenderOutput(rgb=colour, depth=depth, opacity=opacity, samples=samples)
+
+
+def keep_composited(samples: PackedSamples, sigma: torch.Tensor,
+                    config: MarchingConfig) -> tuple[PackedSamples, torch.Tensor]:
+    """The samples that compositing with densities ``sigma`` [S] uses (on each ray, those in
+    front of the point where transmittance falls below ``config.transmittance_threshold``),
+    re-packed, and their indices [S'] (int64) into ``samples``. Compositing the kept samples
+    gives the same colours, depths and opacities as compositing all of them."""
+    counts = composited_counts(sigma, samples.dt, samples.ray_starts, samples.ray_counts,
+                               transmittance_threshold=config.transmittance_threshold)
+    rays = samples.ray_indices.long()
+    rank = torch.arange(samples.n_samples, device=sigma.device) - samples.ray_starts.long()[rays]
+    index = torch.nonzero(rank < counts.long()[rays]).squeeze(1)
+    kept = PackedSamples(
+        ray_indices=samples.ray_indices[index],
+        ray_starts=(torch.cumsum(counts, 0, dtype=torch.int32) - counts).contiguous(),
+        ray_counts=counts,
+        t=samples.t[index],
+        dt=samples.dt[index],
+        positions=samples.positions[index],
+        directions=samples.directions[index],
+    )
+    return kept, index
 
 
 def render_rays(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
