@@ -29,25 +29,27 @@ def printer(label: str, every: int = 500):
 
 def _recorded_evaluation(run_dir: Path, test_views: int | None) -> dict[str, Any] | None:
     """The run's own ``eval/metrics.json`` when it scores the test split on ``test_views``
-    views and was written after the run's checkpoint; else None."""
+    views, one ray per pixel, and was written after the run's checkpoint; else None."""
     path = run_dir / EVAL_METRICS
     if test_views is None or not path.is_file() or path.stat().st_mtime < checkpoint_path(run_dir).stat().st_mtime:
         return None
     recorded = json.loads(path.read_text())
-    if recorded.get("split") != "test" or recorded.get("n_views") != test_views:
+    if (recorded.get("split") != "test" or recorded.get("n_views") != test_views
+            or recorded.get("supersample", 1) != 1):
         return None
     return recorded
 
 
-def score(run_dir: Path, test_views: int | None, *, reuse: bool = False) -> dict[str, Any]:
-    """Test-split PSNR/SSIM of a run (``test_views`` evenly spaced views, all when None).
-    ``reuse``: take the run's recorded evaluation of the same views when it is newer than the
+def score(run_dir: Path, test_views: int | None, *, reuse: bool = False, supersample: int = 1) -> dict[str, Any]:
+    """Test-split PSNR/SSIM of a run (``test_views`` evenly spaced views, all when None),
+    rendered with ``supersample x supersample`` rays per pixel. ``reuse``: take the run's
+    recorded one-ray-per-pixel evaluation of the same views when it is newer than the
     checkpoint (a teacher scored once for several students)."""
-    recorded = _recorded_evaluation(run_dir, test_views) if reuse else None
+    recorded = _recorded_evaluation(run_dir, test_views) if reuse and supersample == 1 else None
     t0 = time.perf_counter()
     if recorded is None:
         evaluation = evaluate_run(load_run(run_dir, backend.device()), split="test", n_views=test_views,
-                                  write_images=False)
+                                  write_images=False, supersample=supersample)
         recorded = {"psnr_db": evaluation.psnr_db, "ssim": evaluation.ssim, "n_views": len(evaluation.views)}
     return {
         "test_psnr_db": recorded["psnr_db"],

@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--test-views", type=int, default=50)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="field option key=value")
     parser.add_argument("--train-set", dest="train_sets", action="append", default=[], help="training option key=value")
+    parser.add_argument("--supersample", type=int, default=1, metavar="K",
+                        help="also score the test views with K x K rays per pixel (recorded under 'supersampled')")
     parser.add_argument("--label", default=None,
                         help="tells this run from others of the same model in the results file (e.g. 20min)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
@@ -78,6 +80,11 @@ def main() -> None:
         "history": scores["history"],
         "snapshots": score_snapshots(run_dir, args.test_views),
     }
+    if args.supersample > 1:
+        supersampled = score(run_dir, args.test_views, supersample=args.supersample)
+        entry["supersampled"] = {"rays_per_pixel": args.supersample**2, "test_psnr_db": supersampled["test_psnr_db"],
+                                 "test_ssim": supersampled["test_ssim"]}
+        print(f"{args.model}: {supersampled['test_psnr_db']:.2f} dB test PSNR with {args.supersample**2} rays a pixel")
     out_dir = Path(args.out_dir or os.environ.get("PVD_RESULTS_DIR") or RESULTS_DIR)
     path = out_dir / f"train-{args.data.name}-{card_slug(card_name())}.json"
     keep_previous(path)

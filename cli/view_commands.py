@@ -114,8 +114,10 @@ def _fmt(value) -> str:
 @click.option("--views", type=click.IntRange(min=1), default=None,
               help="Evaluate this many views, evenly spaced over the split (default: all).")
 @click.option("--no-images", is_flag=True, help="Do not write the per-view PNGs.")
+@click.option("--supersample", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+              help="Render K x K rays per pixel and average them (anti-aliased; K^2 times the work).")
 @RUNS_ROOT_OPTION
-def eval_(run_dir, split, views, no_images, runs_root) -> None:
+def eval_(run_dir, split, views, no_images, supersample, runs_root) -> None:
     """Render the views of a split and score them against the ground truth: on white for scenes
     with transparent images, on black (the background their training composites) for opaque ones.
 
@@ -132,10 +134,11 @@ def eval_(run_dir, split, views, no_images, runs_root) -> None:
     with _progress() as progress:
         task = progress.add_task(f"eval {split}", total=views)
         result = evaluate_run(run, split=split, n_views=views, write_images=not no_images,
-                              on_view=lambda _: progress.advance(task))
+                              supersample=supersample, on_view=lambda _: progress.advance(task))
     background = "black" if result.background == (0.0, 0.0, 0.0) else "white"
     table = Table(title=f"{run_dir.name}: {split} split",
-                  caption=f"{result.width}x{result.height}, {background} background")
+                  caption=f"{result.width}x{result.height}, {background} background"
+                          + (f", {supersample}x{supersample} rays per pixel" if supersample > 1 else ""))
     table.add_column("view", justify="right")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")

@@ -87,6 +87,8 @@ class Evaluation:
     """Wall-clock time of rendering all views (metrics and PNG writing excluded)."""
     background: tuple[float, float, float] = WHITE
     """Colour rendered behind the scene (black for opaque scenes, see :func:`split_views`)."""
+    supersample: int = 1
+    """Rays per pixel side the views were rendered with (``supersample**2`` rays per pixel)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form (as written to ``eval/metrics.json``)."""
@@ -100,7 +102,7 @@ def metric_prefix(split: str) -> str:
 
 
 def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = None,
-                 write_images: bool = True,
+                 write_images: bool = True, supersample: int = 1,
                  on_view: Callable[[ViewScore], None] | None = None) -> Evaluation:
     """Render ``n_views`` views of ``split`` (evenly spaced; all when None) and score them.
 
@@ -109,6 +111,8 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
         split: ``'test'``, ``'val'`` or ``'train'``.
         n_views: number of views, or None for the whole split.
         write_images: write ``<run>/eval/<split>/NNN-pred.png`` and ``NNN-gt.png``.
+        supersample: render ``k x k`` rays per pixel and average them (see
+            :func:`~taichi_pvd.rendering.inference.render_views`); 1: pixel centres.
         on_view: called with each view's score as soon as it is known.
 
     Returns:
@@ -138,14 +142,14 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
             on_view(result)
         last = time.perf_counter()
 
-    render_views(run, views, on_frame=score)
+    render_views(run, views, supersample=supersample, on_frame=score)
     evaluation = Evaluation(
         split=split, views=scores,
         psnr_db=float(np.mean([s.psnr_db for s in scores])),
         ssim=float(np.mean([s.ssim for s in scores])),
         lpips=None if lpips_fn is None else float(np.mean([s.lpips for s in scores])),
         lpips_note=lpips_note, width=views.width, height=views.height,
-        render_seconds=render_seconds, background=views.background,
+        render_seconds=render_seconds, background=views.background, supersample=supersample,
     )
     _record(run.path, evaluation)
     return evaluation

@@ -17,6 +17,7 @@ from taichi_pvd.data import (
     orbit_path,
     sphere_poses,
     spiral_path,
+    subpixel_offsets,
     write_demo_scene,
 )
 from taichi_pvd.errors import ConfigError
@@ -119,6 +120,30 @@ def test_ray_sampler_is_reproducible_with_a_seeded_generator(demo_dir: Path) -> 
     second = RaySampler(scene, 64, torch.Generator().manual_seed(5)).sample()
     torch.testing.assert_close(first.pixel, second.pixel)
     torch.testing.assert_close(first.image_index, second.image_index)
+
+
+def test_a_jittering_sampler_casts_each_ray_through_a_random_point_of_its_pixel(demo_dir: Path) -> None:
+    scene = load_scene(demo_dir, "train")
+    batch = RaySampler(scene, 512, torch.Generator().manual_seed(0), jitter=True).sample()
+    column, row = batch.pixel.floor().long().unbind(-1)
+    torch.testing.assert_close(batch.rgb, scene.images[batch.image_index, row, column])
+    fraction = batch.pixel - batch.pixel.floor()
+    # Uniform over the pixel: spread over [0, 1) with mean near 1/2 on both axes.
+    assert float(fraction.min()) < 0.05 and float(fraction.max()) > 0.95
+    assert torch.allclose(fraction.mean(0), torch.full((2,), 0.5), atol=0.05)
+    _, directions = generate_rays(scene.c2w[batch.image_index], scene.intrinsics[batch.image_index], 16, 16,
+                                  pixels=batch.pixel)
+    torch.testing.assert_close(batch.directions, directions)
+
+
+def test_subpixel_offsets_are_the_centres_of_equal_strata() -> None:
+    assert subpixel_offsets(1).tolist() == [[0.5, 0.5]]
+    offsets = subpixel_offsets(3)
+    assert offsets.shape == (9, 2)
+    assert sorted(set(offsets[:, 0].tolist())) == pytest.approx([1 / 6, 1 / 2, 5 / 6])
+    assert len({tuple(o) for o in offsets.tolist()}) == 9
+    with pytest.raises(ValueError, match="positive"):
+        subpixel_offsets(0)
 
 
 def test_ray_batch_on_a_background_matches_the_composited_scene(demo_dir: Path) -> None:

@@ -1,6 +1,7 @@
 """Seeing the result: the inference renderer, `pvd-ti render`, `pvd-ti eval`, `pvd-ti info` and the
 PSNR-against-time plot, on one tiny trained run shared by the module."""
 
+import dataclasses
 import importlib.machinery
 import json
 import math
@@ -194,6 +195,34 @@ def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
     pred = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-pred.png"), dtype=np.float64) / 255
     gt = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-gt.png"), dtype=np.float64) / 255
     assert abs(psnr(pred, gt) - result["views"][0]["psnr_db"]) < 0.2  # 8-bit rounding only
+
+
+def test_supersampled_views_average_renders_through_shifted_pixel_grids(tiny_run):
+    run = load_run(tiny_run)
+    views = inference.split_views(inference.scene_path(run), "test", 1)
+    supersampled = inference.render_views(run, views, supersample=2)[0]
+    # The same four rays per pixel, reached another way: moving the principal point by -offset
+    # moves every pixel centre's ray to that offset from the pixel's corner.
+    shifted = []
+    for dx, dy in ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)):
+        intrinsics = views.intrinsics.clone()
+        intrinsics[:, 2] -= dx - 0.5
+        intrinsics[:, 3] -= dy - 0.5
+        moved = dataclasses.replace(views, intrinsics=intrinsics)
+        shifted.append(inference.render_views(run, moved)[0])
+    for name in ("rgb", "depth", "opacity"):
+        expected = np.mean([getattr(frame, name) for frame in shifted], axis=0)
+        np.testing.assert_allclose(getattr(supersampled, name), expected, atol=1e-5)
+    centre = inference.render_views(run, views)[0]
+    assert np.abs(supersampled.rgb - centre.rgb).max() > 1e-3
+    with pytest.raises(ConfigError, match="supersample"):
+        inference.render_views(run, views, supersample=0)
+
+
+def test_eval_supersample_is_recorded(tiny_run):
+    _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", "--supersample", 2)
+    result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
+    assert result["supersample"] == 2 and math.isfinite(result["psnr_db"])
 
 
 def gt_is_white_behind_the_object(path) -> bool:

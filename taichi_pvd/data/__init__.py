@@ -16,7 +16,7 @@ from taichi_pvd.data.demo import (
 )
 from taichi_pvd.data.llff import load_llff
 from taichi_pvd.data.ndc import NdcSpace, ndc_points, ndc_rays
-from taichi_pvd.data.rays import RayBatch, RaySampler, generate_rays, image_rays
+from taichi_pvd.data.rays import RayBatch, RaySampler, generate_rays, image_rays, subpixel_offsets
 from taichi_pvd.data.scene import Scene, load_scene
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "orbit_path",
     "sphere_poses",
     "spiral_path",
+    "subpixel_offsets",
     "write_demo_scene",
     "write_forward_facing_demo",
     "write_unbounded_demo",

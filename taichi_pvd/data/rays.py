@@ -98,7 +98,8 @@ class RayBatch:
     alpha: torch.Tensor | None
     #: [B] int64 index of the view each ray comes from.
     image_index: torch.Tensor
-    #: [B, 2] float32 pixel coordinates ``(x, y)`` of the ray (pixel centres, at +0.5).
+    #: [B, 2] float32 pixel coordinates ``(x, y)`` of the ray: pixel centres (at +0.5), or a
+    #: uniformly random point of the pixel for a sampler with ``jitter``.
     pixel: torch.Tensor
 
     def rgb_on(self, background: torch.Tensor) -> torch.Tensor:
@@ -111,8 +112,26 @@ class RayBatch:
         return self.rgb + (1.0 - self.alpha) * background
 
 
+def subpixel_offsets(per_axis: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Centres of a ``per_axis x per_axis`` grid of strata over one pixel: [per_axis**2, 2]
+    float32 offsets ``(x, y)`` in [0, 1) from the pixel's corner (``per_axis`` 1: the centre,
+    ``(0.5, 0.5)``), for rendering several rays per pixel and averaging them.
+
+    Example:
+        >>> subpixel_offsets(2).tolist()
+        [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]
+    """
+    if per_axis < 1:
+        raise ValueError(f"per_axis must be positive, got {per_axis}")
+    centres = (torch.arange(per_axis, dtype=torch.float32, device=device) + 0.5) / per_axis
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1)
+
+
 class RaySampler:
-    """Draws random rays uniformly over all pixels of all views of a scene.
+    """Draws random rays uniformly over all pixels of all views of a scene: through the pixel
+    centres, or with ``jitter`` through a uniformly random point of each drawn pixel (the target
+    is the pixel's colour either way).
 
     Everything stays on the scene's device: one ``randint`` and a few gathers per batch, no host
     work. ``generator`` must live on the scene's device (default: a new one seeded with 0).
@@ -122,7 +141,8 @@ class RaySampler:
         >>> batch = sampler.sample()  # batch.origins: [4096, 3]
     """
 
-    def __init__(self, scene: Scene, batch_size: int, generator: torch.Generator | None = None):
+    def __init__(self, scene: Scene, batch_size: int, generator: torch.Generator | None = None,
+                 jitter: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if generator is None:
@@ -135,6 +155,7 @@ class RaySampler:
         self.scene = scene
         self.batch_size = batch_size
         self.generator = generator
+        self.jitter = jitter
         self._rgb = scene.images.reshape(-1, 3)
         self._alpha = None if scene.alphas is None else scene.alphas.reshape(-1, 1)
 
@@ -152,7 +173,11 @@ class RaySampler:
         within = flat - image_index * pixels_per_image
         row = within // scene.width
         column = within - row * scene.width
-        pixel = torch.stack([column, row], dim=-1).float() + 0.5
+        pixel = torch.stack([column, row], dim=-1).float()
+        if self.jitter:
+            pixel = pixel + torch.rand(pixel.shape, generator=self.generator, device=scene.device)
+        else:
+            pixel = pixel + 0.5
         origins, directions = generate_rays(
             scene.c2w[image_index],
             scene.intrinsics[image_index],

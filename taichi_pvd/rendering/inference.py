@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .. import backend
-from ..data import generate_rays, load_scene, orbit_path, spiral_path
+from ..data import generate_rays, load_scene, orbit_path, spiral_path, subpixel_offsets
 from ..data.camera_rig import CameraRig
 from ..data.demo import demo_scene_path
 from ..errors import CheckpointError, ConfigError, SceneError
@@ -320,7 +320,7 @@ def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None
 
 
 def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, float, float] | None = None,
-                 live_rays: bool = False, chunk: int = 1 << 16,
+                 live_rays: bool = False, chunk: int = 1 << 16, supersample: int = 1,
                  on_frame: Callable[[int, Frame], None] | None = None) -> list[Frame]:
     """Render every camera of ``views`` with the field of ``run``.
 
@@ -330,6 +330,10 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
         background: colour behind the scene (None: ``views.background``).
         live_rays: use the live-ray path of :func:`render_image`.
         chunk: rays marched at once.
+        supersample: ``k`` renders ``k x k`` rays per pixel, through the centres of a grid of
+            strata over the pixel (:func:`~taichi_pvd.data.subpixel_offsets`), and averages
+            colour, depth and opacity (anti-aliased, ``k**2`` times the work); 1: one ray
+            through each pixel's centre.
         on_frame: called with ``(index, frame)`` after each frame (progress display).
 
     Returns:
@@ -338,17 +342,26 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
     device = run.grid.aabb.device
     bg = torch.tensor(views.background if background is None else background, dtype=torch.float32,
                       device=device)
+    if supersample < 1:
+        raise ConfigError(f"supersample must be a positive number of rays per pixel side, got {supersample}")
     marching = marching_config(run)
     rig = camera_rig(run)
+    rows, cols = torch.meshgrid(torch.arange(views.height, dtype=torch.float32, device=device),
+                                torch.arange(views.width, dtype=torch.float32, device=device), indexing="ij")
+    corners = torch.stack([cols, rows], dim=-1)[None]
+    offsets = subpixel_offsets(supersample, device)
     frames = []
     for i in range(len(views)):
-        origins, directions = generate_rays(views.c2w[i : i + 1].to(device), views.intrinsics[i : i + 1].to(device),
-                                            views.height, views.width)
-        origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
-        rgb, depth, opacity = render_image(run.field, run.grid, origins.contiguous(),
-                                           directions.contiguous(), near=views.near,
-                                           far=views.far, background=bg, marching=marching,
-                                           chunk=chunk, live_rays=live_rays)
+        rgb = depth = opacity = 0.0
+        for offset in offsets:
+            origins, directions = generate_rays(views.c2w[i : i + 1].to(device),
+                                                views.intrinsics[i : i + 1].to(device),
+                                                views.height, views.width, pixels=corners + offset)
+            origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
+            outputs = render_image(run.field, run.grid, origins.contiguous(), directions.contiguous(),
+                                   near=views.near, far=views.far, background=bg, marching=marching,
+                                   chunk=chunk, live_rays=live_rays)
+            rgb, depth, opacity = (total + part / len(offsets) for total, part in zip((rgb, depth, opacity), outputs))
         shape = (views.height, views.width)
         frame = Frame(rgb.reshape(*shape, 3).cpu().numpy(), depth.reshape(shape).cpu().numpy(),
                       opacity.reshape(shape).cpu().numpy())

@@ -62,6 +62,12 @@ class TrainConfig:
     float32 products already run on tensor cores in TF32, and on an H100 a lego hash step took
     11.4 ms in float32 against 14.1 ms under autocast (its casts and loss scaling cost more host
     time than the halved activations save; ``benchmarks/profile_train.py``)."""
+    pixel_jitter: bool = False
+    """Cast each training ray through a uniformly random point of its pixel instead of the
+    pixel's centre (the target stays the pixel's colour), as Instant-NGP trains: the field then
+    sees the whole footprint of every pixel, which suits images that were anti-aliased when
+    rendered or downscaled; score such a run with supersampled rendering
+    (``pvd-ti eval --supersample``)."""
     random_background: bool = True
     """Composite transparent training pixels on a random colour per ray."""
     seed: int = 0

@@ -46,7 +46,7 @@ class Trainer(OptimizationLoop):
                              contracted=scene.contraction is not None)
         grid.mark_all_occupied()
         super().__init__(field, grid, LoopSettings.from_config(config), out_dir, device)
-        self.sampler = RaySampler(scene, config.batch_rays, self.generator)
+        self.sampler = RaySampler(scene, config.batch_rays, self.generator, jitter=config.pixel_jitter)
         self._prefetched: tuple[RayBatch, torch.Tensor, PackedSamples] | None = None
 
     def field_fn(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
