@@ -14,6 +14,9 @@
 # name, ran the first recipe variants.) Durations can be shortened for a dry run: T_HASH, T_MLP,
 # T_DISTILL (seconds); LEGO names the scene.
 set -u
+# Four processes with a torch thread pool each as wide as the host overload it (the c68c3e5 runs
+# ran without this cap: load average 144 on 64 cores, fewer steps in the same time).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 work=${1:?usage: lego_sweep_four_gpus.sh WORK_DIR}
 lego=${LEGO:-.device-kit/data/nerf_synthetic/lego}
 t_hash=${T_HASH:-120} t_mlp=${T_MLP:-300} t_distill=${T_DISTILL:-60}

@@ -2,7 +2,8 @@
 from the histories recorded by ``benchmarks/train.py`` and ``benchmarks/distill.py`` in the
 same device call (what else ran on the card is in each run's note).
 
-Usage: ``python benchmarks/time_to_quality.py [--scene lego] [--card h100] [--scratch-label 5min]``. Writes
+Usage: ``python benchmarks/time_to_quality.py [--scene lego] [--card h100] [--scratch-label 5min]
+[--distill-label time-to-quality]``. Writes
 ``time_to_quality-<scene>-<card>.json`` (seconds each run needed to reach the from-scratch
 run's 5-minute PSNR (or its last, if it ran less), 31 and 32 dB on ground-truth validation
 views, and their ratios; ``null`` where a run never got there) and the plot
@@ -38,12 +39,14 @@ def main() -> None:
     parser.add_argument("--scene", default="lego")
     parser.add_argument("--card", default="h100")
     parser.add_argument("--scratch-label", default="5min", help="label of the mlp from-scratch run to compare")
+    parser.add_argument("--distill-label", default=None,
+                        help="label of the hash -> mlp run (variant all) to compare (default: the unlabelled one)")
     args = parser.parse_args()
     train = json.loads((RESULTS_DIR / f"train-{args.scene}-{args.card}.json").read_text())
     distill = json.loads((RESULTS_DIR / f"distill-{args.scene}-{args.card}.json").read_text())
     scratch = next(r for r in train["runs"] if r["model"] == "mlp" and r.get("label") == args.scratch_label)
     student = next(r for r in distill["runs"]
-                   if (r["teacher"], r["student"], r["variant"], r.get("label")) == ("hash", "mlp", "all", None))
+                   if (r["teacher"], r["student"], r["variant"], r.get("label")) == ("hash", "mlp", "all", args.distill_label))
     scratch_history = scratch["history"]
     distill_history = [{"elapsed_s": h["elapsed_s"], "val_psnr_db": h["monitor_psnr_db"]} for h in student["history"]]
     within_5_min = [h for h in scratch_history if h["elapsed_s"] <= 300 and h.get("val_psnr_db") is not None]
@@ -64,7 +67,8 @@ def main() -> None:
         "card": train["card"],
         "commit": f"scratch {scratch['commit']}, distill {student['commit']}",
         "command": f"python benchmarks/time_to_quality.py --scene {args.scene} --card {args.card} "
-                   f"--scratch-label {args.scratch_label}",
+                   f"--scratch-label {args.scratch_label}"
+                   + (f" --distill-label {args.distill_label}" if args.distill_label else ""),
         "date": student["date"],
         "note": f"scratch run: {scratch.get('note', 'alone on its GPU')}; distillation: "
                 f"{student.get('note', 'alone on its GPU')}; PSNR on ground-truth validation views (scratch: 2 views, "

@@ -122,3 +122,12 @@ def test_adam_beta2_reaches_the_optimizer_and_bad_values_are_refused(demo_scene,
     for bad in ({"adam_beta2": 1.0}, {"opacity_entropy_weight": -1e-3}):
         with pytest.raises(ConfigError):
             resolve_train_config("hash", bad).validate()
+
+
+@pytest.mark.parametrize("jitter", [False, True])
+def test_pixel_jitter_moves_training_rays_off_the_pixel_centres(demo_scene, tmp_path, jitter):
+    train_scene, _ = demo_scene
+    field = make_field("hash", train_scene.aabb, HASH, generator=torch.Generator().manual_seed(0))
+    config = resolve_train_config("hash", {**SETTINGS, "steps": 1, "pixel_jitter": jitter})
+    fraction = Trainer(field, train_scene, None, config, tmp_path).sampler.sample().pixel % 1.0
+    assert bool((fraction != 0.5).any()) == jitter

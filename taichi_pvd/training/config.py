@@ -64,10 +64,10 @@ class TrainConfig:
     time than the halved activations save; ``benchmarks/profile_train.py``)."""
     pixel_jitter: bool = False
     """Cast each training ray through a uniformly random point of its pixel instead of the
-    pixel's centre (the target stays the pixel's colour), as Instant-NGP trains: the field then
-    sees the whole footprint of every pixel, which suits images that were anti-aliased when
-    rendered or downscaled; score such a run with supersampled rendering
-    (``pvd-ti eval --supersample``)."""
+    pixel's centre (the target stays the pixel's colour), as Instant-NGP trains: the field sees
+    the whole footprint of every pixel. Off by default: on lego at 400x400 (hash, 120 s on an
+    H100) it cost 1 dB (33.55 against 34.55 dB at one ray a pixel, 33.24 against 34.87 with
+    2x2 rays a pixel)."""
     random_background: bool = True
     """Composite transparent training pixels on a random colour per ray."""
     seed: int = 0
