@@ -256,6 +256,15 @@ def test_mlp_skip_feeds_the_encoding_past_the_skip_layer():
 def test_mlp_config_rejects_a_skip_outside_the_trunk():
     with pytest.raises(ConfigError, match="skip_index"):
         make_config("mlp", {"depth": 4, "skip_index": 3})
+    with pytest.raises(ConfigError, match=r"skip_index must be in \[0, depth - 1\)"):
+        make_config("mlp", {"depth": 4, "skip_index": -1})
+    with pytest.raises(ConfigError, match="depth must be at least 2"):
+        make_config("mlp", {"depth": 1, "skip_index": 0})
+
+
+def test_mlp_skip_after_the_first_layer_is_allowed():
+    field = make_field("mlp", AABB, {"frequencies": 2, "depth": 2, "width": 8, "skip_index": 0})
+    assert field.layers[1].in_features == 8 + 3 + 6 * 2
 
 
 # -- grid -----------------------------------------------------------------------------------------

@@ -39,11 +39,15 @@ def density_from_raw(raw: torch.Tensor) -> torch.Tensor:
 
 def check_config(config: Any) -> None:
     """Raise :class:`ConfigError` for a field config whose numbers are out of range: every
-    field declared ``int`` must be positive."""
+    field declared ``int`` must be positive, or at least the ``"min"`` of its field metadata
+    (e.g. 0 for an index)."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if f.type in ("int", int) and isinstance(value, int) and not isinstance(value, bool) and value <= 0:
-            raise ConfigError(f"{type(config).__name__}.{f.name} must be positive, got {value}")
+        if f.type in ("int", int) and isinstance(value, int) and not isinstance(value, bool):
+            minimum = f.metadata.get("min", 1)
+            if value < minimum:
+                need = "positive" if minimum == 1 else f"at least {minimum}"
+                raise ConfigError(f"{type(config).__name__}.{f.name} must be {need}, got {value}")
 
 
 class RadianceField(nn.Module):

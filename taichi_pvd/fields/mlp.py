@@ -3,7 +3,7 @@ head."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,13 +25,18 @@ class NeRFConfig:
     """Hidden layers of the MLP (each Linear + ReLU)."""
     width: int = 256
     """Width of the hidden layers."""
-    skip_index: int = 4
+    skip_index: int = field(default=4, metadata={"min": 0})
     """0-based index of the hidden layer whose output is concatenated with the encoding before
     the next layer (NeRF's ``skips=[4]``); must be below ``depth - 1``."""
     colour_hidden: int = 64
     """Width of the colour head's two hidden layers."""
 
     def __post_init__(self) -> None:
+        if self.depth < 2:
+            raise ConfigError(
+                f"NeRFConfig.depth must be at least 2 (the encoding joins the output of a hidden layer "
+                f"before the next one), got {self.depth}"
+            )
         if not 0 <= self.skip_index < self.depth - 1:
             raise ConfigError(
                 f"NeRFConfig.skip_index must be in [0, depth - 1) = [0, {self.depth - 1}), got {self.skip_index}"
