@@ -25,18 +25,12 @@ runs=$work/runs logs=$work/logs
 mkdir -p "$runs" "$logs" "$work/res"
 alone="alone on its GPU; the machine's other GPUs ran other benchmarks at the same time"
 
-scratch() {  # scratch GPU MODEL SECONDS LABEL [train.py options...]
-  local gpu=$1 model=$2 seconds=$3 label=$4
-  shift 4
-  CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/gpu$gpu-$model-$label PVD_BENCH_NOTE=$alone \
-    python benchmarks/train.py --model "$model" --data "$lego" --steps 200000 --test-views "$views" \
-      --train-set time_limit_s="$seconds" --label "$label" "$@" > "$logs/gpu$gpu-$model-$label.log" 2>&1
-}
+source "$(dirname "$0")/lanes.sh"
 
 into_mlp() {  # into_mlp GPU NAME [distill.py options...]: hash -> mlp from GPU 1's hash
   local gpu=$1 name=$2
   shift 2
-  until [ -e "$runs/hash.done" ]; do sleep 5; done
+  wait_for hash
   CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/gpu$gpu-distill-$name PVD_BENCH_NOTE=$alone \
     python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:mlp \
       --steps 15000 --time-limit "$t_distill" --val-every 500 --test-views "$views" "$@" \

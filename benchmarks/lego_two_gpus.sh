@@ -25,14 +25,7 @@ runs=$work/runs logs=$work/logs
 mkdir -p "$runs" "$logs" "$work/res"
 alone="alone on its GPU; the machine's other H100 ran another benchmark at the same time"
 
-scratch() {  # scratch GPU MODEL SECONDS LABEL [train.py options...]
-  local gpu=$1 model=$2 seconds=$3 label=$4
-  shift 4
-  CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/gpu$gpu-$model-$label PVD_BENCH_NOTE=$alone \
-    python benchmarks/train.py --model "$model" --data "$lego" --steps 200000 --test-views "$views" \
-      ${BATCH_RAYS:+--batch-rays "$BATCH_RAYS"} --train-set time_limit_s="$seconds" --label "$label" "$@" \
-      > "$logs/gpu$gpu-$model-$label.log" 2>&1
-}
+source "$(dirname "$0")/lanes.sh"
 
 distill() {  # distill GPU NAME PAIRS [distill.py options...]: one process, the pairs in turn
   local gpu=$1 name=$2 pairs=$3
@@ -41,10 +34,6 @@ distill() {  # distill GPU NAME PAIRS [distill.py options...]: one process, the 
     python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --teacher vm="$runs/vm" \
       --teacher mlp="$runs/mlp" --pairs "$pairs" --val-every 500 --test-views "$views" \
       ${BATCH_RAYS:+--batch-rays "$BATCH_RAYS"} "$@" > "$logs/gpu$gpu-$name.log" 2>&1
-}
-
-wait_for() {  # wait_for RUN: until the from-scratch run RUN has been scored
-  until [ -e "$runs/$1.done" ]; do sleep 5; done
 }
 
 fast=(--steps "$steps_distill" --stage1-steps 300 --stage2-steps 500 --time-limit "$t_distill")
