@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS_DIR, card_name, card_slug, write_result  # noqa: E402
-from benchmarks.run_and_eval import keep_previous, merge_runs, parse_sets, printer, score  # noqa: E402
+from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
+from cli.options import parse_overrides  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
 from taichi_pvd.io.runs import read_history  # noqa: E402
 
@@ -62,6 +63,7 @@ def main() -> None:
     args = parser.parse_args()
 
     teachers = dict(t.split("=", 1) for t in args.teacher)
+    distill_sets = parse_overrides(tuple(args.distill_sets), "--distill-set")
     student_sets: dict[str, dict] = {}
     for item in args.sets:
         target_key, _, raw = item.partition("=")
@@ -80,7 +82,7 @@ def main() -> None:
             overrides = {"steps": args.steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps,
                          "batch_rays": args.batch_rays, "val_every": args.val_every, "checkpoint_every": 0,
                          "time_limit_s": args.time_limit,
-                         **VARIANTS[variant], **parse_sets(args.distill_sets)}
+                         **VARIANTS[variant], **distill_sets}
             metrics = distill(source=source, target=target, teacher=teacher_dir, out=run_dir, overwrite=True,
                               student_overrides=student_sets.get(target), distill_overrides=overrides,
                               on_progress=printer(f"{source}->{target} {variant}"), monitor_split="val")
@@ -90,7 +92,7 @@ def main() -> None:
                 "student": target,
                 "variant": variant,
                 **({"label": args.label} if args.label else {}),
-                "distill_overrides": parse_sets(args.distill_sets),
+                "distill_overrides": distill_sets,
                 "steps": metrics["steps"],
                 "distill_seconds": metrics["distill_seconds"],
                 "teacher_test_psnr_db": teacher_scores[source]["test_psnr_db"],

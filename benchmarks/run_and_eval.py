@@ -84,15 +84,3 @@ def keep_previous(path: Path) -> None:
     if path.exists():
         path.rename(path.with_suffix(".previous"))
 
-
-def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> ``{key: value}``, each value read as JSON where it parses
-    (numbers, booleans, lists) and kept as a string otherwise."""
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out

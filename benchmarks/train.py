@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import card_name, card_slug, write_result, RESULTS_DIR  # noqa: E402
-from benchmarks.run_and_eval import keep_previous, merge_runs, parse_sets, printer, score  # noqa: E402
+from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
+from cli.options import parse_overrides  # noqa: E402
 from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
 from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path  # noqa: E402
 from taichi_pvd.training.api import train  # noqa: E402
@@ -60,10 +61,11 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=None, help="results folder")
     args = parser.parse_args()
 
+    field_overrides = parse_overrides(tuple(args.sets), "--set")
     run_dir = args.out or Path(tempfile.mkdtemp(prefix=f"pvd-{args.model}-"))
     train_overrides = {"steps": args.steps, "batch_rays": args.batch_rays, "lr": args.lr, "val_every": args.val_every,
-                       "val_views": 2, "checkpoint_every": 0, **parse_sets(args.train_sets)}
-    metrics = train(data=args.data, model=args.model, out=run_dir, field_overrides=parse_sets(args.sets),
+                       "val_views": 2, "checkpoint_every": 0, **parse_overrides(tuple(args.train_sets), "--train-set")}
+    metrics = train(data=args.data, model=args.model, out=run_dir, field_overrides=field_overrides,
                     train_overrides=train_overrides, overwrite=True, on_progress=printer(args.model))
     scores = score(run_dir, args.test_views)
     entry = {
@@ -76,7 +78,7 @@ def main() -> None:
         "test_ssim": scores["test_ssim"],
         "test_views": scores["test_views"],
         "num_parameters": metrics["num_parameters"],
-        "field_overrides": parse_sets(args.sets),
+        "field_overrides": field_overrides,
         "history": scores["history"],
         "snapshots": score_snapshots(run_dir, args.test_views),
     }
