@@ -138,22 +138,6 @@ def _weights_backward(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, n_used:
             grad_sigmas[s] = dt[s] * (trans * grad_weights[s] - (total - prefix))
 
 
-@fast_launch
-@ti.kernel
-def _composited_counts(sigmas: _F32_1D, dt: _F32_1D, ray_starts: _I32_1D, ray_counts: _I32_1D,
-                       threshold: ti.f32, n_used: _I32_1D):
-    ti.loop_config(block_dim=_RAYS_PER_BLOCK)
-    for i in range(ray_starts.shape[0]):
-        start = ray_starts[i]
-        count = ray_counts[i]
-        trans = 1.0
-        j = 0
-        while j < count and trans >= threshold:
-            trans *= ti.exp(-sigmas[start + j] * dt[start + j])
-            j += 1
-        n_used[i] = j
-
-
 # -- autograd wrappers --------------------------------------------------------------------------
 
 
@@ -307,9 +291,12 @@ def composited_counts(sigmas: torch.Tensor, dt: torch.Tensor, ray_starts: torch.
     """
     _check_packed(sigmas, dt, ray_starts, ray_counts, transmittance_threshold)
     backend.init()
+    # The weights kernel walks each ray exactly as compositing does and counts the samples it uses.
+    sigmas = _f32(sigmas.detach())
+    weights = torch.empty_like(sigmas)
     n_used = torch.zeros(ray_starts.shape[0], dtype=torch.int32, device=sigmas.device)
-    _composited_counts(_f32(sigmas.detach()), _f32(dt.detach()), _i32(ray_starts), _i32(ray_counts),
-                       float(transmittance_threshold), n_used)
+    _weights_forward(sigmas, _f32(dt.detach()), _i32(ray_starts), _i32(ray_counts),
+                     float(transmittance_threshold), weights, n_used)
     return n_used
 
 
