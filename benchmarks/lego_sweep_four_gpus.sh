@@ -4,15 +4,17 @@
 #   setsid bash benchmarks/lego_sweep_four_gpus.sh WORK_DIR > WORK_DIR/suite.log 2>&1 &
 # It writes logs under WORK_DIR/logs, results under WORK_DIR/res/<lane>/ (merge them with
 # benchmarks/merge_results.py) and WORK_DIR/done when everything has finished.
-#   GPU 0: mlp from scratch (5 min), then hash -> mlp (60 s) from GPU 1's hash: the two sides
-#          of the time-to-quality plot, one after the other on one card (issue 5).
-#   GPU 1: hash 2 min with finest hash resolution 1024 (issue 3; the teacher), then the same
-#          with rays through random points of their pixels (pixel_jitter).
-#   GPU 2: hash 2 min with finest resolution 768, then 1024 with pixel jitter and lr 2e-2.
-#   GPU 3: hash -> mlp variants (60 s): short stages (300 / 500 steps), 8192 rays a step.
-# Each hash run is also scored with 2x2 rays per pixel. (The sweep of commit b044f2b, same
-# name, ran the first recipe variants.) Durations can be shortened for a dry run: T_HASH, T_MLP,
-# T_DISTILL (seconds); LEGO names the scene.
+#   GPU 0: hash 2 min, finest hash resolution 512 (issue 3's baseline and the teacher), then
+#          hash -> mlp (60 s) with the teacher's colour head copied into the student, with the
+#          stages of the time-to-quality run (1000 / 1500 steps) and with short ones (300 / 500).
+#   GPU 1: mlp from scratch (5 min), then hash -> mlp (60 s, colour head copied, short stages):
+#          the two sides of the time-to-quality plot, one after the other on one card (issue 5).
+#   GPU 2: hash 2 min (finest 512) rendering with the parameters' moving average, decay 0.95
+#          (Instant-NGP's) and 0.99; then a hash table of 2^21 entries a level.
+#   GPU 3: the baseline and decay 0.95 again with a second seed; then decay 0.95 with 2^21 entries.
+# (Earlier versions of this script, same name, ran the sweeps of commits b044f2b and c68c3e5.)
+# Durations can be shortened for a dry run: T_HASH, T_MLP, T_DISTILL (seconds); LEGO names the
+# scene.
 set -u
 # Four processes with a torch thread pool each as wide as the host overload it (the c68c3e5 runs
 # ran without this cap: load average 144 on 64 cores, fewer steps in the same time).
@@ -27,7 +29,7 @@ alone="alone on its GPU; the machine's other GPUs ran other benchmarks at the sa
 
 source "$(dirname "$0")/lanes.sh"
 
-into_mlp() {  # into_mlp GPU NAME [distill.py options...]: hash -> mlp from GPU 1's hash
+into_mlp() {  # into_mlp GPU NAME [distill.py options...]: hash -> mlp from GPU 0's hash
   local gpu=$1 name=$2
   shift 2
   wait_for hash
@@ -37,20 +39,26 @@ into_mlp() {  # into_mlp GPU NAME [distill.py options...]: hash -> mlp from GPU 
       > "$logs/gpu$gpu-distill-$name.log" 2>&1
 }
 
-hash2() {  # hash2 GPU LABEL [train.py options...]: hash for T_HASH seconds, also scored at 2x2
-  scratch "$1" hash "$t_hash" "$2" --val-every 2000 --supersample 2 "${@:3}"
+hash512() {  # hash512 GPU LABEL [train.py options...]: hash for T_HASH seconds, finest level 512
+  scratch "$1" hash "$t_hash" "$2" --val-every 4000 --set finest_resolution=512 "${@:3}"
 }
+
+head_copied=(--distill-set init_head_from_teacher=true)
+short=(--stage1-steps 300 --stage2-steps 500)
 
 lane() {
   case $1 in
-    0) scratch 0 mlp "$t_mlp" 5min --val-every 500
-       into_mlp 0 time-to-quality --stage1-steps 1000 --stage2-steps 1500 ;;
-    1) hash2 1 2min --set finest_resolution=1024 --out "$runs/hash"; touch "$runs/hash.done"
-       hash2 1 sweep-finest-1024-jitter --set finest_resolution=1024 --train-set pixel_jitter=true ;;
-    2) hash2 2 sweep-finest-768 --set finest_resolution=768
-       hash2 2 sweep-finest-1024-jitter-lr2e-2 --set finest_resolution=1024 --train-set pixel_jitter=true --lr 2e-2 ;;
-    3) into_mlp 3 short-stages --stage1-steps 300 --stage2-steps 500 --label sweep-60s-short-stages
-       into_mlp 3 8k-rays --stage1-steps 1000 --stage2-steps 1500 --batch-rays 8192 --label sweep-60s-8k-rays ;;
+    0) hash512 0 sweep3-finest-512 --out "$runs/hash"; touch "$runs/hash.done"
+       into_mlp 0 head --stage1-steps 1000 --stage2-steps 1500 "${head_copied[@]}" --label sweep-60s-head
+       into_mlp 0 head-short "${short[@]}" "${head_copied[@]}" --label sweep-60s-head-short-stages ;;
+    1) scratch 1 mlp "$t_mlp" 5min-sweep3 --val-every 500
+       into_mlp 1 time-to-quality "${short[@]}" "${head_copied[@]}" --label time-to-quality-head ;;
+    2) hash512 2 sweep3-ema-0.95 --train-set ema_decay=0.95
+       hash512 2 sweep3-ema-0.99 --train-set ema_decay=0.99
+       hash512 2 sweep3-table-2e21 --set log2_table_size=21 ;;
+    3) hash512 3 sweep3-finest-512-seed-1 --train-set seed=1
+       hash512 3 sweep3-ema-0.95-seed-1 --train-set ema_decay=0.95 --train-set seed=1
+       hash512 3 sweep3-ema-0.95-table-2e21 --train-set ema_decay=0.95 --set log2_table_size=21 ;;
   esac
 }
 

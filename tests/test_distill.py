@@ -9,6 +9,7 @@ from taichi_pvd.data import load_scene, write_demo_scene
 from taichi_pvd.data.camera_rig import CameraRig
 from taichi_pvd.distill.api import resolve_distill_config
 from taichi_pvd.distill.distiller import Distiller
+from taichi_pvd.errors import ConfigError
 from taichi_pvd.fields import make_field
 from taichi_pvd.training.api import resolve_train_config
 from taichi_pvd.training.trainer import Trainer
@@ -135,3 +136,15 @@ def test_student_sees_only_the_samples_in_front_of_the_teachers_surfaces(teacher
     else:
         assert seen["student"] == seen["teacher"]
     assert "rgb" in parts
+
+
+def test_the_teachers_colour_head_is_copied_only_where_the_heads_match(teachers, scene, tmp_path):
+    distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path / "mlp", steps=2, init_head_from_teacher=True)
+    teacher_head = teachers["hash"].field.head.state_dict()
+    student_head = distiller.field.head.state_dict()
+    assert teacher_head.keys() == student_head.keys()
+    assert all(torch.equal(teacher_head[k], student_head[k]) for k in teacher_head)
+    # Copied values, not shared tensors: the student's training leaves the teacher alone.
+    assert all(teacher_head[k].data_ptr() != student_head[k].data_ptr() for k in teacher_head)
+    with pytest.raises(ConfigError, match="--init-head-from-teacher"):
+        make_distiller(teachers, scene, "hash", "grid", tmp_path / "grid", steps=2, init_head_from_teacher=True)

@@ -48,6 +48,9 @@ INTERRUPTIONS = {
               ("train-stop-request", 6, "request")],
     "distill": [("distill-keyboard-interrupt", 3, "keyboard-interrupt"), ("distill-ctrl-c", 4, "sigint")],
 }
+#: TRAIN with a moving average of the parameters: the checkpoint's field holds the average and
+#: a resumed run must continue from the trained values.
+TRAIN_EMA = {**TRAIN, "ema_decay": 0.7}
 #: The tiny hash field (HASH) as `pvd-ti train` options.
 CLI_FIELD = ["--set", "log2_table_size=10", "--set", "n_levels=2", "--set", "finest_resolution=32"]
 #: What `pvd-ti train` runs with these options (default marching; with 256 rays, two runs on
@@ -129,6 +132,9 @@ def produce_runs(root: str) -> None:
     trained(root / "train-again", False)
     for name, at_step, how in INTERRUPTIONS["train"]:
         record[name] = _interrupted_then_resumed(trained, root / name, Trainer, at_step, how)
+    trained(root / "train-ema", False, TRAIN_EMA)
+    record["train-ema-ctrl-c"] = _interrupted_then_resumed(
+        lambda out, resume: trained(out, resume, TRAIN_EMA), root / "train-ema-ctrl-c", Trainer, 4, "sigint")
     distilled(root / "distill", False)
     for name, at_step, how in INTERRUPTIONS["distill"]:
         record[name] = _interrupted_then_resumed(distilled, root / name, Distiller, at_step, how)
@@ -251,3 +257,16 @@ def test_ctrl_c_in_pvd_ti_train_says_where_the_run_is_and_resume_finishes_it(tmp
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(checkpoint_path(out)).meta["step"] == 4
     assert json.loads((out / METRICS_NAME).read_text())["steps"] == 4
+
+
+def test_an_averaged_run_saves_the_average_and_resumes_from_the_trained_values(runs):
+    """With ``ema_decay`` the field in the checkpoint is the parameters' average, the trained
+    values ride along, and an interrupted run resumes to the uninterrupted one bit for bit."""
+    root = runs["root"]
+    assert runs["record"]["train-ema-ctrl-c"]["interrupted"]
+    _assert_identical(root / "train-ema-ctrl-c", root / "train-ema")
+    state = _state(root / "train-ema")
+    trained = {k.removeprefix("ema.trained."): v for k, v in state.items() if k.startswith("ema.trained.")}
+    assert trained and all(f"field.{name}" in state for name in trained)
+    assert not torch.equal(state["field.table"], trained["table"])
+    assert torch.equal(_state(root / "train")["field.table"], trained["table"])

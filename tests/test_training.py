@@ -113,13 +113,13 @@ def test_the_opacity_entropy_weight_makes_rendered_rays_more_decided(demo_scene,
     assert decided < 0.7 * plain
 
 
-def test_adam_beta2_reaches_the_optimizer_and_bad_values_are_refused(demo_scene, tmp_path):
+def test_adam_beta2_reaches_the_optimizer_and_bad_loop_values_are_refused(demo_scene, tmp_path):
     train_scene, val_scene = demo_scene
     field = make_field("hash", train_scene.aabb, HASH, generator=torch.Generator().manual_seed(0))
     trainer = Trainer(field, train_scene, val_scene,
                       resolve_train_config("hash", {**SETTINGS, "adam_beta2": 0.999}), tmp_path)
     assert all(g["betas"] == (0.9, 0.999) for g in trainer.optimizer.param_groups)
-    for bad in ({"adam_beta2": 1.0}, {"opacity_entropy_weight": -1e-3}):
+    for bad in ({"adam_beta2": 1.0}, {"opacity_entropy_weight": -1e-3}, {"ema_decay": 1.0}, {"ema_decay": -0.5}):
         with pytest.raises(ConfigError):
             resolve_train_config("hash", bad).validate()
 

@@ -38,6 +38,9 @@ class DistillConfig:
     """Adam epsilon."""
     adam_beta2: float = 0.99
     """Adam's second-moment decay."""
+    ema_decay: float = 0.0
+    """Decay of an exponential moving average of the student's parameters, which the student
+    is validated and saved with (0: off)."""
     feature_weight: float = 2e-3
     """Weight of the phi1 feature MSE (skipped when either model is ``grid``)."""
     density_weight: float = 2e-3

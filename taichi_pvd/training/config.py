@@ -11,13 +11,15 @@ from ..rendering.volume import MarchingConfig
 
 def check_loop_options(config: Any) -> None:
     """Raise :class:`ConfigError` for out-of-range options that training and distillation
-    configs share (``time_limit_s``, ``snapshot_times_s``, ``adam_beta2``)."""
+    configs share (``time_limit_s``, ``snapshot_times_s``, ``adam_beta2``, ``ema_decay``)."""
     if config.time_limit_s < 0:
         raise ConfigError(f"time-limit must be >= 0 seconds, got {config.time_limit_s}")
     if not all(isinstance(t, (int, float)) and t > 0 for t in config.snapshot_times_s):
         raise ConfigError(f"snapshot times must be positive seconds, got {list(config.snapshot_times_s)}")
     if not 0 <= config.adam_beta2 < 1:
         raise ConfigError(f"adam-beta2 must be in [0, 1), got {config.adam_beta2}")
+    if not 0 <= config.ema_decay < 1:
+        raise ConfigError(f"ema-decay must be in [0, 1) (0: off), got {config.ema_decay}")
 
 
 @dataclass
@@ -39,6 +41,10 @@ class TrainConfig:
     """Adam epsilon (tiny, as Instant-NGP: hash entries see sparse gradients)."""
     adam_beta2: float = 0.99
     """Adam's second-moment decay (Instant-NGP's 0.99; PyTorch's default is 0.999)."""
+    ema_decay: float = 0.0
+    """Decay of an exponential moving average of the parameters, updated after every step;
+    the run validates, renders and saves the average (Instant-NGP's 0.95). 0: off, the last
+    step's parameters."""
     opacity_entropy_weight: float = 0.0
     """Weight of the mean of ``-o log o`` over the batch's rays, ``o`` a ray's accumulated
     opacity: pushes every ray to fully opaque or fully clear, against semi-transparent floaters

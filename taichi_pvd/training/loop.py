@@ -4,6 +4,7 @@ divergence handling. Subclasses say what one step does."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -19,7 +20,12 @@ from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
 from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, write_json
 from ..kernels.occupancy import OccupancyGrid
+from .averaging import ParameterAverage, load_parameters
 from .interrupts import stop_requested
+
+#: Checkpoint prefix of the trained parameter values when the field's tensors hold their
+#: moving average (``ema_decay``), so that a resumed run continues from the trained values.
+TRAINED_PREFIX = "ema.trained."
 
 
 @dataclass
@@ -59,6 +65,7 @@ class LoopSettings:
     seed: int
     time_limit_s: float
     snapshot_times_s: tuple[float, ...]
+    ema_decay: float
 
     @classmethod
     def from_config(cls, config: Any) -> "LoopSettings":
@@ -142,6 +149,14 @@ class OptimizationLoop:
         self.optimizer = torch.optim.Adam(groups, lr=self.settings.lr, eps=self.settings.adam_eps,
                                           betas=(0.9, self.settings.adam_beta2),
                                           fused=fused)
+        #: Moving average of the parameters (None without ``ema_decay``): the weights the run
+        #: validates, renders and saves with; restarts when the field replaces its parameters.
+        self.average = ParameterAverage(self.field, self.settings.ema_decay) if self.settings.ema_decay else None
+
+    def averaged(self) -> contextlib.AbstractContextManager:
+        """Context in which the field holds its parameters' moving average (a no-op without
+        ``ema_decay``)."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def _set_lr(self) -> None:
         s = self.settings
@@ -169,6 +184,8 @@ class OptimizationLoop:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.average is not None:
+            self.average.update()
         self.step += 1
         return loss.detach(), samples_per_ray, parts
 
@@ -187,8 +204,11 @@ class OptimizationLoop:
                 "is kept. Try a lower --lr or another --seed"
             )
         optim_tensors, groups = optimizer_to_flat(self.optimizer)
+        averaged = {} if self.average is None else self.average.state()
+        trained = {} if self.average is None else self.average.trained()
         tensors = {
-            **prefixed(self.field.state_dict(), "field."),
+            **prefixed({**self.field.state_dict(), **averaged}, "field."),
+            **prefixed(trained, TRAINED_PREFIX),
             **prefixed(self.grid.state_dict(), "grid."),
             **optim_tensors,
             "rng.generator": (self.rng_state_before_prefetch if self.rng_state_before_prefetch is not None
@@ -228,6 +248,11 @@ class OptimizationLoop:
         self.grid.to(self.device)
         self.grid.rebuild_bitfield()
         self.build_optimizer()
+        trained = unprefixed(ckpt.tensors, TRAINED_PREFIX)
+        if trained:
+            # The field's tensors were the average (which the new average starts from):
+            # training continues from the trained values.
+            load_parameters(self.field, trained)
         optim = {k: v.to(self.device) for k, v in ckpt.tensors.items() if k.startswith("optim.")}
         optimizer_from_flat(self.optimizer, optim, ckpt.meta["optimizer_groups"])
         self.generator.set_state(ckpt.tensors["rng.generator"])
@@ -283,7 +308,8 @@ class OptimizationLoop:
                         torch.cuda.synchronize()
                 self.train_seconds += time.perf_counter() - t0
                 if s.val_every and self.step % s.val_every == 0 and not last:
-                    self.validate()
+                    with self.averaged():
+                        self.validate()
                     append_history(self.out_dir, self._history_record(loss_value, parts_value))
                 if s.checkpoint_every and self.step % s.checkpoint_every == 0 and not last:
                     self.save()
@@ -303,7 +329,8 @@ class OptimizationLoop:
             if on_progress:
                 on_progress(Progress(self.step, s.steps, loss_value, 0.0, 0.0, self.train_seconds, 0.0,
                                      self.last_val_psnr, phase="validate", losses=parts_value))
-            self.validate()
+            with self.averaged():
+                self.validate()
         except KeyboardInterrupt:
             self.save()
             raise
