@@ -4,15 +4,17 @@
 #   setsid bash benchmarks/lego_sweep_four_gpus.sh WORK_DIR > WORK_DIR/suite.log 2>&1 &
 # It writes logs under WORK_DIR/logs, results under WORK_DIR/res/<lane>/ (merge them with
 # benchmarks/merge_results.py) and WORK_DIR/done when everything has finished.
-#   GPU 0: hash 2 min, finest hash resolution 512 (issue 3's baseline and the teacher), then
-#          hash -> mlp (60 s) with the teacher's colour head copied into the student, with the
-#          stages of the time-to-quality run (1000 / 1500 steps) and with short ones (300 / 500).
-#   GPU 1: mlp from scratch (5 min), then hash -> mlp (60 s, colour head copied, short stages):
-#          the two sides of the time-to-quality plot, one after the other on one card (issue 5).
-#   GPU 2: hash 2 min (finest 512) rendering with the parameters' moving average, decay 0.95
-#          (Instant-NGP's) and 0.99; then a hash table of 2^21 entries a level.
-#   GPU 3: the baseline and decay 0.95 again with a second seed; then decay 0.95 with 2^21 entries.
-# (Earlier versions of this script, same name, ran the sweeps of commits b044f2b and c68c3e5.)
+#   GPU 0: hash 2 min, finest hash resolution 512, third seed (issue 3; the teacher), then
+#          hash -> mlp (60 s, the teacher's colour head copied, stages of 300 / 500 steps) as
+#          is, with the student's parameters averaged (decay 0.99), and averaged with lr 4e-3.
+#   GPU 1: hash 5 min (finest 512: what more steps would give), then hash -> mlp averaged with
+#          8192 rays a step.
+#   GPU 2: hash 2 min (finest 512): samples twice as dense along rays (2048 steps across the
+#          box); moving average 0.99 with a second seed; lr 2e-2.
+#   GPU 3: hash 2 min (finest 512): final learning rate 1% instead of 3%; average 0.99 with
+#          2048 steps across the box; average 0.995.
+# (Earlier versions of this script, same name, ran the sweeps of commits b044f2b, c68c3e5 and
+# c5e297d.)
 # Durations can be shortened for a dry run: T_HASH, T_MLP, T_DISTILL (seconds); LEGO names the
 # scene.
 set -u
@@ -43,22 +45,26 @@ hash512() {  # hash512 GPU LABEL [train.py options...]: hash for T_HASH seconds,
   scratch "$1" hash "$t_hash" "$2" --val-every 4000 --set finest_resolution=512 "${@:3}"
 }
 
-head_copied=(--distill-set init_head_from_teacher=true)
-short=(--stage1-steps 300 --stage2-steps 500)
+head_short=(--distill-set init_head_from_teacher=true --stage1-steps 300 --stage2-steps 500)
+averaged=(--distill-set ema_decay=0.99)
+dense=(--train-set 'marching={"steps_across_box": 2048}')
 
 lane() {
   case $1 in
-    0) hash512 0 sweep3-finest-512 --out "$runs/hash"; touch "$runs/hash.done"
-       into_mlp 0 head --stage1-steps 1000 --stage2-steps 1500 "${head_copied[@]}" --label sweep-60s-head
-       into_mlp 0 head-short "${short[@]}" "${head_copied[@]}" --label sweep-60s-head-short-stages ;;
-    1) scratch 1 mlp "$t_mlp" 5min-sweep3 --val-every 500
-       into_mlp 1 time-to-quality "${short[@]}" "${head_copied[@]}" --label time-to-quality-head ;;
-    2) hash512 2 sweep3-ema-0.95 --train-set ema_decay=0.95
-       hash512 2 sweep3-ema-0.99 --train-set ema_decay=0.99
-       hash512 2 sweep3-table-2e21 --set log2_table_size=21 ;;
-    3) hash512 3 sweep3-finest-512-seed-1 --train-set seed=1
-       hash512 3 sweep3-ema-0.95-seed-1 --train-set ema_decay=0.95 --train-set seed=1
-       hash512 3 sweep3-ema-0.95-table-2e21 --train-set ema_decay=0.95 --set log2_table_size=21 ;;
+    0) hash512 0 sweep4-finest-512-seed-2 --train-set seed=2 --out "$runs/hash"; touch "$runs/hash.done"
+       into_mlp 0 head-short "${head_short[@]}" --label sweep4-60s-head-short-stages
+       into_mlp 0 averaged "${head_short[@]}" "${averaged[@]}" --label sweep4-60s-head-short-ema-0.99
+       into_mlp 0 averaged-lr "${head_short[@]}" "${averaged[@]}" --distill-set lr=4e-3 \
+         --label sweep4-60s-head-short-ema-0.99-lr4e-3 ;;
+    1) scratch 1 hash 300 sweep4-5min --val-every 4000 --set finest_resolution=512
+       into_mlp 1 averaged-8k "${head_short[@]}" "${averaged[@]}" --batch-rays 8192 \
+         --label sweep4-60s-head-short-ema-0.99-8k-rays ;;
+    2) hash512 2 sweep4-dense-samples "${dense[@]}"
+       hash512 2 sweep4-ema-0.99-seed-1 --train-set ema_decay=0.99 --train-set seed=1
+       hash512 2 sweep4-lr2e-2 --lr 2e-2 ;;
+    3) hash512 3 sweep4-lr-final-0.01 --train-set lr_final_ratio=0.01
+       hash512 3 sweep4-ema-0.99-dense-samples --train-set ema_decay=0.99 "${dense[@]}"
+       hash512 3 sweep4-ema-0.995 --train-set ema_decay=0.995 ;;
   esac
 }
 
