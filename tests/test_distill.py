@@ -148,3 +148,12 @@ def test_the_teachers_colour_head_is_copied_only_where_the_heads_match(teachers,
     assert all(teacher_head[k].data_ptr() != student_head[k].data_ptr() for k in teacher_head)
     with pytest.raises(ConfigError, match="--init-head-from-teacher"):
         make_distiller(teachers, scene, "hash", "grid", tmp_path / "grid", steps=2, init_head_from_teacher=True)
+
+
+def test_a_student_architecture_brings_its_distillation_defaults_and_options_override_them():
+    mlp = resolve_distill_config("mlp", {})
+    assert (mlp.batch_rays, mlp.ema_decay, mlp.lr) == (8192, 0.99, 2e-3)
+    assert resolve_distill_config("mlp", {"batch_rays": 1024, "ema_decay": None}).batch_rays == 1024
+    assert resolve_distill_config("mlp", {"ema_decay": None}).ema_decay == 0.99
+    hash_student = resolve_distill_config("hash", {})
+    assert (hash_student.batch_rays, hash_student.ema_decay) == (4096, 0.0)

@@ -61,11 +61,13 @@ def trained_on_demo_scene(run_dir: Path) -> bool:
 
 
 def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None = None) -> DistillConfig:
-    """:class:`DistillConfig` defaults with ``overrides`` applied (``None`` values ignored);
-    ``lr`` left unset takes the student architecture's training default."""
-    values = dict(overrides or {})
+    """:class:`DistillConfig` defaults, then the student architecture's ``distill_defaults``,
+    then ``overrides`` (``None`` values ignored); ``lr`` left unset takes the student
+    architecture's training default."""
+    student = field_class(student_model)
+    values = {**student.distill_defaults, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     if values.get("lr") is None:
-        values["lr"] = float(field_class(student_model).train_defaults.get("lr", 1e-2))
+        values["lr"] = float(student.train_defaults.get("lr", 1e-2))
     return config_with_options(DistillConfig, values, "distillation option")
 
 

@@ -63,6 +63,9 @@ class RadianceField(nn.Module):
     #: Training options this architecture changes from :class:`TrainConfig`'s defaults (shown
     #: to the user, overridable), e.g. the mlp's smaller learning rate.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: Distillation options this architecture changes from :class:`DistillConfig`'s defaults
+    #: when it is the student (shown to the user, overridable).
+    distill_defaults: ClassVar[dict[str, Any]] = {}
     #: Width of ``features(x)``: 16 for the hash, vm and mlp fields (raw density + 15 geometry
     #: features, aligned so any of them can teach any other), 28 for the grid (1 + 27 SH).
     feature_dim: ClassVar[int]

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Issue 5's time-to-quality pair on a one-GPU machine, every run alone on the card, one after
+# the other (about 13 minutes): the hash teacher (2 min, finest hash resolution 512; also an
+# issue-3 figure, scored at one and at 2x2 rays a pixel), the mlp from scratch (5 min), then
+# hash -> mlp for 60 s with the mlp student's defaults (8192 rays, parameters averaged with
+# decay 0.99), the teacher's colour head copied and stages of 300 / 500 steps, and the same
+# with 4096 rays and no average (the defaults before). Meant to run detached (setsid) so that it
+# outlives one device call:
+#   setsid bash benchmarks/lego_time_to_quality_one_gpu.sh WORK_DIR > WORK_DIR/suite.log 2>&1 &
+# It writes logs under WORK_DIR/logs, results under WORK_DIR/res/<run>/ (merge them with
+# benchmarks/merge_results.py) and WORK_DIR/done at the end. Durations can be shortened for a
+# dry run: T_HASH, T_MLP, T_DISTILL (seconds); LEGO names the scene.
+set -u
+work=${1:?usage: lego_time_to_quality_one_gpu.sh WORK_DIR}
+lego=${LEGO:-.device-kit/data/nerf_synthetic/lego}
+t_hash=${T_HASH:-120} t_mlp=${T_MLP:-300} t_distill=${T_DISTILL:-60}
+views=${TEST_VIEWS:-50}
+runs=$work/runs logs=$work/logs
+mkdir -p "$runs" "$logs" "$work/res"
+alone="alone on the machine's only GPU"
+
+source "$(dirname "$0")/lanes.sh"
+
+into_mlp() {  # into_mlp NAME [distill.py options...]: hash -> mlp, teacher's head, short stages
+  local name=$1
+  shift
+  CUDA_VISIBLE_DEVICES=0 PVD_RESULTS_DIR=$work/res/distill-$name PVD_BENCH_NOTE=$alone \
+    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:mlp \
+      --steps 15000 --time-limit "$t_distill" --val-every 500 --test-views "$views" \
+      --distill-set init_head_from_teacher=true --stage1-steps 300 --stage2-steps 500 --label "$name" "$@" \
+      > "$logs/distill-$name.log" 2>&1
+}
+
+scratch 0 hash "$t_hash" 2min-finest-512-repeat --val-every 4000 --set finest_resolution=512 --supersample 2 \
+  --out "$runs/hash"
+scratch 0 mlp "$t_mlp" 5min-alone --val-every 500
+into_mlp time-to-quality-defaults
+into_mlp time-to-quality-4k-no-average --batch-rays 4096 --distill-set ema_decay=0
+touch "$work/done"
+grep -h "dB test PSNR\|rays a pixel\|student .* dB\|Error\|Traceback" "$logs"/*.log
