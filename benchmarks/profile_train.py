@@ -1,14 +1,16 @@
-"""Where a training step's time goes: per-stage wall time (synchronised) and the top device
-kernels from the torch profiler.
+"""Where a training or distillation step's time goes: the host's Python profile, per-stage wall
+time (synchronised) and the top device kernels from the torch profiler.
 
 Usage: ``python benchmarks/profile_train.py --data SCENE [--model hash] [--steps 300]
-[--train-set mixed_precision=false]``.
-Prints a table; nothing is recorded under results/ (profiling perturbs timings).
+[--train-set mixed_precision=false]``; with ``--teacher RUN`` the step profiled is a
+distillation of that run into ``--model`` (``--train-set`` then sets distillation options).
+Prints tables; nothing is recorded under results/ (profiling perturbs timings).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -21,9 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from taichi_pvd import backend  # noqa: E402
 from taichi_pvd.data import load_scene  # noqa: E402
+from taichi_pvd.data.camera_rig import CameraRig  # noqa: E402
+from taichi_pvd.distill.api import resolve_distill_config  # noqa: E402
+from taichi_pvd.distill.distiller import Distiller  # noqa: E402
 from taichi_pvd.fields import make_field  # noqa: E402
+from taichi_pvd.io.runs import load_run  # noqa: E402
+from taichi_pvd.rendering.volume import MarchingConfig  # noqa: E402
 from taichi_pvd.training.api import resolve_train_config  # noqa: E402
 from taichi_pvd.training.trainer import Trainer  # noqa: E402
+import taichi_pvd.distill.distiller as distiller_module  # noqa: E402
 import taichi_pvd.rendering.volume as volume  # noqa: E402
 import taichi_pvd.training.trainer as trainer_module  # noqa: E402
 
@@ -49,28 +57,61 @@ class StageTimer:
         return timed
 
 
+def make_trainer(args, overrides: dict, device: torch.device) -> tuple[Trainer, list]:
+    """The training loop to profile and its stages: (owner, attribute, stage name)."""
+    scene = load_scene(args.data, "train", device=device)
+    config = resolve_train_config(args.model, {"steps": 100000, "val_every": 0, "checkpoint_every": 0, **overrides})
+    trainer = Trainer(make_field(args.model, scene.aabb), scene, None, config, "/tmp/pvd-profile")
+    stages = [(trainer_module, "march", "march"), (trainer, "field_fn", "field forward"),
+              (volume, "composite", "composite forward"), (trainer.sampler, "sample", "sample rays"),
+              (trainer.grid, "update", "occupancy update"), (trainer.scaler, "step", "optimizer step"),
+              (torch.Tensor, "backward", "backward")]
+    return trainer, stages
+
+
+def make_distiller(args, overrides: dict, device: torch.device) -> tuple[Distiller, list]:
+    """The distillation loop (teacher ``args.teacher`` into ``args.model``) and its stages."""
+    loaded = load_run(args.teacher, device)
+    # Stage 3, every loss, unless the options say otherwise.
+    config = resolve_distill_config(args.model, {"steps": 100000, "stage1_steps": 0, "stage2_steps": 0,
+                                                 "val_every": 0, "checkpoint_every": 0, **overrides})
+    if config.marching == MarchingConfig() and "train" in loaded.config:
+        config = dataclasses.replace(config, marching=MarchingConfig(**loaded.config["train"]["marching"]))
+    student = make_field(args.model, loaded.field.aabb.detach().cpu())
+    distiller = Distiller(loaded.field, loaded.grid, student, CameraRig(**loaded.config["camera_rig"]), config,
+                          "/tmp/pvd-profile-distill", device)
+    stages = [(distiller_module, "march", "march"), (distiller.teacher, "features", "teacher features"),
+              (distiller_module, "keep_composited", "keep composited"),
+              (distiller.field, "features", "student features"), (distiller.teacher, "colour", "teacher colour"),
+              (distiller.field, "colour", "student colour"), (distiller_module, "composite_samples", "composite"),
+              (distiller.scaler, "step", "optimizer step"), (torch.Tensor, "backward", "backward")]
+    if distiller.average is not None:
+        stages.append((distiller.average, "update", "parameter average"))
+    return distiller, stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=None, help="scene (training)")
+    parser.add_argument("--teacher", type=Path, default=None, help="teacher run (distillation into --model)")
     parser.add_argument("--model", default="hash")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--train-set", dest="train_sets", action="append", default=[],
-                        help="training option key=value (JSON value)")
+                        help="training (or distillation) option key=value (JSON value)")
     args = parser.parse_args()
+    if (args.data is None) == (args.teacher is None):
+        parser.error("give --data (profile training) or --teacher (profile distillation)")
     backend.init()
     device = backend.device()
-    scene = load_scene(args.data, "train", device=device)
-    field = make_field(args.model, scene.aabb)
     overrides = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.train_sets)}
-    config = resolve_train_config(args.model, {"steps": 100000, "val_every": 0, "checkpoint_every": 0, **overrides})
-    trainer = Trainer(field, scene, None, config, "/tmp/pvd-profile")
+    loop, stages = (make_trainer if args.data is not None else make_distiller)(args, overrides, device)
     for _ in range(args.warmup):
-        trainer.optimizer_step()
+        loop.optimizer_step()
     torch.cuda.synchronize() if device.type == "cuda" else None
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        trainer.optimizer_step()
+        loop.optimizer_step()
     torch.cuda.synchronize() if device.type == "cuda" else None
     plain = (time.perf_counter() - t0) / args.steps
 
@@ -80,31 +121,27 @@ def main() -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(args.steps):
-        trainer.optimizer_step()
+        loop.optimizer_step()
     torch.cuda.synchronize() if device.type == "cuda" else None
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
     timer = StageTimer(device)
-    # (owner, attribute, stage): each wrapped for the timed steps, then put back, so that the
-    # torch profiler below sees the step without the stage synchronisations.
-    stages = [(trainer_module, "march", "march"), (trainer, "field_fn", "field forward"),
-              (volume, "composite", "composite forward"), (trainer.sampler, "sample", "sample rays"),
-              (trainer.grid, "update", "occupancy update"), (trainer.scaler, "step", "optimizer step"),
-              (torch.Tensor, "backward", "backward")]
+    # Each stage is wrapped for the timed steps, then put back, so that the torch profiler
+    # below sees the step without the stage synchronisations.
     originals = [getattr(owner, name) for owner, name, _ in stages]
     for (owner, name, stage), original in zip(stages, originals):
         setattr(owner, name, timer.wrap(stage, original))
     spp = 0.0
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        _, s, _ = trainer.optimizer_step()
+        _, s, _ = loop.optimizer_step()
         spp += s
     for (owner, name, _), original in zip(stages, originals):
         setattr(owner, name, original)
     total = (time.perf_counter() - t0) / args.steps
     print(f"step (unsynchronised): {plain * 1e3:.2f} ms; with stage syncs: {total * 1e3:.2f} ms; "
-          f"{spp / args.steps:.1f} samples/ray; {config.batch_rays} rays/step")
+          f"{spp / args.steps:.1f} samples/ray; {loop.config.batch_rays} rays/step")
     for name, seconds in sorted(timer.totals.items(), key=lambda kv: -kv[1]):
         print(f"  {name:20s} {seconds / args.steps * 1e3:7.2f} ms")
     if device.type == "cuda":
@@ -112,7 +149,7 @@ def main() -> None:
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(20):
-                trainer.optimizer_step()
+                loop.optimizer_step()
             torch.cuda.synchronize()
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
         print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
