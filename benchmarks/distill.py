@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS_DIR, card_name, card_slug, write_result  # noqa: E402
+from benchmarks.common import RESULTS_DIR, VALIDATION_VIEWS, card_name, card_slug, write_result  # noqa: E402
 from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
 from cli.options import parse_overrides  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> None:
             run_dir = Path(tempfile.mkdtemp(prefix=f"pvd-{source}-{target}-"))
             overrides = {"steps": args.steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps,
                          "batch_rays": args.batch_rays, "val_every": args.val_every, "checkpoint_every": 0,
-                         "time_limit_s": args.time_limit,
+                         "time_limit_s": args.time_limit, "val_views": VALIDATION_VIEWS,
                          **VARIANTS[variant], **distill_sets}
             metrics = distill(source=source, target=target, teacher=teacher_dir, out=run_dir, overwrite=True,
                               student_overrides=student_sets.get(target), distill_overrides=overrides,
@@ -101,6 +101,7 @@ def main() -> None:
                 "student_test_ssim": student["test_ssim"],
                 "student_vs_teacher_psnr_db": metrics["student_vs_teacher_psnr_db"],
                 "test_views": student["test_views"],
+                "validation_views": overrides["val_views"],
                 "history": [{"elapsed_s": h["elapsed_s"], "step": h["step"], "monitor_psnr_db": h.get("monitor_psnr_db")}
                             for h in read_history(run_dir)],
             }

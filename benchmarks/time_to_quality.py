@@ -71,8 +71,9 @@ def main() -> None:
                    + (f" --distill-label {args.distill_label}" if args.distill_label else ""),
         "date": student["date"],
         "note": f"scratch run: {scratch.get('note', 'alone on its GPU')}; distillation: "
-                f"{student.get('note', 'alone on its GPU')}; PSNR on ground-truth validation views (scratch: 2 views, "
-                "distillation monitor: 4 views), which the distillation losses never see",
+                f"{student.get('note', 'alone on its GPU')}; PSNR on ground-truth validation views (scratch: the first "
+                f"{scratch.get('validation_views', 2)}, distillation: the first {student.get('validation_views', 4)}), "
+                "which the distillation losses never see",
         "teacher_test_psnr_db": student["teacher_test_psnr_db"],
         "scratch_test_psnr_db": scratch["test_psnr_db"],
         "scratch_train_seconds": scratch["train_seconds"],

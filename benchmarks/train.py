@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import card_name, card_slug, write_result, RESULTS_DIR  # noqa: E402
+from benchmarks.common import VALIDATION_VIEWS, card_name, card_slug, write_result, RESULTS_DIR  # noqa: E402
 from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
 from cli.options import parse_overrides  # noqa: E402
 from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
     field_overrides = parse_overrides(tuple(args.sets), "--set")
     run_dir = args.out or Path(tempfile.mkdtemp(prefix=f"pvd-{args.model}-"))
     train_overrides = {"steps": args.steps, "batch_rays": args.batch_rays, "lr": args.lr, "val_every": args.val_every,
-                       "val_views": 2, "checkpoint_every": 0, **parse_overrides(tuple(args.train_sets), "--train-set")}
+                       "val_views": VALIDATION_VIEWS, "checkpoint_every": 0, **parse_overrides(tuple(args.train_sets), "--train-set")}
     metrics = train(data=args.data, model=args.model, out=run_dir, field_overrides=field_overrides,
                     train_overrides=train_overrides, overwrite=True, on_progress=printer(args.model))
     scores = score(run_dir, args.test_views)
@@ -80,6 +80,7 @@ def main() -> None:
         "num_parameters": metrics["num_parameters"],
         "field_overrides": field_overrides,
         "history": scores["history"],
+        "validation_views": train_overrides["val_views"],
         "snapshots": score_snapshots(run_dir, args.test_views),
     }
     if args.supersample > 1:

@@ -77,11 +77,11 @@ class NeRFField(RadianceField):
     #: the best range for runs 30x longer.
     train_defaults = {"lr": 2e-3}
     #: A distillation step into the mlp is bound by the host, not by the student's 8x256
-    #: network: twice the rays cost ~6% more time a step, and rendering with the parameters'
-    #: moving average evens out the steps of its high learning rate. On lego (hash -> mlp, 60 s,
-    #: H100, teacher's colour head copied, stages of 300 / 500 steps) 8192 rays with the
-    #: average 0.99 reached 31 dB after 26 s and 32 dB after 37 s, against 35 s and 48 s with
-    #: 4096 rays and no average.
+    #: network: twice the rays cost about 6% more time a step, and rendering with the
+    #: parameters' moving average evens out the steps of its high learning rate. On lego (hash ->
+    #: mlp, 60 s, one H100, the teacher's colour head copied, stages of 300 / 500 steps) these
+    #: reached 31 dB after 27 s and 32 dB after 39 s, against 41 s and 56 s with 4096 rays and
+    #: no average on the same card right after.
     distill_defaults = {"batch_rays": 8192, "ema_decay": 0.99}
 
     def __init__(self, config: NeRFConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
