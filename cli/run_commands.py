@@ -132,6 +132,8 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
     def on_ready(trainer) -> None:
         started["loop"] = trainer
         _print_preset("training", trainer.config, trainer.field)
+        for hint in trainer.field.hints_for_images(trainer.scene.width, trainer.scene.height):
+            _console.print(f"[yellow]hint[/]: {hint}")
 
     with _user_facing_failures("train", batch_rays, started), \
             progress_display(_console, f"train {model}") as on_progress:

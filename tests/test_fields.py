@@ -428,3 +428,14 @@ def test_vm_upsampling_schedule_scales_to_short_runs():
     assert list(short) == sorted(set(short)) and short[0] >= 1 and short[-1] < 20
     TensoRFConfig(upsample_steps=short)  # a valid schedule
     assert HashGridField.options_for_steps(100) == {}
+
+
+def test_the_hash_field_suggests_a_finest_level_for_small_images():
+    aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
+    field = make_field("hash", aabb, {"log2_table_size": 10, "n_levels": 2})
+    (hint,) = field.hints_for_images(400, 400)
+    assert "--set finest_resolution=512" in hint
+    assert field.hints_for_images(800, 800) == []
+    assert make_field("hash", aabb, {"log2_table_size": 10, "n_levels": 2,
+                                      "finest_resolution": 512}).hints_for_images(400, 400) == []
+    assert make_field("mlp", aabb, {"width": 8, "depth": 2, "skip_index": 0}).hints_for_images(400, 400) == []

@@ -101,6 +101,11 @@ class RadianceField(nn.Module):
         feats = self.features(x)
         return density_from_raw(feats[:, 0]), self.colour(feats, directions)
 
+    def hints_for_images(self, width: int, height: int) -> list[str]:
+        """Advice on this field's options for training images of ``width`` x ``height`` pixels
+        (one line each, with the option to pass); none by default."""
+        return []
+
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups at base learning rate ``lr`` (subclasses may give
         encodings and networks different rates or weight decay)."""

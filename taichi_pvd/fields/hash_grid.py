@@ -40,6 +40,12 @@ class HashGridConfig:
     """L2 weight decay on the MLPs (not on the hash table)."""
 
 
+def suggested_finest_resolution(image_side: int) -> int:
+    """A finest hash level for images of ``image_side`` pixels (their larger side): about 1.25
+    pixels per level cell across the scene box, rounded to a multiple of 128 (at least 128)."""
+    return 128 * max(1, round(1.25 * image_side / 128))
+
+
 class HashGridField(RadianceField):
     """Hash grid field: ``features(x) = MLP(hash_encode(x))`` with 16 outputs."""
 
@@ -70,6 +76,19 @@ class HashGridField(RadianceField):
 
     def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         return self.head(features, directions)
+
+    def hints_for_images(self, width: int, height: int) -> list[str]:
+        """Suggest a coarser finest level when it exceeds three times the images' larger side:
+        on lego at 400x400 (120 s on an H100) 2048 scored 34.28 dB, 1024 34.55 and 512 34.86."""
+        side = max(width, height)
+        suggested = suggested_finest_resolution(side)
+        if self.config.finest_resolution <= 3 * side or suggested >= self.config.finest_resolution:
+            return []
+        return [
+            f"the finest hash level ({self.config.finest_resolution}) is over three times finer than the "
+            f"{side}-pixel images resolve, which only adds hash collisions (lego at 400x400: 512 scored "
+            f"0.6 dB above 2048 in the same time); try --set finest_resolution={suggested}"
+        ]
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         nets = list(self.density_net.parameters()) + list(self.head.parameters())
