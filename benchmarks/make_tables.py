@@ -47,6 +47,8 @@ def train_table(record: dict) -> list[str]:
     for r in sorted(record["runs"], key=lambda r: (order.get(r["model"], 9), r.get("label", ""))):
         rays = r["batch_rays"] if r["batch_rays"] != "default" else 8192
         name = f"{r['model']} ({r['label']})" if r.get("label") else r["model"]
+        if r.get("test_views") != record["runs"][0].get("test_views"):
+            name += f", {r.get('test_views', '?')} test views"
         lines.append(f"| {name} | {r['steps']} | {rays} | {_f(r['train_seconds'], '.1f')} | "
                      f"{_f(r['test_psnr_db'])} | {_f(r['test_ssim'], '.4f')} | "
                      f"{_f(r.get('supersampled', {}).get('test_psnr_db'))} | {r['num_parameters']:,} | "
@@ -62,13 +64,13 @@ def train_table(record: dict) -> list[str]:
 def distill_table(record: dict) -> list[str]:
     lines = [f"**Distillation** ({record['scene']}, {_short(record['card'])}, no training image read; "
              "`benchmarks/distill.py`)", "",
-             "| teacher -> student | variant | steps | distill time (s) | teacher PSNR (dB) | student PSNR (dB) | "
-             "student vs teacher (dB) | commit | |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| teacher -> student | variant | steps | distill time (s) | test views | teacher PSNR (dB) | "
+             "student PSNR (dB) | student vs teacher (dB) | commit | |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in record["runs"]:
         variant = f"{r['variant']} ({r['label']})" if r.get("label") else r["variant"]
         lines.append(f"| {r['teacher']} -> {r['student']} | {variant} | {r['steps']} | "
-                     f"{_f(r['distill_seconds'], '.1f')} | {_f(r['teacher_test_psnr_db'])} | "
+                     f"{_f(r['distill_seconds'], '.1f')} | {r.get('test_views', '?')} | {_f(r['teacher_test_psnr_db'])} | "
                      f"{_f(r['student_test_psnr_db'])} | {_f(r['student_vs_teacher_psnr_db'])} | "
                      f"`{_commit(r, record)}` | {_note(r)} |")
     return lines
