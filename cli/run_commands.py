@@ -86,6 +86,11 @@ def _print_preset(title: str, config, field) -> None:
     _console.print(f"[dim]settings: {shown}; marching: {marching}[/]")
 
 
+def _print_hints(hints: list[str]) -> None:
+    for hint in hints:
+        _console.print(f"[yellow]hint[/]: {hint}")
+
+
 @click.command(short_help="Train a field on a scene (the demo scene by default).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Scene folder with transforms_*.json (default: the embedded demo scene).")
@@ -132,8 +137,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
     def on_ready(trainer) -> None:
         started["loop"] = trainer
         _print_preset("training", trainer.config, trainer.field)
-        for hint in trainer.field.hints_for_images(trainer.scene.width, trainer.scene.height):
-            _console.print(f"[yellow]hint[/]: {hint}")
+        _print_hints(trainer.field.hints_for_images(trainer.scene.width, trainer.scene.height))
 
     with _user_facing_failures("train", batch_rays, started), \
             progress_display(_console, f"train {model}") as on_progress:
@@ -218,6 +222,7 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
         started["loop"] = distiller
         _print_preset(f"distilling {distiller.teacher.kind} -> {distiller.field.kind}", distiller.config,
                       distiller.field)
+        _print_hints(distiller.hints())
 
     with _user_facing_failures("distill", batch_rays, started), \
             progress_display(_console, f"distill {source}->{target}") as on_progress:

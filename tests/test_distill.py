@@ -157,3 +157,11 @@ def test_a_student_architecture_brings_its_distillation_defaults_and_options_ove
     assert resolve_distill_config("mlp", {"ema_decay": None}).ema_decay == 0.99
     hash_student = resolve_distill_config("hash", {})
     assert (hash_student.batch_rays, hash_student.ema_decay) == (4096, 0.0)
+
+
+def test_a_teacher_whose_occupancy_grid_is_still_bare_gets_a_hint(teachers, scene, tmp_path):
+    assert make_distiller(teachers, scene, "hash", "grid", tmp_path / "trained", steps=2).hints() == []
+    distiller = make_distiller(teachers, scene, "hash", "grid", tmp_path / "bare", steps=2)
+    distiller.grid.mark_all_occupied()
+    (hint,) = distiller.hints()
+    assert "100%" in hint and "train the teacher longer" in hint

@@ -28,6 +28,11 @@ from .config import DistillConfig
 from .virtual_rays import sample_virtual_rays, virtual_cameras
 
 
+#: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
+#: object teachers mark a few percent: 5-9% on the demo scene).
+BARE_GRID_FRACTION = 0.5
+
+
 def features_comparable(teacher: RadianceField, student: RadianceField) -> bool:
     """True when phi1 of the two fields can be compared value by value (same width: the
     hash, vm and mlp fields share 16-value features; the grid's 28 are SH coefficients)."""
@@ -71,6 +76,18 @@ class Distiller(OptimizationLoop):
         #: by the losses.
         self.monitor_scene = monitor_scene
         self.last_monitor_psnr: float | None = None
+
+    def hints(self) -> list[str]:
+        """Advice before the first step (one line each): a teacher whose occupancy grid still
+        marks most of the box occupied gives rays of many samples, slow and memory-hungry."""
+        fraction = self.grid.occupancy_fraction()
+        if fraction <= BARE_GRID_FRACTION:
+            return []
+        return [
+            f"the teacher's occupancy grid marks {fraction:.0%} of the scene box occupied (trained teachers "
+            "mark a few percent): its rays carry many samples, which is slow and can run out of memory; "
+            "train the teacher longer (--resume) or pass a smaller --batch-rays"
+        ]
 
     # -- the losses ------------------------------------------------------------------------------
 
