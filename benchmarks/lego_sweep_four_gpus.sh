@@ -21,24 +21,14 @@ set -u
 # Four processes with a torch thread pool each as wide as the host overload it (the c68c3e5 runs
 # ran without this cap: load average 144 on 64 cores, fewer steps in the same time).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-work=${1:?usage: lego_sweep_four_gpus.sh WORK_DIR}
-lego=${LEGO:-.device-kit/data/nerf_synthetic/lego}
+source "$(dirname "$0")/lanes.sh"
+prepare_work "$@"
 t_hash=${T_HASH:-120} t_mlp=${T_MLP:-300} t_distill=${T_DISTILL:-60}
-views=${TEST_VIEWS:-50}
-runs=$work/runs logs=$work/logs
-mkdir -p "$runs" "$logs" "$work/res"
 alone="alone on its GPU; the machine's other GPUs ran other benchmarks at the same time"
 
-source "$(dirname "$0")/lanes.sh"
-
-into_mlp() {  # into_mlp GPU NAME [distill.py options...]: hash -> mlp from GPU 0's hash
-  local gpu=$1 name=$2
-  shift 2
+into_mlp() {  # into_mlp GPU NAME [distill.py options...]: hash -> mlp once GPU 0's hash is done
   wait_for hash
-  CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/gpu$gpu-distill-$name PVD_BENCH_NOTE=$alone \
-    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:mlp \
-      --steps 15000 --time-limit "$t_distill" --val-every 500 --test-views "$views" "$@" \
-      > "$logs/gpu$gpu-distill-$name.log" 2>&1
+  hash_to_mlp "$@"
 }
 
 hash512() {  # hash512 GPU LABEL [train.py options...]: hash for T_HASH seconds, finest level 512

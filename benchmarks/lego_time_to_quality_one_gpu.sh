@@ -7,28 +7,18 @@
 # with 4096 rays and no average (the defaults before). Meant to run detached (setsid) so that it
 # outlives one device call:
 #   setsid bash benchmarks/lego_time_to_quality_one_gpu.sh WORK_DIR > WORK_DIR/suite.log 2>&1 &
-# It writes logs under WORK_DIR/logs, results under WORK_DIR/res/<run>/ (merge them with
+# It writes logs under WORK_DIR/logs, results under WORK_DIR/res/<lane>/ (merge them with
 # benchmarks/merge_results.py) and WORK_DIR/done at the end. Durations can be shortened for a
 # dry run: T_HASH, T_MLP, T_DISTILL (seconds); LEGO names the scene.
 set -u
-work=${1:?usage: lego_time_to_quality_one_gpu.sh WORK_DIR}
-lego=${LEGO:-.device-kit/data/nerf_synthetic/lego}
+source "$(dirname "$0")/lanes.sh"
+prepare_work "$@"
 t_hash=${T_HASH:-120} t_mlp=${T_MLP:-300} t_distill=${T_DISTILL:-60}
-views=${TEST_VIEWS:-50}
-runs=$work/runs logs=$work/logs
-mkdir -p "$runs" "$logs" "$work/res"
 alone="alone on the machine's only GPU"
 
-source "$(dirname "$0")/lanes.sh"
-
 into_mlp() {  # into_mlp NAME [distill.py options...]: hash -> mlp, teacher's head, short stages
-  local name=$1
-  shift
-  CUDA_VISIBLE_DEVICES=0 PVD_RESULTS_DIR=$work/res/distill-$name PVD_BENCH_NOTE=$alone \
-    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:mlp \
-      --steps 15000 --time-limit "$t_distill" --val-every 500 --test-views "$views" \
-      --distill-set init_head_from_teacher=true --stage1-steps 300 --stage2-steps 500 --label "$name" "$@" \
-      > "$logs/distill-$name.log" 2>&1
+  hash_to_mlp 0 "$1" --distill-set init_head_from_teacher=true --stage1-steps 300 --stage2-steps 500 \
+    --label "$1" "${@:2}"
 }
 
 scratch 0 hash "$t_hash" 2min-finest-512-repeat --val-every 4000 --set finest_resolution=512 --supersample 2 \

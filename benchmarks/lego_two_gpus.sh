@@ -14,18 +14,13 @@
 # T_DISTILL_MLP (seconds), STEPS_DISTILL, STEPS_DISTILL_MLP, STEPS_ABLATION, BATCH_RAYS (rays a
 # step, all runs); LEGO names the scene folder.
 set -u
-work=${1:?usage: lego_two_gpus.sh WORK_DIR}
-lego=${LEGO:-.device-kit/data/nerf_synthetic/lego}
+source "$(dirname "$0")/lanes.sh"
+prepare_work "$@"
 t_hash=${T_HASH:-120} t_vm=${T_VM:-300} t_grid=${T_GRID:-120} t_mlp=${T_MLP:-300}
 t_distill=${T_DISTILL:-85} t_distill_mlp=${T_DISTILL_MLP:-170}
 steps_distill=${STEPS_DISTILL:-5500} steps_distill_mlp=${STEPS_DISTILL_MLP:-15000}
 steps_ablation=${STEPS_ABLATION:-5000}
-views=${TEST_VIEWS:-50}
-runs=$work/runs logs=$work/logs
-mkdir -p "$runs" "$logs" "$work/res"
 alone="alone on its GPU; the machine's other H100 ran another benchmark at the same time"
-
-source "$(dirname "$0")/lanes.sh"
 
 distill() {  # distill GPU NAME PAIRS [distill.py options...]: one process, the pairs in turn
   local gpu=$1 name=$2 pairs=$3
