@@ -1,6 +1,5 @@
 """The vm, mlp and grid fields: the two-level interface, gradients, regularisers, the vm upsampling
-schedule and reloading, the mlp's architecture, the grid's SH colour layout; the hash field's
-footprint taps."""
+schedule and reloading, the mlp's architecture, the grid's SH colour layout."""
 
 from __future__ import annotations
 
@@ -49,39 +48,6 @@ def randomise_grid(field, seed: int = 2) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         field.grid.copy_(torch.randn(field.grid.shape, generator=g))
-
-
-# -- the hash field's footprint --------------------------------------------------------------------
-
-HASH_SMALL = {"log2_table_size": 10, "n_levels": 3, "finest_resolution": 64}
-
-
-def test_hash_footprint_encodes_the_mean_over_taps_and_survives_a_checkpoint():
-    from taichi_pvd.fields.hash_grid import pixel_footprint_radius
-    from taichi_pvd.kernels.hash_encoding import hash_encode
-
-    radius = pixel_footprint_radius(focal_px=50.0, distance=4.0)
-    assert radius == pytest.approx(0.04)
-    torch.manual_seed(0)
-    field = make_field("hash", AABB, {**HASH_SMALL, "footprint_radius": radius})
-    with torch.no_grad():
-        field.table.normal_()
-    x, _ = random_inputs()
-    unit_x = field.normalise(x)
-    box = AABB[1] - AABB[0]
-    taps_world = field.taps * box
-    assert torch.allclose(taps_world.norm(dim=1), torch.full((4,), radius))
-    expected = torch.stack([hash_encode((unit_x + t).contiguous(), field.table, field.layout) for t in field.taps]).mean(0)
-    torch.testing.assert_close(field.features(x), field.density_net(expected).float())
-    point = make_field("hash", AABB, HASH_SMALL)
-    point.load_state_dict(field.state_dict())
-    assert point.taps is None and "taps" not in field.state_dict()
-    assert not torch.allclose(point.features(x), field.features(x))
-
-
-def test_hash_footprint_radius_must_not_be_negative():
-    with pytest.raises(ConfigError, match="footprint_radius"):
-        make_field("hash", AABB, {**HASH_SMALL, "footprint_radius": -0.1})
 
 
 # -- the common interface -------------------------------------------------------------------------

@@ -5,7 +5,6 @@ import torch
 
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.hash_encoding import (
-    footprint_taps,
     hash_encode,
     hash_encode_reference,
     hash_grid_layout,
@@ -146,44 +145,3 @@ def test_bad_inputs_raise_clear_errors():
         hash_encode(x, table[:-1], layout)
     with pytest.raises(ValueError, match="contiguous"):
         hash_encode(x, torch.rand(2, layout.total_entries).t(), layout)
-
-
-def test_footprint_taps_forward_and_backward_match_float64_reference():
-    gen = torch.Generator().manual_seed(4)
-    layout = hash_grid_layout(**SMALL)
-    x = boundary_and_random_points(layout, 500, gen)
-    taps = footprint_taps(0.05, torch.tensor([1.0, 2.0, 0.5]))
-    table = torch.randn(layout.total_entries, 2, generator=gen).requires_grad_()
-    out = hash_encode(x, table, layout, taps)
-    upstream = torch.randn(out.shape, generator=gen)
-    out.backward(upstream)
-
-    table64 = table.detach().double().requires_grad_()
-    ref = hash_encode_reference(x.double(), table64, layout, taps.double())
-    ref.backward(upstream.double())
-    assert rel_err(out, ref) < 1e-3
-    assert rel_err(table.grad, table64.grad) < 1e-3
-    # The mean of the four tap encodings, each taken as a point encoding.
-    by_hand = torch.stack([hash_encode(x + tap, table, layout) for tap in taps]).mean(0)
-    assert torch.allclose(out, by_hand, atol=1e-5)
-    assert not torch.allclose(out, hash_encode(x, table, layout), atol=1e-3)
-
-
-def test_footprint_taps_spread_like_a_box_filter():
-    radius, box = 0.3, torch.tensor([2.0, 3.0, 6.0])
-    taps = footprint_taps(radius, box) * box  # back to world units
-    assert taps.shape == (4, 3) and taps.dtype == torch.float32
-    assert torch.allclose(taps.mean(0), torch.zeros(3), atol=1e-7)
-    assert torch.allclose(taps.norm(dim=1), torch.full((4,), radius))
-    # Per-axis covariance r^2 / 3 (a box of width 2r along each axis), no cross terms.
-    assert torch.allclose(taps.T @ taps / 4, torch.eye(3) * radius**2 / 3, atol=1e-7)
-
-
-def test_bad_taps_raise_clear_errors():
-    layout = hash_grid_layout(**SMALL)
-    table = init_hash_table(layout)
-    x = torch.rand(4, 3)
-    with pytest.raises(ValueError, match="taps"):
-        hash_encode(x, table, layout, torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="taps"):
-        hash_encode(x, table, layout, torch.zeros(9, 3))

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..kernels.hash_encoding import footprint_taps, hash_encode, hash_grid_layout, init_hash_table
+from ..kernels.hash_encoding import hash_encode, hash_grid_layout, init_hash_table
 from .base import RadianceField
 from .colour_head import ColourHead
 from .row_buckets import BucketedSequential
@@ -39,28 +38,12 @@ class HashGridConfig:
     """Width of the colour head's two hidden layers."""
     mlp_weight_decay: float = 1e-6
     """L2 weight decay on the MLPs (not on the hash table)."""
-    footprint_radius: float = 0.0
-    """Radius (world units) over which each point is encoded: the encoding is averaged over four
-    taps on a tetrahedron of this radius (a box filter about ``2 * radius`` wide), so the field
-    learns the prefiltered volume that anti-aliased pixels show. About half a pixel's width at
-    the cameras' distance (:func:`pixel_footprint_radius`); 0: point samples."""
-
-    def __post_init__(self) -> None:
-        if not self.footprint_radius >= 0:
-            raise ConfigError(f"HashGridConfig.footprint_radius must be >= 0 world units, got {self.footprint_radius}")
 
 
 def suggested_finest_resolution(image_side: int) -> int:
     """A finest hash level for images of ``image_side`` pixels (their larger side): about 1.25
     pixels per level cell across the scene box, rounded to a multiple of 128 (at least 128)."""
     return 128 * max(1, round(1.25 * image_side / 128))
-
-
-def pixel_footprint_radius(focal_px: float, distance: float) -> float:
-    """Half the width (world units) of a pixel seen at ``distance`` world units through a
-    camera of focal length ``focal_px`` pixels: the :attr:`HashGridConfig.footprint_radius`
-    that matches images of that focal length taken from that distance."""
-    return 0.5 * distance / focal_px
 
 
 class HashGridField(RadianceField):
@@ -86,11 +69,9 @@ class HashGridField(RadianceField):
             nn.Linear(config.hidden, self.feature_dim),
         )
         self.head = ColourHead(config.colour_hidden)
-        taps = footprint_taps(config.footprint_radius, self.aabb[1] - self.aabb[0]) if config.footprint_radius else None
-        self.register_buffer("taps", taps, persistent=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        enc = hash_encode(self.normalise(x), self.table, self.layout, self.taps)
+        enc = hash_encode(self.normalise(x), self.table, self.layout)
         return self.density_net(enc).float()
 
     def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:

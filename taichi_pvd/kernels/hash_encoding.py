@@ -15,10 +15,6 @@ Instant-NGP (tiny-cuda-nn ``grid.h``)::
 
 so grid vertices sit at half-integer positions and the corner ``cell + 1`` of a point near 1 may
 wrap around (as in tiny-cuda-nn). Kernels compute in float32 and accept float32 tensors only.
-
-Optionally a point is encoded over its footprint: the encoding is the mean of the encodings at
-``K`` tap points ``x + taps[k]`` (Zip-NeRF's multisampling, isotropic here; see
-:func:`footprint_taps`), so the field sees a prefiltered volume rather than a point sample.
 """
 
 import functools
@@ -36,9 +32,6 @@ from taichi_pvd.errors import ConfigError
 #: Primes of the spatial hash, per axis (Teschner et al. 2003, as in Instant-NGP).
 HASH_PRIMES = (1, 2654435761, 805459861)
 _BLOCK_DIM = 128
-#: Vertices of a regular tetrahedron on the unit sphere: four taps whose spread has the
-#: covariance ``r^2 / 3`` per axis, that of a box filter of width ``2r`` along each axis.
-TETRAHEDRON = tuple(tuple(c / math.sqrt(3.0) for c in v) for v in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)))
 
 
 @dataclass(frozen=True)
@@ -157,25 +150,6 @@ def init_hash_table(
     return table.to(device) if device is not None else table
 
 
-def footprint_taps(radius: torch.Tensor | float, box_size: torch.Tensor) -> torch.Tensor:
-    """Tap offsets ``[4, 3]`` float32 in unit-cube coordinates for a footprint of ``radius``
-    world units in a box of ``box_size`` [3] world units per axis: the :data:`TETRAHEDRON`
-    scaled by ``radius`` (per-axis variance ``radius^2 / 3``, a pixel of width ``2 * radius``
-    seen through a box filter), then by ``1 / box_size``. On ``box_size``'s device."""
-    pattern = torch.tensor(TETRAHEDRON, dtype=torch.float32, device=box_size.device)
-    return (pattern * radius / box_size.float()).contiguous()
-
-
-_NO_TAPS: dict[torch.device, torch.Tensor] = {}
-
-
-def _single_tap(device: torch.device) -> torch.Tensor:
-    """The one zero offset ``[1, 3]`` of a point encoding, cached per device."""
-    if device not in _NO_TAPS:
-        _NO_TAPS[device] = torch.zeros(1, 3, dtype=torch.float32, device=device)
-    return _NO_TAPS[device]
-
-
 @functools.lru_cache(maxsize=None)
 def _level_tensors(
     layout: HashGridLayout, device: torch.device
@@ -189,10 +163,9 @@ def _level_tensors(
 
 
 @ti.func
-def _level_cell(x: ti.template(), taps: ti.template(), n, k, scale):
-    """Integer cell (uint32) and fractional position of tap ``k`` of point ``n`` at a level of
-    ``scale``."""
-    p = ti.Vector([ti.math.clamp(x[n, a] + taps[k, a], 0.0, 1.0) for a in ti.static(range(3))]) * scale + 0.5
+def _level_cell(x: ti.template(), n, scale):
+    """Integer cell (uint32) and fractional position of point ``n`` at a level of ``scale``."""
+    p = ti.Vector([ti.math.clamp(x[n, a], 0.0, 1.0) for a in ti.static(range(3))]) * scale + 0.5
     cell = ti.floor(p)
     return ti.cast(ti.cast(cell, ti.i32), ti.u32), p - cell
 
@@ -216,71 +189,64 @@ def _corner_row(corner, resolution, size, dense):
 @ti.kernel
 def _hash_encode_forward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),
-    taps: ti.types.ndarray(dtype=ti.f32, ndim=2),
     table: ti.types.ndarray(dtype=ti.f32, ndim=2),
     level_scales: ti.types.ndarray(dtype=ti.f32, ndim=1),
     level_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     out: ti.types.ndarray(dtype=ti.f32, ndim=2),
     n_features: ti.template(),
-    n_taps: ti.template(),
 ):
     ti.loop_config(block_dim=_BLOCK_DIM)
     for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
+        cell, frac = _level_cell(x, n, level_scales[level])
         resolution = ti.cast(level_meta[level, 0], ti.u32)
         size = ti.cast(level_meta[level, 1], ti.u32)
         offset = level_meta[level, 2]
         dense = level_meta[level, 3]
         acc = ti.Vector.zero(ti.f32, n_features)
-        for k in ti.static(range(n_taps)):
-            cell, frac = _level_cell(x, taps, n, k, level_scales[level])
-            for bits in ti.static(range(8)):
-                corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
-                row = offset + _corner_row(corner, resolution, size, dense)
-                w = corner_weight(frac, bits)
-                for f in ti.static(range(n_features)):
-                    acc[f] += w * table[row, f]
+        for bits in ti.static(range(8)):
+            corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
+            row = offset + _corner_row(corner, resolution, size, dense)
+            w = corner_weight(frac, bits)
+            for f in ti.static(range(n_features)):
+                acc[f] += w * table[row, f]
         for f in ti.static(range(n_features)):
-            out[n, level * n_features + f] = acc[f] * ti.static(1.0 / n_taps)
+            out[n, level * n_features + f] = acc[f]
 
 
 @fast_launch
 @ti.kernel
 def _hash_encode_backward(
     x: ti.types.ndarray(dtype=ti.f32, ndim=2),
-    taps: ti.types.ndarray(dtype=ti.f32, ndim=2),
     grad_out: ti.types.ndarray(dtype=ti.f32, ndim=2),
     level_scales: ti.types.ndarray(dtype=ti.f32, ndim=1),
     level_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     grad_table: ti.types.ndarray(dtype=ti.f32, ndim=2),
     n_features: ti.template(),
-    n_taps: ti.template(),
 ):
     ti.loop_config(block_dim=_BLOCK_DIM)
     for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
+        cell, frac = _level_cell(x, n, level_scales[level])
         resolution = ti.cast(level_meta[level, 0], ti.u32)
         size = ti.cast(level_meta[level, 1], ti.u32)
         offset = level_meta[level, 2]
         dense = level_meta[level, 3]
         g = ti.Vector([grad_out[n, level * n_features + f] for f in ti.static(range(n_features))])
-        g *= ti.static(1.0 / n_taps)
-        for k in ti.static(range(n_taps)):
-            cell, frac = _level_cell(x, taps, n, k, level_scales[level])
-            for bits in ti.static(range(8)):
-                corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
-                row = offset + _corner_row(corner, resolution, size, dense)
-                w = corner_weight(frac, bits)
-                for f in ti.static(range(n_features)):
-                    ti.atomic_add(grad_table[row, f], w * g[f])
+        for bits in ti.static(range(8)):
+            corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
+            row = offset + _corner_row(corner, resolution, size, dense)
+            w = corner_weight(frac, bits)
+            for f in ti.static(range(n_features)):
+                ti.atomic_add(grad_table[row, f], w * g[f])
 
 
 class _HashEncode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, taps, table, level_scales, level_meta, n_features):
+    def forward(ctx, x, table, level_scales, level_meta, n_features):
         width = level_scales.shape[0] * n_features
         out = torch.empty((x.shape[0], width), dtype=torch.float32, device=x.device)
         if x.shape[0] > 0:
-            _hash_encode_forward(x, taps, table.detach(), level_scales, level_meta, out, n_features, taps.shape[0])
-        ctx.save_for_backward(x, taps, level_scales, level_meta)
+            _hash_encode_forward(x, table.detach(), level_scales, level_meta, out, n_features)
+        ctx.save_for_backward(x, level_scales, level_meta)
         ctx.table_shape = table.shape
         ctx.n_features = n_features
         return out
@@ -288,25 +254,19 @@ class _HashEncode(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        if not ctx.needs_input_grad[2]:
-            return None, None, None, None, None, None
-        x, taps, level_scales, level_meta = ctx.saved_tensors
+        if not ctx.needs_input_grad[1]:
+            return None, None, None, None, None
+        x, level_scales, level_meta = ctx.saved_tensors
         grad_table = torch.zeros(ctx.table_shape, dtype=torch.float32, device=x.device)
         if x.shape[0] > 0:
             _hash_encode_backward(
-                x, taps, grad_out.contiguous(), level_scales, level_meta, grad_table, ctx.n_features, taps.shape[0]
+                x, grad_out.contiguous(), level_scales, level_meta, grad_table, ctx.n_features
             )
-        return None, None, grad_table, None, None, None
+        return None, grad_table, None, None, None
 
 
-def _check_inputs(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout, taps: torch.Tensor | None) -> None:
+def _check_inputs(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout) -> None:
     arch = backend.init()
-    if taps is not None and (taps.dtype != torch.float32 or taps.dim() != 2 or taps.shape[1] != 3
-                             or not 1 <= taps.shape[0] <= 8 or taps.device != x.device):
-        raise ValueError(
-            f"hash_encode: taps must be 1 to 8 float32 offsets [K, 3] on the device of x, got "
-            f"{taps.dtype} {list(taps.shape)} on {taps.device}"
-        )
     if x.dtype != torch.float32 or table.dtype != torch.float32:
         raise TypeError(f"hash_encode takes float32 x and table, got {x.dtype} and {table.dtype}")
     if x.dim() != 2 or x.shape[1] != 3:
@@ -328,8 +288,7 @@ def _check_inputs(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout, 
         )
 
 
-def hash_encode(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout,
-                taps: torch.Tensor | None = None) -> torch.Tensor:
+def hash_encode(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout) -> torch.Tensor:
     """Multiresolution hash encoding of points (Instant-NGP), trilinear over each level's cell.
 
     Args:
@@ -338,9 +297,6 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout,
         table: ``[layout.total_entries, layout.features_per_level]`` float32, contiguous,
             on the backend's device; differentiable (backward: a Taichi scatter kernel).
         layout: the grid geometry from :func:`hash_grid_layout`.
-        taps: optional ``[K, 3]`` float32 offsets (1 <= K <= 8, unit-cube coordinates, e.g.
-            :func:`footprint_taps`): the encoding is then the mean over ``k`` of the encodings
-            at ``clamp(x + taps[k])``. ``None``: the point itself.
 
     Returns:
         ``[N, layout.output_dim]`` float32, level-major: level ``l``'s ``F`` features are columns
@@ -348,8 +304,7 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout,
 
     Raises:
         TypeError: a tensor that is not float32.
-        ValueError: a wrong shape, a non-contiguous table, bad taps or tensors off the backend's
-            device.
+        ValueError: a wrong shape, a non-contiguous table or tensors off the backend's device.
 
     Example:
         >>> layout = hash_grid_layout()
@@ -357,11 +312,10 @@ def hash_encode(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout,
         >>> hash_encode(torch.rand(4, 3), table, layout).shape
         torch.Size([4, 32])
     """
-    _check_inputs(x, table, layout, taps)
+    _check_inputs(x, table, layout)
     level_scales, level_meta = _level_tensors(layout, x.device)
-    taps = _single_tap(x.device) if taps is None else taps.detach().contiguous()
     return _HashEncode.apply(
-        x.detach().contiguous(), taps, table, level_scales, level_meta, layout.features_per_level
+        x.detach().contiguous(), table, level_scales, level_meta, layout.features_per_level
     )
 
 
@@ -381,19 +335,11 @@ def _corner_rows_reference(
 
 
 def hash_encode_reference(
-    x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout, taps: torch.Tensor | None = None
+    x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout
 ) -> torch.Tensor:
     """Pure-torch :func:`hash_encode` in the dtype of ``x`` and ``table`` (use float64 to check the
-    kernel); differentiable w.r.t. ``table`` through torch autograd. Same shapes and ``taps`` as
+    kernel); differentiable w.r.t. ``table`` through torch autograd. Same shapes as
     :func:`hash_encode`; runs on any device, slowly."""
-    if taps is not None:
-        x = x.clamp(0.0, 1.0)
-        encodings = [_point_encoding_reference(x + tap.to(x.dtype), table, layout) for tap in taps]
-        return torch.stack(encodings).mean(dim=0)
-    return _point_encoding_reference(x, table, layout)
-
-
-def _point_encoding_reference(x: torch.Tensor, table: torch.Tensor, layout: HashGridLayout) -> torch.Tensor:
     x = x.clamp(0.0, 1.0)
     columns = []
     for level in range(layout.n_levels):
