@@ -37,12 +37,18 @@ def _commit(run: dict, record: dict) -> str:
     return str(run.get("commit", record["commit"]))[:7]
 
 
+def _offsets(run: dict) -> str:
+    """Test PSNR with each ray's samples averaged over several shifts, and how many, or '-'."""
+    shifted = run.get("sample_offsets")
+    return "-" if shifted is None else f"{shifted['test_psnr_db']:.2f} ({shifted['renders_per_ray']} offsets)"
+
+
 def train_table(record: dict) -> list[str]:
     lines = [f"**Training from scratch** ({record['scene']}, {_short(record['card'])}, test PSNR over "
              f"{record['runs'][0].get('test_views', '?')} test views; `benchmarks/train.py`)", "",
              "| model | steps | rays/step | train time (s) | test PSNR (dB) | SSIM | PSNR, 2x2 rays a pixel (dB) | "
-             "parameters | commit | |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "PSNR, sample offsets averaged (dB) | parameters | commit | |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     order = {"hash": 0, "vm": 1, "mlp": 2, "grid": 3}
     for r in sorted(record["runs"], key=lambda r: (order.get(r["model"], 9), r.get("label", ""))):
         rays = r["batch_rays"] if r["batch_rays"] != "default" else 8192
@@ -51,12 +57,12 @@ def train_table(record: dict) -> list[str]:
             name += f", {r.get('test_views', '?')} test views"
         lines.append(f"| {name} | {r['steps']} | {rays} | {_f(r['train_seconds'], '.1f')} | "
                      f"{_f(r['test_psnr_db'])} | {_f(r['test_ssim'], '.4f')} | "
-                     f"{_f(r.get('supersampled', {}).get('test_psnr_db'))} | {r['num_parameters']:,} | "
+                     f"{_f(r.get('supersampled', {}).get('test_psnr_db'))} | {_offsets(r)} | {r['num_parameters']:,} | "
                      f"`{_commit(r, record)}` | {_note(r)} |")
         for snap in r.get("snapshots", []):
             lines.append(f"| {name}, kept at {snap['snapshot_s']:g} s | {snap['steps']} | {rays} | "
                          f"{_f(snap['train_seconds'], '.1f')} | {_f(snap['test_psnr_db'])} | "
-                         f"{_f(snap['test_ssim'], '.4f')} | - | {r['num_parameters']:,} | `{_commit(r, record)}` | "
+                         f"{_f(snap['test_ssim'], '.4f')} | - | - | {r['num_parameters']:,} | `{_commit(r, record)}` | "
                          f"{_note(r)} |")
     return lines
 

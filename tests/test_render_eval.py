@@ -26,7 +26,7 @@ from taichi_pvd.metrics import psnr
 from taichi_pvd.plots import plot_psnr_vs_time
 from taichi_pvd.rendering import inference
 from taichi_pvd.rendering.images import colour_depth, error_comparison, error_heatmap, side_by_side
-from taichi_pvd.rendering.volume import render_rays_chunked
+from taichi_pvd.rendering.volume import render_rays, render_rays_chunked
 from taichi_pvd.run_info import latest_run, teacher_chain
 from taichi_pvd.training.api import train
 
@@ -223,6 +223,39 @@ def test_eval_supersample_is_recorded(tiny_run):
     _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", "--supersample", 2)
     result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
     assert result["supersample"] == 2 and math.isfinite(result["psnr_db"])
+
+
+@pytest.mark.parametrize("live_rays", [False, True])
+def test_sample_offsets_average_renders_with_the_samples_shifted_along_each_ray(tiny_run, live_rays):
+    run = load_run(tiny_run)
+    views = inference.split_views(inference.scene_path(run), "test", 1)
+    averaged = inference.render_views(run, views, sample_offsets=4, live_rays=live_rays)[0]
+    # The same renders, reached through the marcher's per-ray jitter: shifts 0, 1/4, 1/2, 3/4.
+    origins, directions = generate_rays(views.c2w[:1], views.intrinsics[:1], views.height, views.width)
+    origins, directions = origins.reshape(-1, 3).contiguous(), directions.reshape(-1, 3).contiguous()
+    field_fn = inference.inference_fn(run.field)
+    background = torch.tensor(views.background)
+    renders = [render_rays_chunked(field_fn, run.grid, origins, directions, near=views.near, far=views.far,
+                                   background=background, config=inference.marching_config(run))]
+    for shift in (0.25, 0.5, 0.75):
+        jitter = torch.full((origins.shape[0],), shift)
+        with torch.no_grad():
+            out = render_rays(field_fn, run.grid, origins, directions, near=views.near, far=views.far,
+                              background=background, config=inference.marching_config(run), jitter=jitter)
+        renders.append((out.rgb, out.depth, out.opacity))
+    for k, name in enumerate(("rgb", "depth", "opacity")):
+        expected = torch.stack([r[k] for r in renders]).mean(0).reshape(getattr(averaged, name).shape).numpy()
+        np.testing.assert_allclose(getattr(averaged, name), expected, atol=1e-5)
+    single = inference.render_views(run, views, live_rays=live_rays)[0]
+    assert np.abs(averaged.rgb - single.rgb).max() > 1e-4
+    with pytest.raises(ConfigError, match="sample_offsets"):
+        inference.render_views(run, views, sample_offsets=0)
+
+
+def test_eval_sample_offsets_are_recorded(tiny_run):
+    _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", "--sample-offsets", 3)
+    result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
+    assert result["sample_offsets"] == 3 and result["supersample"] == 1 and math.isfinite(result["psnr_db"])
 
 
 def gt_is_white_behind_the_object(path) -> bool:
