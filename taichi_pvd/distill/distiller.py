@@ -9,6 +9,7 @@ the samples in front of the teacher's surfaces (``DistillConfig.skip_occluded``)
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,17 @@ from .virtual_rays import sample_virtual_rays, virtual_cameras
 #: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
 #: object teachers mark a few percent: 5-9% on the demo scene).
 BARE_GRID_FRACTION = 0.5
+
+
+@dataclass
+class TeacherBatch:
+    """One step's pseudo-label samples and the teacher's features at them."""
+
+    samples: PackedSamples
+    """Samples along virtual-camera rays (only those the teacher composites, with
+    ``skip_occluded``)."""
+    features: torch.Tensor
+    """[S, teacher.feature_dim] float32: the teacher's phi1 at ``samples.positions``."""
 
 
 def features_comparable(teacher: RadianceField, student: RadianceField) -> bool:
@@ -70,7 +82,7 @@ class Distiller(OptimizationLoop):
         self.cameras = virtual_cameras(rig, config.virtual_cameras,
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-        self._prefetched: PackedSamples | None = None
+        self._prefetched: TeacherBatch | None = None
         #: Optional ground-truth views (composited on white) scored at each validation, for
         #: benchmarks that compare distillation with training on the same images; never used
         #: by the losses.
@@ -100,11 +112,28 @@ class Distiller(OptimizationLoop):
             return march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
                          config=c.marching, jitter=jitter)
 
+    def _draw_batch(self) -> TeacherBatch:
+        """The next step's samples with the teacher's features at them; with ``skip_occluded``
+        only the samples the teacher's rendering composites."""
+        samples = self._draw_samples()
+        if samples.n_samples == 0:
+            return TeacherBatch(samples, torch.zeros(0, self.teacher.feature_dim, device=self.device))
+        with torch.no_grad(), self.autocast():
+            features = self.teacher.features(samples.positions).float()
+        if self.config.skip_occluded:
+            samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), self.config.marching)
+            features = features[visible]
+        return TeacherBatch(samples, features)
+
     def prepare_next_step(self) -> None:
+        # The whole teacher side of the next step is prepared here, before this step's
+        # backward pass is queued: its two waits on the device (the marcher's sample count and
+        # the count of composited samples) then find little queued work, and the host queues
+        # the next step's student pass while the device runs this step's backward pass.
         if self.step + 1 >= self.config.steps:
             return
         self.rng_state_before_prefetch = self.generator.get_state()
-        self._prefetched = self._draw_samples()
+        self._prefetched = self._draw_batch()
 
     def stage(self) -> int:
         """Stage of the current step; stage 1 is skipped without a feature loss."""
@@ -119,20 +148,16 @@ class Distiller(OptimizationLoop):
         c = self.config
         stage = self.stage()
         if self._prefetched is not None:
-            samples, self._prefetched, self.rng_state_before_prefetch = self._prefetched, None, None
+            batch, self._prefetched, self.rng_state_before_prefetch = self._prefetched, None, None
         else:
-            samples = self._draw_samples()
+            batch = self._draw_batch()
+        samples, t_feat = batch.samples, batch.features
         n = c.batch_rays
         parts: dict[str, torch.Tensor] = {}
         loss = torch.zeros((), device=self.device)
         if samples.n_samples == 0:
             return loss + 0.0 * sum(p.sum() for p in self.field.parameters()), 0.0, parts
         with self.autocast():
-            with torch.no_grad():
-                t_feat = self.teacher.features(samples.positions).float()
-            if c.skip_occluded:
-                samples, visible = keep_composited(samples, density_from_raw(t_feat[:, 0]), c.marching)
-                t_feat = t_feat[visible]
             x, d = samples.positions, samples.directions
             s_feat = self.field.features(x).float()
             if self.use_feature_loss:
