@@ -332,7 +332,7 @@ class _Rays:
 
 
 def _per_ray(value: float | torch.Tensor, n: int, device: torch.device, name: str) -> torch.Tensor:
-    value = torch.as_tensor(value, dtype=torch.float32, device=device)
+    value = torch.as_tensor(value, dtype=torch.float32, device=device).detach()
     if value.dim() == 0:
         return value.expand(n).contiguous()
     if value.shape != (n,):
@@ -343,7 +343,7 @@ def _per_ray(value: float | torch.Tensor, n: int, device: torch.device, name: st
 def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid,
                   geo: _Geometry, near: float | torch.Tensor, far: float | torch.Tensor,
                   step_size: float,
-                  cone_angle: float, max_samples_per_ray: int, jitter: torch.Tensor | None,
+                  cone_angle: float, max_samples_per_ray: int, jitter: float | torch.Tensor | None,
                   max_step_size: float | None) -> tuple[_Rays, float]:
     if origins.dim() != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
         raise ValueError(
@@ -373,7 +373,7 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
         directions=directions.detach().to(device, torch.float32).contiguous(),
         near=_per_ray(near, n, device, "near"),
         far=_per_ray(far, n, device, "far"),
-        jitter=_per_ray(0.0 if jitter is None else jitter.detach(), n, device, "jitter"),
+        jitter=_per_ray(0.0 if jitter is None else jitter, n, device, "jitter"),
     )
     return rays, float(max_step_size)
 
@@ -381,7 +381,7 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
 def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
                near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
                cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
-               jitter: torch.Tensor | None = None,
+               jitter: float | torch.Tensor | None = None,
                max_step_size: float | None = None) -> PackedSamples:
     """March N rays through the occupied cells of ``grid`` into packed samples.
 
@@ -397,7 +397,8 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
             max_step_size)``; 0 for a constant step (with a contracted grid, steps outside the
             unit cube grow further, see the module notes).
         max_samples_per_ray: cap on the samples kept per ray (the first ones along it).
-        jitter: [N] in [0, 1) shifting each ray's first sample by ``jitter * dt``, or ``None``.
+        jitter: in [0, 1), shifting each ray's first sample by ``jitter * dt``: [N], one value
+            for every ray, or ``None`` (0).
         max_step_size: largest step with ``cone_angle > 0``; ``None`` for one cell diagonal
             (or ``step_size`` when that is larger).
 
@@ -450,7 +451,7 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
 def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
                          near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
                          cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
-                         jitter: torch.Tensor | None = None,
+                         jitter: float | torch.Tensor | None = None,
                          max_step_size: float | None = None) -> PackedSamples:
     """Brute-force torch version of :func:`march_rays` (same arguments and result): visits
     every lattice point of every ray, in float64, and keeps those in occupied cells (looked up

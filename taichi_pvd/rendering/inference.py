@@ -142,8 +142,7 @@ def render_image(field: RadianceField, grid: OccupancyGrid, origins: torch.Tenso
     with torch.no_grad():
         for i in range(0, origins.shape[0], chunk):
             o, d = origins[i : i + chunk], directions[i : i + chunk]
-            jitter = torch.full((o.shape[0],), sample_shift, device=o.device) if sample_shift else None
-            samples = march(grid, o, d, near=near, far=far, config=marching, jitter=jitter)
+            samples = march(grid, o, d, near=near, far=far, config=marching, jitter=sample_shift)
             rgb, depth, opacity = _composite_live(field_fn, samples, o.shape[0],
                                                   marching.transmittance_threshold)
             bg = background if background.dim() == 1 else background[i : i + chunk]

@@ -54,7 +54,7 @@ class RenderOutput:
 
 def march(grid: OccupancyGrid, origins: torch.Tensor, directions: torch.Tensor, *,
           near: float | torch.Tensor, far: float | torch.Tensor, config: MarchingConfig,
-          jitter: torch.Tensor | None = None) -> PackedSamples:
+          jitter: float | torch.Tensor | None = None) -> PackedSamples:
     """Packed samples of rays ``origins, directions`` [N, 3] (unit directions) through the
     occupied cells of ``grid``, with the step size ``config`` gives for the grid's box."""
     return march_rays(
@@ -103,7 +103,7 @@ def keep_composited(samples: PackedSamples, sigma: torch.Tensor,
 def render_rays(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
                 directions: torch.Tensor, *, near: float | torch.Tensor, far: float | torch.Tensor,
                 background: torch.Tensor, config: MarchingConfig,
-                jitter: torch.Tensor | None = None) -> RenderOutput:
+                jitter: float | torch.Tensor | None = None) -> RenderOutput:
     """Render N rays: march (no gradient), evaluate ``field_fn`` at the samples, composite.
 
     Args:
@@ -113,7 +113,8 @@ def render_rays(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
         near, far: distance range along the rays (world units), scalars or [N].
         background: [N, 3] or [3] colour behind the scene.
         config: step size, caps and early-termination threshold.
-        jitter: [N] in [0, 1) to shift each ray's first sample (training), or ``None``.
+        jitter: in [0, 1), the shift of each ray's first sample in steps: [N] (training draws
+            it at random), one value for every ray, or ``None`` (0).
     """
     with torch.no_grad():
         samples = march(grid, origins, directions, near=near, far=far, config=config, jitter=jitter)
@@ -139,10 +140,8 @@ def render_rays_chunked(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.T
     with torch.no_grad():
         for i in range(0, origins.shape[0], chunk):
             bg = background if background.dim() == 1 else background[i : i + chunk]
-            o, d = origins[i : i + chunk], directions[i : i + chunk]
-            jitter = torch.full((o.shape[0],), sample_shift, device=o.device) if sample_shift else None
-            out = render_rays(field_fn, grid, o, d, near=near, far=far, background=bg, config=config,
-                              jitter=jitter)
+            out = render_rays(field_fn, grid, origins[i : i + chunk], directions[i : i + chunk],
+                              near=near, far=far, background=bg, config=config, jitter=sample_shift)
             rgbs.append(out.rgb)
             depths.append(out.depth)
             opacities.append(out.opacity)
