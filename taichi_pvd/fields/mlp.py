@@ -11,7 +11,6 @@ from torch import nn
 from ..errors import ConfigError
 from .base import RadianceField
 from .colour_head import ColourHead
-from .cuda_graphs import GraphedRows
 from .row_buckets import on_bucketed_rows
 
 
@@ -61,26 +60,6 @@ def encoding_dim(frequencies: int) -> int:
     return 3 + 6 * frequencies
 
 
-class Trunk(nn.Module):
-    """The NeRF MLP on encoded positions [N, encoding width] -> [N, 16]: ``layers`` (Linear +
-    ReLU each), the encoding concatenated after layer ``skip_index``, then ``output``. Holds the
-    field's own layers (no copies)."""
-
-    def __init__(self, layers: nn.ModuleList, output: nn.Linear, skip_index: int):
-        super().__init__()
-        self.layers = layers
-        self.output = output
-        self.skip_index = skip_index
-
-    def forward(self, enc: torch.Tensor) -> torch.Tensor:  # noqa: D102 - nn.Module protocol
-        h = enc
-        for i, layer in enumerate(self.layers):
-            h = torch.relu(layer(h))
-            if i == self.skip_index:
-                h = torch.cat([h, enc.to(h.dtype)], dim=-1)
-        return self.output(h)
-
-
 class NeRFField(RadianceField):
     """NeRF field: ``features(x) = MLP(PE(x))`` with 16 outputs (raw density + 15 geometry
     features) and the shared colour head.
@@ -115,11 +94,16 @@ class NeRFField(RadianceField):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         enc = positional_encoding(self.normalise(x), self.config.frequencies)
-        rows = self.__dict__.get("_graphed_trunk")
-        if rows is None:
-            rows = self.__dict__["_graphed_trunk"] = GraphedRows(
-                lambda: Trunk(self.layers, self.output, self.config.skip_index))
-        return on_bucketed_rows(rows, enc).float()
+        return on_bucketed_rows(self._network, enc).float()
+
+    def _network(self, enc: torch.Tensor) -> torch.Tensor:
+        """The MLP on encoded positions [N, encoding width] -> [N, 16]."""
+        h = enc
+        for i, layer in enumerate(self.layers):
+            h = torch.relu(layer(h))
+            if i == self.config.skip_index:
+                h = torch.cat([h, enc.to(h.dtype)], dim=-1)
+        return self.output(h)
 
     def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         return self.head(features, directions)

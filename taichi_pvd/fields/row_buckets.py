@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cuda_graphs import GraphedRows
-
 #: Padding granularity is ``2^(bit_length(n) - _FRACTION_BITS)`` rows: under 1/32 extra rows.
 _FRACTION_BITS = 6
 _MIN_GRANULARITY = 256
@@ -45,12 +43,8 @@ def on_bucketed_rows(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 
 
 class BucketedSequential(nn.Sequential):
-    """``nn.Sequential`` over [N, C] rows run through :func:`on_bucketed_rows`, under CUDA graphs
-    where it can (:class:`~.cuda_graphs.GraphedRows`): same parameters and state-dict keys, few
-    distinct matrix shapes."""
+    """``nn.Sequential`` over [N, C] rows run through :func:`on_bucketed_rows`: same parameters
+    and state-dict keys, few distinct matrix shapes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - nn.Module protocol
-        rows = self.__dict__.get("_graphed_rows")
-        if rows is None:
-            rows = self.__dict__["_graphed_rows"] = GraphedRows(lambda: nn.Sequential(*self))
-        return on_bucketed_rows(rows, x)
+        return on_bucketed_rows(super().forward, x)
