@@ -35,7 +35,7 @@ def first_time_at(history: list[dict], key: str, level: float) -> float | None:
     return None
 
 
-def _levels(scratch_history: list[dict], distill_history: list[dict], levels: dict[str, float]) -> dict:
+def level_times(scratch_history: list[dict], distill_history: list[dict], levels: dict[str, float]) -> dict:
     """Seconds each side needed to reach each level, and their ratio (None where one never did)."""
     figures = {}
     for name, level in levels.items():
@@ -79,7 +79,7 @@ def main() -> None:
             "distilled_test_psnr_db": student["student_test_psnr_db"],
             "teacher_test_psnr_db": student["teacher_test_psnr_db"],
             "validation_views": student.get("validation_views", 4),
-            "levels": _levels(scratch_history, history, levels),
+            "levels": level_times(scratch_history, history, levels),
         })
         curves.append((f"hash -> mlp distillation, {student['distill_seconds']:.0f} s", history))
     record = {
