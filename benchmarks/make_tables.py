@@ -126,6 +126,11 @@ def newcomer_table(record: dict) -> list[str]:
     return lines
 
 
+def _seconds(value: float | None) -> str:
+    """Whole seconds to reach a level, or 'not reached'."""
+    return _f(value, ".0f") if value else "not reached"
+
+
 def time_to_quality_table(record: dict) -> list[str]:
     runs = record["distillations"]
     lines = [f"**Time to quality, mlp** ({record['scene']}, {_short(record['card'])}, "
@@ -134,15 +139,10 @@ def time_to_quality_table(record: dict) -> list[str]:
              "| level | from scratch (s) | "
              + " | ".join(f"hash -> mlp, {r['distill_seconds']:.0f} s run (s) | speed-up" for r in runs) + " |",
              "| --- | --- |" + " --- | --- |" * len(runs)]
-    never = "not reached"
     for name, first in runs[0]["levels"].items():
-        cells = []
-        for r in runs:
-            level = r["levels"][name]
-            cells.append(f"{_f(level['distill_seconds'], '.0f') if level['distill_seconds'] else never} | "
-                         f"{_f(level['speedup'])}")
-        lines.append(f"| {first['psnr_db']:.2f} dB ({name}) | "
-                     f"{_f(first['scratch_seconds'], '.0f') if first['scratch_seconds'] else never} | "
+        cells = [f"{_seconds(r['levels'][name]['distill_seconds'])} | {_f(r['levels'][name]['speedup'])}"
+                 for r in runs]
+        lines.append(f"| {first['psnr_db']:.2f} dB ({name}) | {_seconds(first['scratch_seconds'])} | "
                      + " | ".join(cells) + " |")
     lines.append("")
     distilled = "; ".join(f"distilled {r['distilled_test_psnr_db']:.2f} dB after {r['distill_seconds']:.0f} s"

@@ -219,10 +219,6 @@ def test_supersampled_views_average_renders_through_shifted_pixel_grids(tiny_run
         inference.render_views(run, views, supersample=0)
 
 
-def test_eval_supersample_is_recorded(tiny_run):
-    _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", "--supersample", 2)
-    result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
-    assert result["supersample"] == 2 and math.isfinite(result["psnr_db"])
 
 
 @pytest.mark.parametrize("live_rays", [False, True])
@@ -235,13 +231,13 @@ def test_sample_offsets_average_renders_with_the_samples_shifted_along_each_ray(
     origins, directions = origins.reshape(-1, 3).contiguous(), directions.reshape(-1, 3).contiguous()
     field_fn = inference.inference_fn(run.field)
     background = torch.tensor(views.background)
-    renders = [render_rays_chunked(field_fn, run.grid, origins, directions, near=views.near, far=views.far,
-                                   background=background, config=inference.marching_config(run))]
-    for shift in (0.25, 0.5, 0.75):
+    marching = inference.marching_config(run)
+    renders = []
+    for shift in (0.0, 0.25, 0.5, 0.75):
         jitter = torch.full((origins.shape[0],), shift)
         with torch.no_grad():
             out = render_rays(field_fn, run.grid, origins, directions, near=views.near, far=views.far,
-                              background=background, config=inference.marching_config(run), jitter=jitter)
+                              background=background, config=marching, jitter=jitter)
         renders.append((out.rgb, out.depth, out.opacity))
     for k, name in enumerate(("rgb", "depth", "opacity")):
         expected = torch.stack([r[k] for r in renders]).mean(0).reshape(getattr(averaged, name).shape).numpy()
@@ -252,10 +248,12 @@ def test_sample_offsets_average_renders_with_the_samples_shifted_along_each_ray(
         inference.render_views(run, views, sample_offsets=0)
 
 
-def test_eval_sample_offsets_are_recorded(tiny_run):
-    _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", "--sample-offsets", 3)
+@pytest.mark.parametrize("option, key, other", [("--supersample", "supersample", "sample_offsets"),
+                                                ("--sample-offsets", "sample_offsets", "supersample")])
+def test_eval_render_options_are_recorded(tiny_run, option, key, other):
+    _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", option, 2)
     result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
-    assert result["sample_offsets"] == 3 and result["supersample"] == 1 and math.isfinite(result["psnr_db"])
+    assert result[key] == 2 and result[other] == 1 and math.isfinite(result["psnr_db"])
 
 
 def gt_is_white_behind_the_object(path) -> bool:

@@ -361,10 +361,10 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
                                 torch.arange(views.width, dtype=torch.float32, device=device), indexing="ij")
     corners = torch.stack([cols, rows], dim=-1)[None]
     offsets = subpixel_offsets(supersample, device)
+    renders = len(offsets) * len(shifts)
     frames = []
     for i in range(len(views)):
         rgb = depth = opacity = 0.0
-        renders = len(offsets) * len(shifts)
         for offset in offsets:
             origins, directions = generate_rays(views.c2w[i : i + 1].to(device),
                                                 views.intrinsics[i : i + 1].to(device),
