@@ -79,11 +79,12 @@ def test_init_hash_table_is_small_uniform_and_seeded():
     assert a.abs().max() <= 1e-4 and a.std() > 4e-5
 
 
-def test_forward_and_backward_match_float64_reference():
+@pytest.mark.parametrize("features_per_level", [2, 4, 8])
+def test_forward_and_backward_match_float64_reference(features_per_level):
     gen = torch.Generator().manual_seed(0)
-    layout = hash_grid_layout(**SMALL)
+    layout = hash_grid_layout(**{**SMALL, "features_per_level": features_per_level})
     x = boundary_and_random_points(layout, 2000, gen)
-    table = torch.randn(layout.total_entries, 2, generator=gen).requires_grad_()
+    table = torch.randn(layout.total_entries, features_per_level, generator=gen).requires_grad_()
     out = hash_encode(x, table, layout)
     upstream = torch.randn(out.shape, generator=gen)
     out.backward(upstream)
