@@ -152,11 +152,15 @@ def test_the_teachers_colour_head_is_copied_only_where_the_heads_match(teachers,
 
 def test_a_student_architecture_brings_its_distillation_defaults_and_options_override_them():
     mlp = resolve_distill_config("mlp", {})
-    assert (mlp.batch_rays, mlp.ema_decay, mlp.lr) == (8192, 0.99, 2e-3)
+    assert (mlp.batch_rays, mlp.ema_decay, mlp.lr) == (8192, 0.99, 3e-3)
+    assert (mlp.feature_weight, mlp.density_weight, mlp.colour_weight) == (4e-4, 4e-4, 4e-4)
+    assert resolve_distill_config("mlp", {"lr": 1e-3, "density_weight": 2e-3}).lr == 1e-3
+    assert resolve_distill_config("mlp", {"density_weight": 2e-3}).density_weight == 2e-3
     assert resolve_distill_config("mlp", {"batch_rays": 1024, "ema_decay": None}).batch_rays == 1024
     assert resolve_distill_config("mlp", {"ema_decay": None}).ema_decay == 0.99
     hash_student = resolve_distill_config("hash", {})
     assert (hash_student.batch_rays, hash_student.ema_decay) == (4096, 0.0)
+    assert (hash_student.feature_weight, hash_student.lr) == (2e-3, 1e-2)
 
 
 def test_a_teacher_whose_occupancy_grid_is_still_bare_gets_a_hint(teachers, scene, tmp_path):
