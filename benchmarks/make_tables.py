@@ -131,13 +131,18 @@ def _seconds(value: float | None) -> str:
     return _f(value, ".0f") if value else "not reached"
 
 
+def _run_name(run: dict) -> str:
+    """A distillation's column name: its label (when it has one) and its length."""
+    return f"{run['label']}, {run['distill_seconds']:.0f} s" if run.get("label") else f"{run['distill_seconds']:.0f} s run"
+
+
 def time_to_quality_table(record: dict) -> list[str]:
     runs = record["distillations"]
-    lines = [f"**Time to quality, mlp** ({record['scene']}, {_short(record['card'])}, "
+    lines = [f"**Time to quality, mlp** ({record['scene']}, {_short(record['card'])}, {record['commit']}, "
              "`benchmarks/time_to_quality.py`; seconds of optimisation to reach each validation PSNR, "
              "distillation time excluding the teacher's)", "",
              "| level | from scratch (s) | "
-             + " | ".join(f"hash -> mlp, {r['distill_seconds']:.0f} s run (s) | speed-up" for r in runs) + " |",
+             + " | ".join(f"hash -> mlp, {_run_name(r)} (s) | speed-up" for r in runs) + " |",
              "| --- | --- |" + " --- | --- |" * len(runs)]
     for name, first in runs[0]["levels"].items():
         cells = [f"{_seconds(r['levels'][name]['distill_seconds'])} | {_f(r['levels'][name]['speedup'])}"
@@ -145,10 +150,10 @@ def time_to_quality_table(record: dict) -> list[str]:
         lines.append(f"| {first['psnr_db']:.2f} dB ({name}) | {_seconds(first['scratch_seconds'])} | "
                      + " | ".join(cells) + " |")
     lines.append("")
-    distilled = "; ".join(f"distilled {r['distilled_test_psnr_db']:.2f} dB after {r['distill_seconds']:.0f} s"
+    distilled = "; ".join(f"{_run_name(r)}: {r['distilled_test_psnr_db']:.2f} dB (teacher {r['teacher_test_psnr_db']:.2f} dB)"
                           for r in runs)
     lines.append(f"Test PSNR: from scratch {record['scratch_test_psnr_db']:.2f} dB after {record['scratch_train_seconds']:.0f} s; "
-                 f"{distilled} (teacher {runs[0]['teacher_test_psnr_db']:.2f} dB). {record['note']}.")
+                 f"{distilled}. {record['note']}.")
     return lines
 
 

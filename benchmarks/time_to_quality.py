@@ -3,12 +3,13 @@ from the histories recorded by ``benchmarks/train.py`` and ``benchmarks/distill.
 same device call (what else ran on the card is in each run's note).
 
 Usage: ``python benchmarks/time_to_quality.py [--scene lego] [--card h100] [--scratch-label 5min]
-[--distill-label time-to-quality ...]`` (one or more distillations, e.g. of 60 s and of 240 s).
-Writes ``time_to_quality-<scene>-<card>.json`` (for each distillation, the seconds each side
+[--distill-label time-to-quality ...] [--tag T]`` (one or more distillations, e.g. of 60 s and of
+240 s; ``--tag`` keeps another call's pair beside the main one, in files named with ``-T``).
+Writes ``time_to_quality-<scene>-<card>[-T].json`` (for each distillation, the seconds each side
 needed to reach the from-scratch run's 5-minute PSNR (or its last, if it ran less), 31 and 32
 dB on ground-truth validation views, and their ratios; ``null`` where a run never got there)
 and the plot
-``assets/media/<scene>-mlp-time-to-quality.png``. Distillation time excludes the teacher's
+``assets/media/<scene>-mlp-time-to-quality[-T].png``. Distillation time excludes the teacher's
 training time, as in the paper.
 """
 
@@ -58,7 +59,9 @@ def main() -> None:
     parser.add_argument("--distill-label", dest="distill_labels", action="append", default=None,
                         help="label of a hash -> mlp run (variant all) to compare; repeat for several runs of "
                              "different lengths (default: the unlabelled one)")
+    parser.add_argument("--tag", default="", help="suffix of the record and plot names, for a second pair")
     args = parser.parse_args()
+    suffix = f"-{args.tag}" if args.tag else ""
     labels = args.distill_labels or [None]
     train = json.loads((RESULTS_DIR / f"train-{args.scene}-{args.card}.json").read_text())
     distill = json.loads((RESULTS_DIR / f"distill-{args.scene}-{args.card}.json").read_text())
@@ -81,7 +84,7 @@ def main() -> None:
             "validation_views": student.get("validation_views", 4),
             "levels": level_times(scratch_history, history, levels),
         })
-        curves.append((f"hash -> mlp distillation, {student['distill_seconds']:.0f} s", history))
+        curves.append((f"hash -> mlp, {label or 'distillation'} ({student['distill_seconds']:.0f} s)", history))
     record = {
         "benchmark": "time_to_quality",
         "scene": args.scene,
@@ -89,7 +92,8 @@ def main() -> None:
         "commit": f"scratch {scratch['commit']}, distill {', '.join(sorted({s['commit'] for s in students}))}",
         "command": f"python benchmarks/time_to_quality.py --scene {args.scene} --card {args.card} "
                    f"--scratch-label {args.scratch_label}"
-                   + "".join(f" --distill-label {label}" for label in labels if label),
+                   + "".join(f" --distill-label {label}" for label in labels if label)
+                   + (f" --tag {args.tag}" if args.tag else ""),
         "date": students[-1]["date"],
         "note": f"scratch run: {scratch.get('note', 'alone on its GPU')}; distillations: "
                 f"{students[-1].get('note', 'alone on its GPU')}; PSNR on ground-truth validation views (scratch: the first "
@@ -99,9 +103,9 @@ def main() -> None:
         "scratch_train_seconds": scratch["train_seconds"],
         "distillations": distillations,
     }
-    path = RESULTS_DIR / f"time_to_quality-{args.scene}-{args.card}.json"
+    path = RESULTS_DIR / f"time_to_quality-{args.scene}-{args.card}{suffix}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
-    plot = ROOT / "assets" / "media" / f"{args.scene}-mlp-time-to-quality.png"
+    plot = ROOT / "assets" / "media" / f"{args.scene}-mlp-time-to-quality{suffix}.png"
     plot_psnr_vs_time(curves, plot)
     print(json.dumps(distillations, indent=2))
     print(f"wrote {path} and {plot}")

@@ -29,10 +29,11 @@ def test_levels_are_timed_at_the_first_record_reaching_them():
 
 def test_time_to_quality_table_has_a_column_pair_per_distillation():
     levels = {"31dB": {"psnr_db": 31.0, "scratch_seconds": 120.0, "distill_seconds": 20.0, "speedup": 6.0}}
-    runs = [{"distill_seconds": s, "distilled_test_psnr_db": 32.0, "teacher_test_psnr_db": 34.0, "levels": levels}
-            for s in (60.0, 240.0)]
-    record = {"scene": "lego", "card": "NVIDIA H100", "scratch_test_psnr_db": 32.5, "scratch_train_seconds": 300.0,
+    runs = [{"label": label, "distill_seconds": s, "distilled_test_psnr_db": 32.0, "teacher_test_psnr_db": 34.0,
+             "levels": levels} for label, s in (("short", 60.0), (None, 240.0))]
+    record = {"scene": "lego", "card": "NVIDIA H100", "commit": "scratch abc1234, distill abc1234", "scratch_test_psnr_db": 32.5, "scratch_train_seconds": 300.0,
               "note": "alone", "distillations": runs}
     lines = time_to_quality_table(record)
-    assert "hash -> mlp, 60 s run (s) | speed-up | hash -> mlp, 240 s run (s) | speed-up" in lines[2]
+    assert "hash -> mlp, short, 60 s (s) | speed-up | hash -> mlp, 240 s run (s) | speed-up" in lines[2]
+    assert "short, 60 s: 32.00 dB (teacher 34.00 dB); 240 s run: 32.00 dB (teacher 34.00 dB)" in lines[-1]
     assert lines[4] == "| 31.00 dB (31dB) | 120 | 20 | 6.00 | 20 | 6.00 |"
