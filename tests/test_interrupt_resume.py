@@ -38,9 +38,12 @@ HASH = {"log2_table_size": 10, "n_levels": 2, "finest_resolution": 32}
 #: 10 steps with occupancy updates every 4: interruptions land between, and next to, updates.
 TRAIN = {"steps": 10, "batch_rays": 64, "val_every": 0, "checkpoint_every": 0, "seed": 3,
          "grid_resolution": 16, "grid_update_every": 4, "marching": {"steps_across_box": 64}}
-#: Stages 1, 2 and 3 all run within 8 steps.
-DISTILL = {"steps": 8, "stage1_steps": 2, "stage2_steps": 3, "batch_rays": 64, "val_every": 0,
-           "checkpoint_every": 0, "seed": 5, "virtual_cameras": 20, "val_views": 1, "val_size": 12}
+#: Stages 1, 2 and 3 all run within 8 steps, stage 3 from step 2: half the rays follow the
+#: error map, which stage 3 updates and the checkpoint must keep for the resumed run to draw
+#: the same rays.
+DISTILL = {"steps": 8, "stage1_steps": 1, "stage2_steps": 1, "batch_rays": 64, "val_every": 0,
+           "checkpoint_every": 0, "seed": 5, "virtual_cameras": 20, "val_views": 1, "val_size": 12,
+           "error_guided_share": 0.5, "error_tiles": 4}
 #: Run name, step and kind of each interruption (see :func:`_interrupt`). Occupancy updates
 #: happen at steps 0, 4 and 8.
 INTERRUPTIONS = {

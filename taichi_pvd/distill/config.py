@@ -68,6 +68,17 @@ class DistillConfig:
     ray; the student's forward and backward passes shrink by the share of hidden samples (lego,
     hash -> mlp, 60 s on an H100: 8,975 steps and 31.95 dB, against 7,041 steps and 30.85 dB
     without)."""
+    error_guided_share: float = 0.0
+    """Share of each step's rays drawn in proportion to the student's recent rendering error
+    against the teacher, kept per tile of every virtual camera's image (the rest are uniform;
+    0: all uniform). Rays cost the same anywhere, so they can go where the student is worst.
+    CPU demo, hash -> mlp, 1024 rays, 1200 steps, two seeds: 0.5 ended at 31.07 / 29.82 dB
+    against the teacher, uniform rays at 29.63 / 29.07 dB; its rays cross more of the object,
+    and on the CPU (a step's cost follows its samples) it reached the uniform runs' final PSNR
+    after 84 / 103 s against their 103 / 104 s. Off by default until measured on a GPU, where
+    a step is bound by the host rather than by its samples."""
+    error_tiles: int = 16
+    """Tiles per side of each virtual camera's image in the error map of ``error_guided_share``."""
     init_head_from_teacher: bool = False
     """Copy the teacher's colour head into the student (when both have the shared head)."""
     virtual_cameras: int = 300
@@ -103,7 +114,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""
-        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size"):
+        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size", "error_tiles"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
@@ -112,6 +123,8 @@ class DistillConfig:
         check_loop_options(self)
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.error_guided_share <= 1.0:
+            raise ConfigError(f"error-guided-share must be within [0, 1], got {self.error_guided_share}")
         if not self.density_clip_min < self.density_clip_max:
             raise ConfigError("density-clip-min must be below density-clip-max")
         if not -90 <= self.elevation_min_deg <= self.elevation_max_deg <= 90:

@@ -26,7 +26,8 @@ from ..metrics import psnr
 from ..rendering.volume import composite_samples, keep_composited, march, render_rays_chunked
 from ..training.loop import LoopSettings, OptimizationLoop
 from .config import DistillConfig
-from .virtual_rays import sample_virtual_rays, virtual_cameras
+from .error_map import RayErrorMap
+from .virtual_rays import sample_virtual_rays, virtual_cameras, virtual_rays_through
 
 
 #: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
@@ -43,6 +44,8 @@ class TeacherBatch:
     ``skip_occluded``)."""
     features: torch.Tensor
     """[S, teacher.feature_dim] float32: the teacher's phi1 at ``samples.positions``."""
+    tiles: torch.Tensor | None = None
+    """[N] int64: each ray's tile in the error map (None without ``error_guided_share``)."""
 
 
 def features_comparable(teacher: RadianceField, student: RadianceField) -> bool:
@@ -81,6 +84,9 @@ class Distiller(OptimizationLoop):
         super().__init__(student, grid, LoopSettings.from_config(config), out_dir, device)
         self.cameras = virtual_cameras(rig, config.virtual_cameras,
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
+        #: The student's recent error per tile of the virtual images (None: uniform rays).
+        self.error_map = (RayErrorMap(config.virtual_cameras, config.error_tiles, config.error_guided_share, device)
+                          if config.error_guided_share > 0 else None)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self._prefetched: TeacherBatch | None = None
         #: Optional ground-truth views (composited on white) scored at each validation, for
@@ -103,27 +109,34 @@ class Distiller(OptimizationLoop):
 
     # -- the losses ------------------------------------------------------------------------------
 
-    def _draw_samples(self) -> PackedSamples:
-        """Rays of random virtual cameras, marched through the (inherited) occupancy grid."""
+    def _draw_samples(self) -> tuple[PackedSamples, torch.Tensor | None]:
+        """Rays of random virtual cameras (a share guided by the error map, if any), marched
+        through the (inherited) occupancy grid; with the rays' tiles in the error map."""
         c = self.config
-        origins, directions = sample_virtual_rays(self.cameras, self.rig, c.batch_rays, self.generator)
+        tiles = None
+        if self.error_map is None:
+            origins, directions = sample_virtual_rays(self.cameras, self.rig, c.batch_rays, self.generator)
+        else:
+            tiles, camera, pixels = self.error_map.draw(c.batch_rays, self.rig.width, self.rig.height, self.generator)
+            origins, directions = virtual_rays_through(self.cameras, self.rig, camera, pixels)
         jitter = torch.rand(c.batch_rays, device=self.device, generator=self.generator)
         with torch.no_grad():
-            return march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
-                         config=c.marching, jitter=jitter)
+            samples = march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
+                            config=c.marching, jitter=jitter)
+        return samples, tiles
 
     def _draw_batch(self) -> TeacherBatch:
         """The next step's samples with the teacher's features at them; with ``skip_occluded``
         only the samples the teacher's rendering composites."""
-        samples = self._draw_samples()
+        samples, tiles = self._draw_samples()
         if samples.n_samples == 0:
-            return TeacherBatch(samples, torch.zeros(0, self.teacher.feature_dim, device=self.device))
+            return TeacherBatch(samples, torch.zeros(0, self.teacher.feature_dim, device=self.device), tiles)
         with torch.no_grad(), self.autocast():
             features = self.teacher.features(samples.positions).float()
         if self.config.skip_occluded:
             samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), self.config.marching)
             features = features[visible]
-        return TeacherBatch(samples, features)
+        return TeacherBatch(samples, features, tiles)
 
     def prepare_next_step(self) -> None:
         # The whole teacher side of the next step is prepared here, before this step's
@@ -179,6 +192,8 @@ class Distiller(OptimizationLoop):
                 target = composite_samples(density_from_raw(t_feat[:, 0]), t_rgb, samples, background, c.marching).rgb
             out = composite_samples(density_from_raw(s_feat[:, 0]), s_rgb, samples, background, c.marching)
             parts["rgb"] = F.mse_loss(out.rgb, target)
+            if self.error_map is not None:
+                self.error_map.update(batch.tiles, (out.rgb.detach() - target).square().mean(dim=1))
             loss = loss + c.rgb_weight * parts["rgb"] + self.field.regularization(self.generator)
         parts = {k: v.detach() for k, v in parts.items()}
         return loss, samples.n_samples / n, parts
@@ -230,6 +245,13 @@ class Distiller(OptimizationLoop):
         if self.monitor_scene is not None:
             record["monitor_psnr_db"] = self.last_monitor_psnr
         return record
+
+    def loop_state(self) -> dict[str, torch.Tensor]:
+        return {} if self.error_map is None else {"error_map": self.error_map.errors}
+
+    def load_loop_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.error_map is not None and "error_map" in tensors:
+            self.error_map.errors = tensors["error_map"]
 
     def checkpoint_config(self) -> dict[str, Any]:
         return {**self.run_info, "distill": dataclasses.asdict(self.config), "camera_rig": self.rig.to_dict()}

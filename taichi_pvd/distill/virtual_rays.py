@@ -35,15 +35,23 @@ def virtual_cameras(rig: CameraRig, n: int, elevation_deg: tuple[float, float], 
                         device=device)
 
 
+def virtual_rays_through(c2w: torch.Tensor, rig: CameraRig, camera: torch.Tensor,
+                         pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays of cameras ``c2w[camera]`` (``camera`` [N] int64 into ``c2w`` [C, 3, 4]) through
+    continuous pixel coordinates ``pixels`` [N, 2] of the rig's image. Returns origins, unit
+    directions [N, 3], in NDC for a rig with ``ndc`` (the space the teacher was trained in)."""
+    n = camera.shape[0]
+    origins, directions = generate_rays(c2w[camera], rig.intrinsics(n, c2w.device), rig.height, rig.width,
+                                        pixels=pixels[:, None, :])
+    return rig.scene_rays(origins[:, 0].contiguous(), directions[:, 0].contiguous())
+
+
 def sample_virtual_rays(c2w: torch.Tensor, rig: CameraRig, n_rays: int,
                         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_rays`` rays through uniformly random pixels of uniformly random cameras among
-    ``c2w`` [C, 3, 4]. Returns origins, unit directions [n_rays, 3], in NDC for a rig with
-    ``ndc`` (the space the teacher was trained in)."""
+    ``c2w`` [C, 3, 4]: origins, unit directions [n_rays, 3] (see :func:`virtual_rays_through`)."""
     device = c2w.device
-    cam = torch.randint(0, c2w.shape[0], (n_rays,), device=device, generator=generator)
+    camera = torch.randint(0, c2w.shape[0], (n_rays,), device=device, generator=generator)
     u = torch.rand(n_rays, 2, device=device, generator=generator)
     pixels = u * torch.tensor([rig.width, rig.height], device=device, dtype=u.dtype)
-    origins, directions = generate_rays(c2w[cam], rig.intrinsics(n_rays, device), rig.height, rig.width,
-                                        pixels=pixels[:, None, :])
-    return rig.scene_rays(origins[:, 0].contiguous(), directions[:, 0].contiguous())
+    return virtual_rays_through(c2w, rig, camera, pixels)

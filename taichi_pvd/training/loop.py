@@ -26,6 +26,8 @@ from .interrupts import stop_requested
 #: Checkpoint prefix of the trained parameter values when the field's tensors hold their
 #: moving average (``ema_decay``), so that a resumed run continues from the trained values.
 TRAINED_PREFIX = "ema.trained."
+#: Checkpoint prefix of a loop's own state (:meth:`OptimizationLoop.loop_state`).
+LOOP_PREFIX = "loop."
 
 
 @dataclass
@@ -137,6 +139,14 @@ class OptimizationLoop:
         """The stage the current step belongs to, for loops that have stages."""
         return None
 
+    def loop_state(self) -> dict[str, torch.Tensor]:
+        """Tensors of the loop's own state (besides field, grid, optimizer and generator) that a
+        checkpoint keeps for resuming."""
+        return {}
+
+    def load_loop_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`loop_state` saved (``tensors`` may be empty: an older checkpoint)."""
+
     # -- optimisation ------------------------------------------------------------------------------
 
     def build_optimizer(self) -> None:
@@ -211,6 +221,7 @@ class OptimizationLoop:
             **prefixed(trained, TRAINED_PREFIX),
             **prefixed(self.grid.state_dict(), "grid."),
             **optim_tensors,
+            **prefixed(self.loop_state(), LOOP_PREFIX),
             "rng.generator": (self.rng_state_before_prefetch if self.rng_state_before_prefetch is not None
                               else self.generator.get_state()),
         }
@@ -255,6 +266,7 @@ class OptimizationLoop:
             load_parameters(self.field, trained)
         optim = {k: v.to(self.device) for k, v in ckpt.tensors.items() if k.startswith("optim.")}
         optimizer_from_flat(self.optimizer, optim, ckpt.meta["optimizer_groups"])
+        self.load_loop_state({k: v.to(self.device) for k, v in unprefixed(ckpt.tensors, LOOP_PREFIX).items()})
         self.generator.set_state(ckpt.tensors["rng.generator"])
         self.step = int(ckpt.meta["step"])
         self.train_seconds = float(ckpt.meta["train_seconds"])
