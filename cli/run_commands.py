@@ -111,6 +111,8 @@ def _print_hints(hints: list[str]) -> None:
 @MIXED_PRECISION_OPTION
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
+@click.option("--train-set", "train_sets", multiple=True, metavar="KEY=VALUE",
+              help="Any other training option, e.g. --train-set error_guided_share=0.5 (repeatable).")
 @click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
               help="Settings under the options above: cpu (small, fits a CPU), gpu (the demo sized for a GPU) "
                    "or full (the library defaults); "
@@ -118,16 +120,19 @@ def _print_hints(hints: list[str]) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
-          time_limit, snapshot_times, mixed_precision, field_sets, preset_name, resume, overwrite) -> None:
+          time_limit, snapshot_times, mixed_precision, field_sets, train_sets, preset_name, resume,
+          overwrite) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
     from taichi_pvd.presets import merge_settings, training_preset
     from taichi_pvd.training.api import train as train_run
 
-    overrides = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
-                     val_every=val_every, checkpoint_every=checkpoint_every,
-                     grid_resolution=grid_resolution, time_limit_s=time_limit, snapshot_times_s=snapshot_times,
-                     mixed_precision=mixed_precision)
+    options = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
+                   val_every=val_every, checkpoint_every=checkpoint_every,
+                   grid_resolution=grid_resolution, time_limit_s=time_limit, snapshot_times_s=snapshot_times,
+                   mixed_precision=mixed_precision)
+    # Options left unset must not erase the same key given with --train-set.
+    overrides = {**parse_overrides(train_sets, "--train-set"), **{k: v for k, v in options.items() if v is not None}}
     _reproducible_if_seeded(seed)
     preset = training_preset(preset_name, demo_scene=data is None)
     for line in preset.describe_training(model):

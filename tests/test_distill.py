@@ -9,7 +9,7 @@ from taichi_pvd.data import load_scene, write_demo_scene
 from taichi_pvd.data.camera_rig import CameraRig
 from taichi_pvd.distill.api import resolve_distill_config
 from taichi_pvd.distill.distiller import Distiller
-from taichi_pvd.distill.error_map import UNSEEN_ERROR, UPDATE_RATE, RayErrorMap
+from taichi_pvd.data.error_map import UNSEEN_ERROR, UPDATE_RATE, RayErrorMap
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.fields import make_field
 from taichi_pvd.training.api import resolve_train_config

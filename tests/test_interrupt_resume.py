@@ -36,8 +36,10 @@ from taichi_pvd.training.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 HASH = {"log2_table_size": 10, "n_levels": 2, "finest_resolution": 32}
 #: 10 steps with occupancy updates every 4: interruptions land between, and next to, updates.
+#: Half the rays follow the error map, which every step updates and the checkpoint must keep.
 TRAIN = {"steps": 10, "batch_rays": 64, "val_every": 0, "checkpoint_every": 0, "seed": 3,
-         "grid_resolution": 16, "grid_update_every": 4, "marching": {"steps_across_box": 64}}
+         "grid_resolution": 16, "grid_update_every": 4, "marching": {"steps_across_box": 64},
+         "error_guided_share": 0.5, "error_tiles": 4}
 #: Stages 1, 2 and 3 all run within 8 steps, stage 3 from step 2: half the rays follow the
 #: error map, which stage 3 updates and the checkpoint must keep for the resumed run to draw
 #: the same rays.

@@ -20,6 +20,7 @@ from taichi_pvd.data import (
     subpixel_offsets,
     write_demo_scene,
 )
+from taichi_pvd.data.error_map import RayErrorMap
 from taichi_pvd.errors import ConfigError
 
 
@@ -131,6 +132,23 @@ def test_a_jittering_sampler_casts_each_ray_through_a_random_point_of_its_pixel(
     # Uniform over the pixel: spread over [0, 1) with mean near 1/2 on both axes.
     assert float(fraction.min()) < 0.05 and float(fraction.max()) > 0.95
     assert torch.allclose(fraction.mean(0), torch.full((2,), 0.5), atol=0.05)
+    _, directions = generate_rays(scene.c2w[batch.image_index], scene.intrinsics[batch.image_index], 16, 16,
+                                  pixels=batch.pixel)
+    torch.testing.assert_close(batch.directions, directions)
+
+
+def test_an_error_guided_sampler_draws_pixels_of_the_tiles_its_map_favours(demo_dir: Path) -> None:
+    scene = load_scene(demo_dir, "train")  # 3 views of 16x16 pixels
+    error_map = RayErrorMap(len(scene), tiles=4, guided_share=1.0, device=torch.device("cpu"))
+    error_map.errors = torch.zeros_like(error_map.errors)
+    error_map.errors[1 * 16 + 2 * 4 + 3] = 1.0  # view 1, tile row 2, tile column 3
+    batch = RaySampler(scene, 256, torch.Generator().manual_seed(0), error_map=error_map).sample()
+    assert batch.tile is not None and bool((batch.tile == 1 * 16 + 2 * 4 + 3).all())
+    assert bool((batch.image_index == 1).all())
+    column, row = (batch.pixel - 0.5).long().unbind(-1)
+    torch.testing.assert_close(batch.pixel - 0.5, torch.stack([column, row], -1).float())
+    assert set(column.tolist()) == {12, 13, 14, 15} and set(row.tolist()) == {8, 9, 10, 11}
+    torch.testing.assert_close(batch.rgb, scene.images[batch.image_index, row, column])
     _, directions = generate_rays(scene.c2w[batch.image_index], scene.intrinsics[batch.image_index], 16, 16,
                                   pixels=batch.pixel)
     torch.testing.assert_close(batch.directions, directions)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from taichi_pvd.data import load_scene, write_demo_scene
+from taichi_pvd.data.error_map import UNSEEN_ERROR
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.fields import make_field
 from taichi_pvd.io.checkpoint import load_checkpoint
@@ -44,6 +45,20 @@ def test_hash_training_raises_validation_psnr_far_beyond_a_frozen_encoding(demo_
     frozen_after = frozen.run()["val_psnr_db"]
     assert after > before + 8.0, (before, after)
     assert after > frozen_after + 4.0, (after, frozen_after)
+
+
+def test_error_guided_training_raises_validation_psnr_and_maps_every_tile(demo_scene, tmp_path):
+    train_scene, val_scene = demo_scene
+    field = make_field("hash", train_scene.aabb, HASH, generator=torch.Generator().manual_seed(0))
+    config = resolve_train_config("hash", {**SETTINGS, "steps": 250, "error_guided_share": 0.5, "error_tiles": 4})
+    trainer = Trainer(field, train_scene, val_scene, config, tmp_path)
+    before = trainer.validate()
+    after = trainer.run()["val_psnr_db"]
+    assert after > before + 8.0, (before, after)
+    errors = trainer.error_map.errors
+    assert errors.shape == (len(train_scene) * 4 * 4,)
+    # Every tile was visited (none keeps the unseen value) and holds a squared colour error.
+    assert bool((errors < UNSEEN_ERROR).all()) and bool((errors >= 0).all())
 
 
 def test_checkpoint_round_trip_renders_identical_pixels(demo_scene, tmp_path):

@@ -13,6 +13,7 @@ import dataclasses
 
 import torch
 
+from taichi_pvd.data.error_map import RayErrorMap
 from taichi_pvd.data.scene import Scene
 
 
@@ -101,6 +102,8 @@ class RayBatch:
     #: [B, 2] float32 pixel coordinates ``(x, y)`` of the ray: pixel centres (at +0.5), or a
     #: uniformly random point of the pixel for a sampler with ``jitter``.
     pixel: torch.Tensor
+    #: [B] int64 tile of each ray in the sampler's error map (None without one).
+    tile: torch.Tensor | None = None
 
     def rgb_on(self, background: torch.Tensor) -> torch.Tensor:
         """Target colour on ``background`` ([3] or [B, 3] in [0, 1]): ``rgb + (1 - alpha) * bg``.
@@ -129,9 +132,10 @@ def subpixel_offsets(per_axis: int, device: torch.device | str = "cpu") -> torch
 
 
 class RaySampler:
-    """Draws random rays uniformly over all pixels of all views of a scene: through the pixel
-    centres, or with ``jitter`` through a uniformly random point of each drawn pixel (the target
-    is the pixel's colour either way).
+    """Draws random rays uniformly over all pixels of all views of a scene, or with an
+    ``error_map`` (one camera per view) a share of them in proportion to its tiles' errors:
+    through the pixel centres, or with ``jitter`` through a uniformly random point of each drawn
+    pixel (the target is the pixel's colour either way).
 
     Everything stays on the scene's device: one ``randint`` and a few gathers per batch, no host
     work. ``generator`` must live on the scene's device (default: a new one seeded with 0).
@@ -142,7 +146,7 @@ class RaySampler:
     """
 
     def __init__(self, scene: Scene, batch_size: int, generator: torch.Generator | None = None,
-                 jitter: bool = False):
+                 jitter: bool = False, error_map: RayErrorMap | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if generator is None:
@@ -156,6 +160,7 @@ class RaySampler:
         self.batch_size = batch_size
         self.generator = generator
         self.jitter = jitter
+        self.error_map = error_map
         self._rgb = scene.images.reshape(-1, 3)
         self._alpha = None if scene.alphas is None else scene.alphas.reshape(-1, 1)
 
@@ -163,16 +168,23 @@ class RaySampler:
         """A fresh batch of ``batch_size`` rays drawn with replacement."""
         scene = self.scene
         pixels_per_image = scene.height * scene.width
-        flat = torch.randint(
-            len(scene) * pixels_per_image,
-            (self.batch_size,),
-            generator=self.generator,
-            device=scene.device,
-        )
-        image_index = flat // pixels_per_image
-        within = flat - image_index * pixels_per_image
-        row = within // scene.width
-        column = within - row * scene.width
+        tile = None
+        if self.error_map is None:
+            flat = torch.randint(
+                len(scene) * pixels_per_image,
+                (self.batch_size,),
+                generator=self.generator,
+                device=scene.device,
+            )
+            image_index = flat // pixels_per_image
+            within = flat - image_index * pixels_per_image
+            row = within // scene.width
+            column = within - row * scene.width
+        else:
+            tile, image_index, point = self.error_map.draw(self.batch_size, scene.width, scene.height, self.generator)
+            column = point[:, 0].long().clamp(max=scene.width - 1)
+            row = point[:, 1].long().clamp(max=scene.height - 1)
+            flat = image_index * pixels_per_image + row * scene.width + column
         pixel = torch.stack([column, row], dim=-1).float()
         if self.jitter:
             pixel = pixel + torch.rand(pixel.shape, generator=self.generator, device=scene.device)
@@ -194,4 +206,5 @@ class RaySampler:
             alpha=None if self._alpha is None else self._alpha[flat],
             image_index=image_index,
             pixel=pixel,
+            tile=tile,
         )

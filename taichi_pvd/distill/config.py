@@ -114,7 +114,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""
-        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size", "error_tiles"):
+        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
@@ -123,8 +123,6 @@ class DistillConfig:
         check_loop_options(self)
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
-        if not 0.0 <= self.error_guided_share <= 1.0:
-            raise ConfigError(f"error-guided-share must be within [0, 1], got {self.error_guided_share}")
         if not self.density_clip_min < self.density_clip_max:
             raise ConfigError("density-clip-min must be below density-clip-max")
         if not -90 <= self.elevation_min_deg <= self.elevation_max_deg <= 90:

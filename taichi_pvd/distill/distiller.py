@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..data import Scene, generate_rays, image_rays
 from ..data.camera_rig import CameraRig
+from ..data.error_map import RayErrorMap
 from ..errors import ConfigError
 from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
@@ -26,7 +27,6 @@ from ..metrics import psnr
 from ..rendering.volume import composite_samples, keep_composited, march, render_rays_chunked
 from ..training.loop import LoopSettings, OptimizationLoop
 from .config import DistillConfig
-from .error_map import RayErrorMap
 from .virtual_rays import sample_virtual_rays, virtual_cameras, virtual_rays_through
 
 
@@ -84,9 +84,8 @@ class Distiller(OptimizationLoop):
         super().__init__(student, grid, LoopSettings.from_config(config), out_dir, device)
         self.cameras = virtual_cameras(rig, config.virtual_cameras,
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
-        #: The student's recent error per tile of the virtual images (None: uniform rays).
-        self.error_map = (RayErrorMap(config.virtual_cameras, config.error_tiles, config.error_guided_share, device)
-                          if config.error_guided_share > 0 else None)
+        if config.error_guided_share > 0:
+            self.error_map = RayErrorMap(config.virtual_cameras, config.error_tiles, config.error_guided_share, device)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self._prefetched: TeacherBatch | None = None
         #: Optional ground-truth views (composited on white) scored at each validation, for
@@ -245,13 +244,6 @@ class Distiller(OptimizationLoop):
         if self.monitor_scene is not None:
             record["monitor_psnr_db"] = self.last_monitor_psnr
         return record
-
-    def loop_state(self) -> dict[str, torch.Tensor]:
-        return {} if self.error_map is None else {"error_map": self.error_map.errors}
-
-    def load_loop_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        if self.error_map is not None and "error_map" in tensors:
-            self.error_map.errors = tensors["error_map"]
 
     def checkpoint_config(self) -> dict[str, Any]:
         return {**self.run_info, "distill": dataclasses.asdict(self.config), "camera_rig": self.rig.to_dict()}

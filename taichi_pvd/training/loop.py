@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..data.error_map import RayErrorMap
 from ..errors import CheckpointError, TrainingDiverged
 from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
@@ -26,8 +27,8 @@ from .interrupts import stop_requested
 #: Checkpoint prefix of the trained parameter values when the field's tensors hold their
 #: moving average (``ema_decay``), so that a resumed run continues from the trained values.
 TRAINED_PREFIX = "ema.trained."
-#: Checkpoint prefix of a loop's own state (:meth:`OptimizationLoop.loop_state`).
-LOOP_PREFIX = "loop."
+#: Checkpoint entry of the loop's error map (``error_guided_share``).
+ERROR_MAP_KEY = "loop.error_map"
 
 
 @dataclass
@@ -108,6 +109,9 @@ class OptimizationLoop:
         #: Generator state before a prefetched batch was drawn (None: nothing prefetched); a
         #: checkpoint stores this so that resuming redraws the same batch.
         self.rng_state_before_prefetch: torch.Tensor | None = None
+        #: The field's recent error per image tile that guides a share of the rays
+        #: (``error_guided_share``; None: uniform rays), kept in checkpoints. Set by subclasses.
+        self.error_map: RayErrorMap | None = None
         self.build_optimizer()
 
     # -- to be provided by subclasses -------------------------------------------------------------
@@ -139,13 +143,6 @@ class OptimizationLoop:
         """The stage the current step belongs to, for loops that have stages."""
         return None
 
-    def loop_state(self) -> dict[str, torch.Tensor]:
-        """Tensors of the loop's own state (besides field, grid, optimizer and generator) that a
-        checkpoint keeps for resuming."""
-        return {}
-
-    def load_loop_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore what :meth:`loop_state` saved (``tensors`` may be empty: an older checkpoint)."""
 
     # -- optimisation ------------------------------------------------------------------------------
 
@@ -221,7 +218,7 @@ class OptimizationLoop:
             **prefixed(trained, TRAINED_PREFIX),
             **prefixed(self.grid.state_dict(), "grid."),
             **optim_tensors,
-            **prefixed(self.loop_state(), LOOP_PREFIX),
+            **({} if self.error_map is None else {ERROR_MAP_KEY: self.error_map.errors}),
             "rng.generator": (self.rng_state_before_prefetch if self.rng_state_before_prefetch is not None
                               else self.generator.get_state()),
         }
@@ -266,7 +263,8 @@ class OptimizationLoop:
             load_parameters(self.field, trained)
         optim = {k: v.to(self.device) for k, v in ckpt.tensors.items() if k.startswith("optim.")}
         optimizer_from_flat(self.optimizer, optim, ckpt.meta["optimizer_groups"])
-        self.load_loop_state({k: v.to(self.device) for k, v in unprefixed(ckpt.tensors, LOOP_PREFIX).items()})
+        if self.error_map is not None and ERROR_MAP_KEY in ckpt.tensors:
+            self.error_map.errors = ckpt.tensors[ERROR_MAP_KEY].to(self.device)
         self.generator.set_state(ckpt.tensors["rng.generator"])
         self.step = int(ckpt.meta["step"])
         self.train_seconds = float(ckpt.meta["train_seconds"])

@@ -1,6 +1,6 @@
-"""Where the student still errs: a per-tile map of its recent rendering error against the
-teacher, over the image of every virtual camera, from which a share of each batch's rays is
-drawn. Pseudo-labels cost nothing anywhere, so the rays can go where the student is worst."""
+"""Where a field still errs: a per-tile map of its recent rendering error over the image of
+every camera (training views when training, virtual cameras when distilling), from which a
+share of each batch's rays is drawn, so that rays go where the field is worst."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ UPDATE_RATE = 0.5
 
 class RayErrorMap:
     """Mean squared rendering error per tile: ``tiles x tiles`` tiles over the image of each of
-    ``n_cameras`` virtual cameras.
+    ``n_cameras`` cameras.
 
     :meth:`draw` takes ``guided_share`` of a batch's rays in proportion to the tiles' errors and
     the rest uniformly (a tile, then a uniform point in it, is a uniform pixel); :meth:`update`
@@ -51,8 +51,9 @@ class RayErrorMap:
 
     def update(self, tile: torch.Tensor, error: torch.Tensor) -> None:
         """Fold the squared errors ``error`` [n] of rays in tiles ``tile`` [n] into the map (no
-        host synchronisation)."""
-        error = error.detach().float()
+        host synchronisation). A non-finite error counts as an unseen tile's, so that a diverging
+        run fails where the loop checks its parameters, not here."""
+        error = torch.nan_to_num(error.detach().float(), nan=UNSEEN_ERROR, posinf=UNSEEN_ERROR, neginf=0.0)
         sums = torch.zeros_like(self.errors).index_add_(0, tile, error)
         counts = torch.zeros_like(self.errors).index_add_(0, tile, torch.ones_like(error))
         means = sums / counts.clamp(min=1.0)
