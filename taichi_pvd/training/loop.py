@@ -143,7 +143,6 @@ class OptimizationLoop:
         """The stage the current step belongs to, for loops that have stages."""
         return None
 
-
     # -- optimisation ------------------------------------------------------------------------------
 
     def build_optimizer(self) -> None:
