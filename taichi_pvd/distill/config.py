@@ -78,7 +78,11 @@ class DistillConfig:
     after 84 / 103 s against their 103 / 104 s. Off by default until measured on a GPU, where
     a step is bound by the host rather than by its samples."""
     error_tiles: int = 16
-    """Tiles per side of each virtual camera's image in the error map of ``error_guided_share``."""
+    """Tiles per side of each virtual camera's image in the error map of ``error_guided_share``.
+    With few rays a step for its tiles, a map stays mostly unvisited and its rays nearly uniform;
+    coarse tiles send more rays into the object. CPU demo as above, seed 0, share 0.5: 8 tiles
+    32.74 dB in 177 s, 16 tiles 31.07 dB in 124 s, 32 tiles 30.08 dB in 97 s; with 16 tiles,
+    shares 0.25 / 0.75 30.67 / 31.34 dB (uniform rays 29.63 dB in 103 s)."""
     init_head_from_teacher: bool = False
     """Copy the teacher's colour head into the student (when both have the shared head)."""
     virtual_cameras: int = 300
