@@ -9,7 +9,7 @@ from taichi_pvd.data import load_scene, write_demo_scene
 from taichi_pvd.data.camera_rig import CameraRig
 from taichi_pvd.distill.api import resolve_distill_config
 from taichi_pvd.distill.distiller import Distiller
-from taichi_pvd.data.error_map import UNSEEN_ERROR, UPDATE_RATE, RayErrorMap
+from taichi_pvd.data.error_map import UNSEEN_ERROR
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.fields import make_field
 from taichi_pvd.training.api import resolve_train_config
@@ -74,37 +74,6 @@ def test_error_guided_distillation_cuts_the_error_and_maps_it(teachers, scene, t
     # Every tile was visited (none keeps the unseen value) and holds a squared colour error.
     assert errors.shape == (distiller.config.virtual_cameras * 4 * 4,)
     assert bool((errors < UNSEEN_ERROR).all()) and bool((errors >= 0).all())
-
-
-def test_the_error_map_draws_rays_in_proportion_to_its_tiles_errors():
-    error_map = RayErrorMap(n_cameras=2, tiles=2, guided_share=1.0, device=torch.device("cpu"))
-    error_map.errors = torch.tensor([1.0, 0.0, 0.0, 3.0, 0.0, 0.0, 4.0, 0.0])
-    generator = torch.Generator().manual_seed(0)
-    tile, camera, pixels = error_map.draw(40000, width=10, height=6, generator=generator)
-    shares = torch.bincount(tile, minlength=8).double() / 40000
-    assert torch.allclose(shares, torch.tensor([0.125, 0, 0, 0.375, 0, 0, 0.5, 0], dtype=torch.float64), atol=0.01)
-    assert torch.equal(camera, tile // 4)
-    # Tile t of a camera covers columns [5 * (t % 2), 5 * (t % 2 + 1)) and rows [3 * (t // 2), ...).
-    column, row = (tile % 4) % 2, (tile % 4) // 2
-    assert bool(((pixels[:, 0] >= 5 * column) & (pixels[:, 0] < 5 * column + 5)).all())
-    assert bool(((pixels[:, 1] >= 3 * row) & (pixels[:, 1] < 3 * row + 3)).all())
-    uniform = RayErrorMap(n_cameras=2, tiles=2, guided_share=0.0, device=torch.device("cpu"))
-    uniform.errors = error_map.errors.clone()
-    tile, _, _ = uniform.draw(40000, width=10, height=6, generator=generator)
-    assert torch.allclose(torch.bincount(tile, minlength=8).double() / 40000,
-                          torch.full((8,), 0.125, dtype=torch.float64), atol=0.01)
-
-
-def test_the_error_map_averages_each_visited_tiles_error_and_keeps_the_others():
-    error_map = RayErrorMap(n_cameras=1, tiles=2, guided_share=0.5, device=torch.device("cpu"))
-    error_map.update(torch.tensor([0, 0, 2]), torch.tensor([0.2, 0.4, 0.1]))
-    expected = torch.tensor([UNSEEN_ERROR + UPDATE_RATE * (0.3 - UNSEEN_ERROR), UNSEEN_ERROR,
-                             UNSEEN_ERROR + UPDATE_RATE * (0.1 - UNSEEN_ERROR), UNSEEN_ERROR])
-    assert torch.allclose(error_map.errors, expected)
-    with pytest.raises(ValueError, match="guided_share"):
-        RayErrorMap(n_cameras=1, tiles=2, guided_share=1.5, device=torch.device("cpu"))
-    with pytest.raises(ConfigError, match="error-guided-share"):
-        resolve_distill_config("grid", {"error_guided_share": -0.1})
 
 
 class CallCounter:

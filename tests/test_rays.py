@@ -20,7 +20,8 @@ from taichi_pvd.data import (
     subpixel_offsets,
     write_demo_scene,
 )
-from taichi_pvd.data.error_map import RayErrorMap
+from taichi_pvd.data.error_map import UNSEEN_ERROR, UPDATE_RATE, RayErrorMap
+from taichi_pvd.distill.api import resolve_distill_config
 from taichi_pvd.errors import ConfigError
 
 
@@ -152,6 +153,39 @@ def test_an_error_guided_sampler_draws_pixels_of_the_tiles_its_map_favours(demo_
     _, directions = generate_rays(scene.c2w[batch.image_index], scene.intrinsics[batch.image_index], 16, 16,
                                   pixels=batch.pixel)
     torch.testing.assert_close(batch.directions, directions)
+
+
+def test_the_error_map_draws_rays_in_proportion_to_its_tiles_errors() -> None:
+    error_map = RayErrorMap(n_cameras=2, tiles=2, guided_share=1.0, device=torch.device("cpu"))
+    error_map.errors = torch.tensor([1.0, 0.0, 0.0, 3.0, 0.0, 0.0, 4.0, 0.0])
+    generator = torch.Generator().manual_seed(0)
+    tile, camera, pixels = error_map.draw(40000, width=10, height=6, generator=generator)
+    shares = torch.bincount(tile, minlength=8).double() / 40000
+    assert torch.allclose(shares, torch.tensor([0.125, 0, 0, 0.375, 0, 0, 0.5, 0], dtype=torch.float64), atol=0.01)
+    assert torch.equal(camera, tile // 4)
+    # Tile t of a camera covers columns [5 * (t % 2), 5 * (t % 2 + 1)) and rows [3 * (t // 2), ...).
+    column, row = (tile % 4) % 2, (tile % 4) // 2
+    assert bool(((pixels[:, 0] >= 5 * column) & (pixels[:, 0] < 5 * column + 5)).all())
+    assert bool(((pixels[:, 1] >= 3 * row) & (pixels[:, 1] < 3 * row + 3)).all())
+    uniform = RayErrorMap(n_cameras=2, tiles=2, guided_share=0.0, device=torch.device("cpu"))
+    uniform.errors = error_map.errors.clone()
+    tile, _, _ = uniform.draw(40000, width=10, height=6, generator=generator)
+    assert torch.allclose(torch.bincount(tile, minlength=8).double() / 40000,
+                          torch.full((8,), 0.125, dtype=torch.float64), atol=0.01)
+
+
+def test_the_error_map_averages_each_visited_tiles_error_and_keeps_the_others() -> None:
+    error_map = RayErrorMap(n_cameras=1, tiles=2, guided_share=0.5, device=torch.device("cpu"))
+    # Rays of squared errors 0.2, 0.4 and 0.1 in every channel.
+    rendered = torch.tensor([0.2, 0.4, 0.1]).sqrt()[:, None].expand(3, 3)
+    error_map.update(torch.tensor([0, 0, 2]), rendered, torch.zeros(3, 3))
+    expected = torch.tensor([UNSEEN_ERROR + UPDATE_RATE * (0.3 - UNSEEN_ERROR), UNSEEN_ERROR,
+                             UNSEEN_ERROR + UPDATE_RATE * (0.1 - UNSEEN_ERROR), UNSEEN_ERROR])
+    assert torch.allclose(error_map.errors, expected)
+    with pytest.raises(ValueError, match="guided_share"):
+        RayErrorMap(n_cameras=1, tiles=2, guided_share=1.5, device=torch.device("cpu"))
+    with pytest.raises(ConfigError, match="error-guided-share"):
+        resolve_distill_config("grid", {"error_guided_share": -0.1})
 
 
 def test_subpixel_offsets_are_the_centres_of_equal_strata() -> None:

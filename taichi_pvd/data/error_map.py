@@ -49,11 +49,13 @@ class RayErrorMap:
         size = torch.tensor([width, height], device=device, dtype=torch.float32) / self.tiles
         return tile, camera, (corner + offset) * size
 
-    def update(self, tile: torch.Tensor, error: torch.Tensor) -> None:
-        """Fold the squared errors ``error`` [n] of rays in tiles ``tile`` [n] into the map (no
+    def update(self, tile: torch.Tensor, rendered: torch.Tensor, target: torch.Tensor) -> None:
+        """Fold the errors of rays in tiles ``tile`` [n], rendered as ``rendered`` [n, 3] where
+        ``target`` [n, 3] was wanted (mean squared error over the channels), into the map (no
         host synchronisation). A non-finite error counts as an unseen tile's, so that a diverging
         run fails where the loop checks its parameters, not here."""
-        error = torch.nan_to_num(error.detach().float(), nan=UNSEEN_ERROR, posinf=UNSEEN_ERROR, neginf=0.0)
+        error = (rendered.detach().float() - target.detach().float()).square().mean(dim=1)
+        error = torch.nan_to_num(error, nan=UNSEEN_ERROR, posinf=UNSEEN_ERROR, neginf=0.0)
         sums = torch.zeros_like(self.errors).index_add_(0, tile, error)
         counts = torch.zeros_like(self.errors).index_add_(0, tile, torch.ones_like(error))
         means = sums / counts.clamp(min=1.0)

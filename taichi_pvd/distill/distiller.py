@@ -18,7 +18,6 @@ import torch.nn.functional as F
 
 from ..data import Scene, generate_rays, image_rays
 from ..data.camera_rig import CameraRig
-from ..data.error_map import RayErrorMap
 from ..errors import ConfigError
 from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
@@ -84,8 +83,7 @@ class Distiller(OptimizationLoop):
         super().__init__(student, grid, LoopSettings.from_config(config), out_dir, device)
         self.cameras = virtual_cameras(rig, config.virtual_cameras,
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
-        if config.error_guided_share > 0:
-            self.error_map = RayErrorMap(config.virtual_cameras, config.error_tiles, config.error_guided_share, device)
+        self.build_error_map(config.virtual_cameras)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self._prefetched: TeacherBatch | None = None
         #: Optional ground-truth views (composited on white) scored at each validation, for
@@ -192,7 +190,7 @@ class Distiller(OptimizationLoop):
             out = composite_samples(density_from_raw(s_feat[:, 0]), s_rgb, samples, background, c.marching)
             parts["rgb"] = F.mse_loss(out.rgb, target)
             if self.error_map is not None:
-                self.error_map.update(batch.tiles, (out.rgb.detach() - target).square().mean(dim=1))
+                self.error_map.update(batch.tiles, out.rgb, target)
             loss = loss + c.rgb_weight * parts["rgb"] + self.field.regularization(self.generator)
         parts = {k: v.detach() for k, v in parts.items()}
         return loss, samples.n_samples / n, parts

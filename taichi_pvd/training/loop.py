@@ -69,6 +69,8 @@ class LoopSettings:
     time_limit_s: float
     snapshot_times_s: tuple[float, ...]
     ema_decay: float
+    error_guided_share: float
+    error_tiles: int
 
     @classmethod
     def from_config(cls, config: Any) -> "LoopSettings":
@@ -110,7 +112,8 @@ class OptimizationLoop:
         #: checkpoint stores this so that resuming redraws the same batch.
         self.rng_state_before_prefetch: torch.Tensor | None = None
         #: The field's recent error per image tile that guides a share of the rays
-        #: (``error_guided_share``; None: uniform rays), kept in checkpoints. Set by subclasses.
+        #: (``error_guided_share``; None: uniform rays), kept in checkpoints; subclasses call
+        #: :meth:`build_error_map` once they know their cameras.
         self.error_map: RayErrorMap | None = None
         self.build_optimizer()
 
@@ -142,6 +145,13 @@ class OptimizationLoop:
     def stage(self) -> int | None:
         """The stage the current step belongs to, for loops that have stages."""
         return None
+
+    def build_error_map(self, n_cameras: int) -> None:
+        """Start the error map over the images of ``n_cameras`` cameras (none without
+        ``error_guided_share``)."""
+        s = self.settings
+        self.error_map = (RayErrorMap(n_cameras, s.error_tiles, s.error_guided_share, self.device)
+                          if s.error_guided_share > 0 else None)
 
     # -- optimisation ------------------------------------------------------------------------------
 

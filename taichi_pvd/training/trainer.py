@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from ..data import RayBatch, RaySampler, Scene, image_rays
-from ..data.error_map import RayErrorMap
 from ..fields import RadianceField
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
@@ -47,8 +46,7 @@ class Trainer(OptimizationLoop):
                              contracted=scene.contraction is not None)
         grid.mark_all_occupied()
         super().__init__(field, grid, LoopSettings.from_config(config), out_dir, device)
-        if config.error_guided_share > 0:
-            self.error_map = RayErrorMap(len(scene), config.error_tiles, config.error_guided_share, device)
+        self.build_error_map(len(scene))
         self.sampler = RaySampler(scene, config.batch_rays, self.generator, jitter=config.pixel_jitter,
                                   error_map=self.error_map)
         self._prefetched: tuple[RayBatch, torch.Tensor, PackedSamples] | None = None
@@ -108,7 +106,7 @@ class Trainer(OptimizationLoop):
         target = batch.rgb_on(background)
         rgb_loss = F.mse_loss(out.rgb, target)
         if self.error_map is not None:
-            self.error_map.update(batch.tile, (out.rgb.detach() - target).square().mean(dim=1))
+            self.error_map.update(batch.tile, out.rgb, target)
         loss = rgb_loss + self.field.regularization(self.generator)
         if c.opacity_entropy_weight:
             loss = loss + c.opacity_entropy_weight * opacity_entropy(out.opacity)
