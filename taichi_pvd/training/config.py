@@ -49,7 +49,8 @@ class TrainConfig:
     ema_decay: float = 0.0
     """Decay of an exponential moving average of the parameters, updated after every step;
     the run validates, renders and saves the average (Instant-NGP's 0.95). 0: off, the last
-    step's parameters."""
+    step's parameters. On lego at 400x400 (hash, finest level 512, 4 features a level, 120 s
+    on an H100) 0.99 scored 35.05 / 35.07 dB with seeds 0 / 1 against 34.98 / 35.00 without."""
     opacity_entropy_weight: float = 0.0
     """Weight of the mean of ``-o log o`` over the batch's rays, ``o`` a ray's accumulated
     opacity: pushes every ray to fully opaque or fully clear, against semi-transparent floaters
