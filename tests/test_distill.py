@@ -167,6 +167,7 @@ def test_a_student_architecture_brings_its_distillation_defaults_and_options_ove
     mlp = resolve_distill_config("mlp", {})
     assert (mlp.batch_rays, mlp.ema_decay, mlp.lr) == (16384, 0.99, 3e-3)
     assert (mlp.feature_weight, mlp.density_weight, mlp.colour_weight) == (4e-4, 4e-4, 4e-4)
+    assert mlp.mixed_precision and not resolve_distill_config("mlp", {"mixed_precision": False}).mixed_precision
     assert resolve_distill_config("mlp", {"lr": 1e-3, "density_weight": 2e-3}).lr == 1e-3
     assert resolve_distill_config("mlp", {"density_weight": 2e-3}).density_weight == 2e-3
     assert resolve_distill_config("mlp", {"batch_rays": 1024, "ema_decay": None}).batch_rays == 1024
@@ -174,6 +175,7 @@ def test_a_student_architecture_brings_its_distillation_defaults_and_options_ove
     hash_student = resolve_distill_config("hash", {})
     assert (hash_student.batch_rays, hash_student.ema_decay) == (4096, 0.0)
     assert (hash_student.feature_weight, hash_student.lr) == (2e-3, 1e-2)
+    assert not hash_student.mixed_precision
 
 
 def test_a_teacher_whose_occupancy_grid_is_still_bare_gets_a_hint(teachers, scene, tmp_path):

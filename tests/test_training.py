@@ -96,6 +96,21 @@ def test_an_architectures_training_defaults_sit_between_the_library_and_the_user
     assert (grid_config.batch_rays, grid_config.lr) == (16384, 1e-1)
     chosen = resolve_train_config("grid", {"batch_rays": 2048, "lr": None})
     assert (chosen.batch_rays, chosen.lr) == (2048, 1e-1)
+    assert resolve_train_config("mlp").mixed_precision and not hash_config.mixed_precision
+    assert not resolve_train_config("mlp", {"mixed_precision": False}).mixed_precision
+
+
+def test_float16_autocast_is_ignored_on_the_cpu(demo_scene, tmp_path):
+    train_scene, _ = demo_scene
+    losses = []
+    for mixed in (True, False):
+        torch.manual_seed(0)  # the mlp's layers draw their weights from the global generator
+        field = make_field("mlp", train_scene.aabb, {"frequencies": 4, "depth": 3, "width": 32, "skip_index": 1})
+        config = resolve_train_config("mlp", {**SETTINGS, "steps": 5, "mixed_precision": mixed})
+        trainer = Trainer(field, train_scene, None, config, tmp_path / str(mixed))
+        assert not trainer.amp
+        losses.append([float(trainer.optimizer_step()[0]) for _ in range(5)])
+    assert losses[0] == losses[1]
 
 
 def test_opacity_entropy_is_zero_for_clear_and_opaque_rays_and_pushes_others_to_either():

@@ -102,7 +102,8 @@ class DistillConfig:
     checkpoint_every: int = 2000
     """Steps between checkpoints (0: at the end and on interruption only)."""
     mixed_precision: bool = False
-    """float16 autocast for the MLPs on CUDA (off by default: see :class:`TrainConfig`)."""
+    """float16 autocast for the MLPs (teacher's and student's) on CUDA; ignored on the CPU. Off
+    by default, on for an mlp student (its ``distill_defaults``); see :class:`TrainConfig`."""
     seed: int = 0
     """Seed of every random draw."""
     time_limit_s: float = 0.0
