@@ -102,8 +102,8 @@ class DistillConfig:
     checkpoint_every: int = 2000
     """Steps between checkpoints (0: at the end and on interruption only)."""
     mixed_precision: bool = False
-    """float16 autocast for the MLPs (teacher's and student's) on CUDA; ignored on the CPU. Off
-    by default, on for an mlp student (its ``distill_defaults``); see :class:`TrainConfig`."""
+    """Autocast for the MLPs (teacher's and student's) on CUDA, as :class:`TrainConfig`'s;
+    ignored on the CPU. Off by default, on for an mlp student (its ``distill_defaults``)."""
     seed: int = 0
     """Seed of every random draw."""
     time_limit_s: float = 0.0

@@ -23,6 +23,7 @@ from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
+from ..rendering.inference import inference_fn
 from ..rendering.volume import composite_samples, keep_composited, march, render_rays_chunked
 from ..training.loop import LoopSettings, OptimizationLoop
 from .config import DistillConfig
@@ -213,12 +214,8 @@ class Distiller(OptimizationLoop):
         return self._val_views
 
     def _render(self, field: RadianceField, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        def field_fn(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            with self.autocast():
-                sigma, rgb = field(x, d)
-            return sigma.float(), rgb.float()
-
-        rgb, _, _ = render_rays_chunked(field_fn, self.grid, origins, directions, near=self.rig.near,
+        """``field``'s colours [N, 3] of rays on white, rendered as ``pvd-ti render`` does."""
+        rgb, _, _ = render_rays_chunked(inference_fn(field), self.grid, origins, directions, near=self.rig.near,
                                         far=self.rig.far, background=torch.ones(3, device=self.device),
                                         config=self.config.marching)
         return rgb

@@ -104,7 +104,12 @@ class OptimizationLoop:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(settings.seed)
         self.amp = settings.mixed_precision and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp, init_scale=2.0**10)
+        #: bfloat16 where the GPU has it: float32's range, so that small gradients (the
+        #: distillation's per-point losses: about 1e-9 an element before scaling on lego) neither
+        #: vanish nor need a loss scale; float16 with a dynamic loss scale on older GPUs.
+        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16,
+                                           init_scale=2.0**10)
         self.step = 0
         self.train_seconds = 0.0
         self.last_val_psnr: float | None = None
@@ -186,8 +191,9 @@ class OptimizationLoop:
             g["lr"] = g["initial_lr"] * factor
 
     def autocast(self):
-        """float16 autocast context for field evaluation (a no-op on the CPU)."""
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+        """Autocast context (``amp_dtype``) for the field evaluations of a step; a no-op without
+        ``mixed_precision`` and on the CPU."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
     def optimizer_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
         """One full step: schedule hooks, loss, backward, Adam."""
@@ -235,7 +241,7 @@ class OptimizationLoop:
             "step": self.step,
             "train_seconds": self.train_seconds,
             "optimizer_groups": groups,
-            "grad_scale": float(self.scaler.get_scale()) if self.amp else 1.0,
+            "grad_scale": float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0,
             "val_psnr_db": self.last_val_psnr,
         }
         config = {
@@ -278,7 +284,7 @@ class OptimizationLoop:
         self.step = int(ckpt.meta["step"])
         self.train_seconds = float(ckpt.meta["train_seconds"])
         self.last_val_psnr = ckpt.meta.get("val_psnr_db")
-        if self.amp:
+        if self.scaler.is_enabled():
             self.scaler.update(float(ckpt.meta["grad_scale"]))
 
     def _keep_due_snapshots(self) -> None:

@@ -14,6 +14,7 @@ from ..fields import RadianceField
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
 from ..kernels.marching import PackedSamples
+from ..rendering.inference import inference_fn
 from ..rendering.volume import composite_samples, march, render_rays_chunked
 from .config import TrainConfig
 from .loop import LoopSettings, OptimizationLoop
@@ -114,10 +115,10 @@ class Trainer(OptimizationLoop):
 
     def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
         """Render view ``index`` of ``scene`` as an image [H, W, 3] (white background unless
-        given)."""
+        given), as ``pvd-ti render`` does (float16 autocast on CUDA)."""
         origins, directions = image_rays(scene, index)
         bg = torch.ones(3, device=self.device) if background is None else background
-        rgb, _, _ = render_rays_chunked(self.field_fn, self.grid, origins, directions,
+        rgb, _, _ = render_rays_chunked(inference_fn(self.field), self.grid, origins, directions,
                                         near=scene.near, far=scene.far, background=bg,
                                         config=self.config.marching)
         return rgb.reshape(scene.height, scene.width, 3)
