@@ -44,8 +44,8 @@ SNAPSHOT_OPTION = click.option(
          "e.g. --snapshot-at 300,600.")
 MIXED_PRECISION_OPTION = click.option(
     "--mixed-precision/--no-mixed-precision", default=None,
-    help="Autocast for the MLPs on CUDA, bfloat16 where the GPU has it, else float16 (default: on for "
-         "the mlp, off for the others, whose small MLPs run float32 products in TF32).")
+    help="Autocast for the MLPs on CUDA: float16 in training, bfloat16 in distillation where the GPU has "
+         "it (default: on for the mlp, off for the others, whose small MLPs run float32 products in TF32).")
 
 
 def _reproducible_if_seeded(seed: int | None) -> None:

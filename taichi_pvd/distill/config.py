@@ -102,8 +102,10 @@ class DistillConfig:
     checkpoint_every: int = 2000
     """Steps between checkpoints (0: at the end and on interruption only)."""
     mixed_precision: bool = False
-    """Autocast for the MLPs (teacher's and student's) on CUDA, as :class:`TrainConfig`'s;
-    ignored on the CPU. Off by default, on for an mlp student (its ``distill_defaults``)."""
+    """Autocast for the MLPs (teacher's and student's) on CUDA, in bfloat16 where the GPU has it
+    (float16 with a dynamic loss scale elsewhere: the per-point losses' small gradients need
+    bfloat16's range, see :class:`~taichi_pvd.distill.distiller.Distiller`); ignored on the CPU.
+    Off by default, on for an mlp student (its ``distill_defaults``)."""
     seed: int = 0
     """Seed of every random draw."""
     time_limit_s: float = 0.0

@@ -78,6 +78,7 @@ class NeRFField(RadianceField):
     #: (ignored on the CPU): on lego, 5 minutes alone on an H100 each (106a892, same call), 30,382
     #: steps and 33.79 dB test against 22,125 steps and 32.82 dB in float32 (TF32 products); per
     #: step the two runs learn alike (33.5 dB on the validation views after 18.0k and 17.8k steps).
+    #: A second float16 run (6834f30) scored 33.68 dB in 28,621 steps.
     train_defaults = {"lr": 2e-3, "mixed_precision": True}
     #: A distillation step into the mlp is bound by the host, not by the student's 8x256
     #: network: twice the rays cost about 6% more time a step, and rendering with the
@@ -92,11 +93,13 @@ class NeRFField(RadianceField):
     #: GPU, 60 s): 31 dB after 22-23 s against 25-26 s and 32 dB after 29-32 s against 33-34 s
     #: (three seeds each, same call, stage 3 from the start); with the stages, 31 dB after 20 s
     #: against 24 s in the call before. The 60 s end is the same (33.20-33.26 against
-    #: 33.19-33.27 dB): more rays a step cost about a fifth more time a step. Float16 autocast,
-    #: as in training (106a892, four-GPU H100 machine, each run alone on its GPU, same call,
-    #: seeds 0-2, 60 s): 32.93 / 32.86 / 32.70 dB test against 32.56 / 32.61 / 32.71 in float32,
-    #: 31 dB after 18 s against 20-21 s; with 8192 or 32768 rays under autocast 32.53 and
-    #: 31.76-32.05 dB.
+    #: 33.19-33.27 dB): more rays a step cost about a fifth more time a step. Autocast, in
+    #: bfloat16 for distillation (1cb7383, four-GPU H100 machine, each run alone on its GPU, same
+    #: call, 60 s): seeds 0-4 ended at 32.27-32.72 dB test (mean 32.56) in 5,299-5,745 steps,
+    #: seeds 0-2 in float32 at 32.25-32.55 (mean 32.38) in 4,616-4,943 steps. In float16
+    #: (106a892) three seeds had ended at 32.70-32.93 against 32.56-32.71 in float32, but at
+    #: 6834f30 one of four stalled at 9.5 dB (see ``Distiller.prefers_bfloat16``). With 8192 or
+    #: 32768 rays under float16 autocast: 32.53 and 31.76-32.05 dB.
     distill_defaults = {"batch_rays": 16384, "ema_decay": 0.99, "lr": 3e-3, "mixed_precision": True,
                         "feature_weight": 4e-4, "density_weight": 4e-4, "colour_weight": 4e-4}
 

@@ -94,6 +94,10 @@ class OptimizationLoop:
     Subclasses implement :meth:`train_step`, :meth:`validate` and :meth:`checkpoint_config`.
     """
 
+    #: Autocast (``mixed_precision``) in bfloat16 where the GPU has it instead of float16 with a
+    #: dynamic loss scale: float32's range at a quarter of float16's precision.
+    prefers_bfloat16: bool = False
+
     def __init__(self, field: RadianceField, grid: OccupancyGrid, settings: LoopSettings,
                  out_dir: str | Path, device: torch.device):
         self.settings = settings
@@ -104,10 +108,8 @@ class OptimizationLoop:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(settings.seed)
         self.amp = settings.mixed_precision and device.type == "cuda"
-        #: bfloat16 where the GPU has it: float32's range, so that small gradients (the
-        #: distillation's per-point losses: about 1e-9 an element before scaling on lego) neither
-        #: vanish nor need a loss scale; float16 with a dynamic loss scale on older GPUs.
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = (torch.bfloat16 if self.amp and self.prefers_bfloat16 and torch.cuda.is_bf16_supported()
+                          else torch.float16)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16,
                                            init_scale=2.0**10)
         self.step = 0
