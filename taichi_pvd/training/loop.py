@@ -243,7 +243,7 @@ class OptimizationLoop:
             "step": self.step,
             "train_seconds": self.train_seconds,
             "optimizer_groups": groups,
-            "grad_scale": float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0,
+            "grad_scale": float(self.scaler.get_scale()) if self.scaler.is_enabled() else None,
             "val_psnr_db": self.last_val_psnr,
         }
         config = {
@@ -286,7 +286,9 @@ class OptimizationLoop:
         self.step = int(ckpt.meta["step"])
         self.train_seconds = float(ckpt.meta["train_seconds"])
         self.last_val_psnr = ckpt.meta.get("val_psnr_db")
-        if self.scaler.is_enabled():
+        # A run saved without the loss scale (float32, bfloat16) resumed under float16 starts
+        # from the initial scale.
+        if self.scaler.is_enabled() and ckpt.meta.get("grad_scale") is not None:
             self.scaler.update(float(ckpt.meta["grad_scale"]))
 
     def _keep_due_snapshots(self) -> None:
