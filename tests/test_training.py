@@ -100,7 +100,7 @@ def test_an_architectures_training_defaults_sit_between_the_library_and_the_user
     assert not resolve_train_config("mlp", {"mixed_precision": False}).mixed_precision
 
 
-def test_float16_autocast_is_ignored_on_the_cpu(demo_scene, tmp_path):
+def test_autocast_is_ignored_on_the_cpu(demo_scene, tmp_path):
     train_scene, _ = demo_scene
     losses = []
     for mixed in (True, False):

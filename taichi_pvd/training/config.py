@@ -74,10 +74,10 @@ class TrainConfig:
     by default, on for the mlp (its ``train_defaults``: the 8x256 network trains 1.37x more steps
     a second). In bfloat16 a 5-minute lego mlp scored 33.31 dB test against 33.68 / 33.79 in
     float16 (H100, 1cb7383 against 6834f30 / 106a892, about as many steps), so training stays in
-    float16 (distillation takes bfloat16: see its ``mixed_precision``). The small MLPs of the other fields run their float32 products on tensor cores in
-    TF32 already, and on an H100 a lego hash step took 11.4 ms in float32 against 14.1 ms under
-    autocast (its casts and loss scaling cost more host time than the halved activations save;
-    ``benchmarks/profile_train.py``)."""
+    float16 (distillation takes bfloat16: see its ``mixed_precision``). The small MLPs of the
+    other fields run their float32 products on tensor cores in TF32 already, and on an H100 a
+    lego hash step took 11.4 ms in float32 against 14.1 ms under autocast (its casts and loss
+    scaling cost more host time than the halved activations save; ``benchmarks/profile_train.py``)."""
     error_guided_share: float = 0.0
     """Share of each step's rays drawn in proportion to the field's recent error, kept per tile
     of every training image (the rest uniform over all pixels; 0: all uniform), as
