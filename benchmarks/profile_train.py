@@ -80,10 +80,12 @@ def make_distiller(args, overrides: dict, device: torch.device) -> tuple[Distill
     student = make_field(args.model, loaded.field.aabb.detach().cpu())
     distiller = Distiller(loaded.field, loaded.grid, student, CameraRig(**loaded.config["camera_rig"]), config,
                           "/tmp/pvd-profile-distill", device)
-    stages = [(distiller_module, "march", "march"), (distiller.teacher, "features", "teacher features"),
-              (distiller_module, "keep_composited", "keep composited"),
-              (distiller.field, "features", "student features"), (distiller.teacher, "colour", "teacher colour"),
-              (distiller.field, "colour", "student colour"), (distiller_module, "composite_samples", "composite"),
+    stages = [(distiller_module, "march", "march (block)"), (distiller.teacher, "features", "teacher features (block)"),
+              (distiller_module, "keep_composited", "keep composited (block)"),
+              (distiller.teacher, "colour", "teacher colour (block)"), (distiller_module, "pack_block", "pack (block)"),
+              (distiller.field, "features", "student features"),
+              (distiller.field, "colour_from_encoding", "student colour"),
+              (distiller_module, "composite_slots", "composite"),
               (distiller.scaler, "step", "optimizer step"), (torch.Tensor, "backward", "backward")]
     if distiller.average is not None:
         stages.append((distiller.average, "update", "parameter average"))
@@ -114,6 +116,13 @@ def main() -> None:
         loop.optimizer_step()
     torch.cuda.synchronize() if device.type == "cuda" else None
     plain = (time.perf_counter() - t0) / args.steps
+    print(f"step: {plain * 1e3:.2f} ms ({loop.config.batch_rays} rays/step)")
+    if getattr(loop, "graphs", None) is not None and loop.graphs.enabled:
+        # Synchronising stages inside a captured step is impossible: profile the replays only.
+        print(f"{loop.graphs.captured} step(s) captured as CUDA graphs; pass --train-set cuda_graphs=false "
+              "for the per-stage breakdown")
+        profile_device(loop)
+        return
 
     import cProfile
     import pstats
@@ -144,15 +153,21 @@ def main() -> None:
           f"{spp / args.steps:.1f} samples/ray; {loop.config.batch_rays} rays/step")
     for name, seconds in sorted(timer.totals.items(), key=lambda kv: -kv[1]):
         print(f"  {name:20s} {seconds / args.steps * 1e3:7.2f} ms")
-    if device.type == "cuda":
-        from torch.profiler import ProfilerActivity, profile
+    profile_device(loop)
 
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(20):
-                loop.optimizer_step()
-            torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
-        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
+
+def profile_device(loop) -> None:
+    """The top kernels and host operations of 20 steps (torch profiler), on CUDA only."""
+    if loop.device.type != "cuda":
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(20):
+            loop.optimizer_step()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
+    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":

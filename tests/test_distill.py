@@ -9,6 +9,7 @@ from taichi_pvd.data import load_scene, write_demo_scene
 from taichi_pvd.data.camera_rig import CameraRig
 from taichi_pvd.distill.api import resolve_distill_config
 from taichi_pvd.distill.distiller import Distiller
+from taichi_pvd.distill.label_blocks import chunk_capacity
 from taichi_pvd.data.error_map import UNSEEN_ERROR
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.fields import make_field
@@ -87,23 +88,24 @@ class CallCounter:
 
 def test_stage_one_runs_neither_colour_head_nor_compositor(teachers, scene, tmp_path, monkeypatch):
     distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path, steps=9, stage1_steps=3, stage2_steps=3)
-    compositor = CallCounter(distiller_module.composite_samples)
-    monkeypatch.setattr(distiller_module, "composite_samples", compositor)
+    compositor = CallCounter(distiller_module.composite_slots)
+    monkeypatch.setattr(distiller_module, "composite_slots", compositor)
     teacher_colour = CallCounter(distiller.teacher.colour)
-    student_colour = CallCounter(distiller.field.colour)
+    student_colour = CallCounter(distiller.field.colour_from_encoding)
     monkeypatch.setattr(distiller.teacher, "colour", teacher_colour)
-    monkeypatch.setattr(distiller.field, "colour", student_colour)
+    monkeypatch.setattr(distiller.field, "colour_from_encoding", student_colour)
     seen = []
     for _ in range(9):
         stage = distiller.stage()
         _, _, parts = distiller.optimizer_step()
-        seen.append((stage, compositor.calls, teacher_colour.calls + student_colour.calls, sorted(parts)))
-    stage1 = [s for s in seen if s[0] == 1]
-    assert len(stage1) == 3 and all(calls == 0 and colours == 0 for _, calls, colours, _ in stage1)
-    assert all(parts == ["feature"] for *_, parts in stage1)
-    stage2_end = seen[5]
-    assert stage2_end[0] == 2 and stage2_end[1] == 0 and stage2_end[2] == 6
-    assert seen[-1][0] == 3 and seen[-1][1] == 6 and "rgb" in seen[-1][3]
+        seen.append((stage, compositor.calls, teacher_colour.calls, student_colour.calls, sorted(parts)))
+    assert [s[0] for s in seen] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    # Stage 1: features only, on either side.
+    assert all(s[1:4] == (0, 0, 0) and s[4] == ["feature"] for s in seen[:3])
+    # Stage 2: both colours at every step (the teacher's once for the stage's block), no compositing.
+    assert seen[5][1:4] == (0, 1, 3) and seen[5][4] == ["colour", "density", "feature"]
+    # Stage 3: the teacher's rays composited once for the block, the student's every step.
+    assert seen[-1][1:4] == (1 + 3, 2, 6) and "rgb" in seen[-1][4]
 
 
 def constant_density_grid(scene, raw: float):
@@ -119,7 +121,7 @@ def test_raw_densities_are_compared_after_clipping(teachers, scene, tmp_path, cl
                                density_clip=clip)
     distiller.teacher = constant_density_grid(scene, 20.0)
     distiller.field = constant_density_grid(scene, 10.0)
-    _, _, parts = distiller.train_step()
+    _, _, parts = distiller.optimizer_step()
     # Both raw densities lie above the clip's upper end (7): clipped, they agree.
     assert float(parts["density"]) == pytest.approx(expected)
 
@@ -141,13 +143,14 @@ def test_student_sees_only_the_samples_in_front_of_the_teachers_surfaces(teacher
 
     distiller.teacher.features = recording("teacher", distiller.teacher.features)
     distiller.field.features = recording("student", distiller.field.features)
-    _, samples_per_ray, parts = distiller.train_step()
-    assert seen["teacher"] > 2 * distiller.config.batch_rays
+    _, samples_per_ray, parts = distiller.optimizer_step()
+    # One teacher pass labels the block's four steps; each step takes a chunk of a quarter of it.
+    assert seen["teacher"] > 4 * 2 * distiller.config.batch_rays
     if skip:
         assert 0 < seen["student"] <= distiller.config.batch_rays
-        assert samples_per_ray <= 1.0
+        assert samples_per_ray == 1.0
     else:
-        assert seen["student"] == seen["teacher"]
+        assert seen["student"] == chunk_capacity(seen["teacher"], 4)
     assert "rgb" in parts
 
 

@@ -80,23 +80,26 @@ def _interrupt(loop_class, at_step: int, how: str):
     ``"request"``: :func:`request_stop` at the same point. In both, the step is finished and
     ``at_step + 1`` steps are saved.
     """
-    original = loop_class.train_step
+    # The method each loop calls once a step, after drawing its batch and before its backward
+    # pass: the trainer's loss, the distiller's labels of the step.
+    name = "step_labels" if loop_class is Distiller else "train_step"
+    original = getattr(loop_class, name)
 
-    def train_step(self):
+    def interrupted(self, *args):
         if how == "keyboard-interrupt" and self.step == at_step:
             raise KeyboardInterrupt
-        result = original(self)
+        result = original(self, *args)
         if how == "sigint" and self.step == at_step:
             signal.raise_signal(signal.SIGINT)
         elif how == "request" and self.step == at_step:
             request_stop()
         return result
 
-    loop_class.train_step = train_step
+    setattr(loop_class, name, interrupted)
     try:
         yield
     finally:
-        loop_class.train_step = original
+        setattr(loop_class, name, original)
 
 
 def _interrupted_then_resumed(run, out: Path, loop_class, at_step: int, how: str) -> dict:

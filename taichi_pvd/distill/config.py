@@ -83,6 +83,13 @@ class DistillConfig:
     coarse tiles send more rays into the object. CPU demo as above, seed 0, share 0.5: 8 tiles
     32.74 dB in 177 s, 16 tiles 31.07 dB in 124 s, 32 tiles 30.08 dB in 97 s; with 16 tiles,
     shares 0.25 / 0.75 30.67 / 31.34 dB (uniform rays 29.63 dB in 103 s)."""
+    label_block_steps: int = 8
+    """Steps whose pseudo-labels the teacher draws in one pass (each step then takes a chunk of
+    the block's rays with a fixed number of sample slots). Blocks end where stages end."""
+    cuda_graphs: bool = True
+    """On a GPU, run each step into a torch-only student (the mlp) as a CUDA graph, replayed
+    with one launch instead of a few hundred (not under a float16 loss scale). Set false if the
+    capture fails on your setup."""
     init_head_from_teacher: bool = False
     """Copy the teacher's colour head into the student (when both have the shared head)."""
     virtual_cameras: int = 300
@@ -121,7 +128,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""
-        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size"):
+        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size", "label_block_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):

@@ -1,20 +1,20 @@
 """Progressive Volume Distillation: a student field learns to match a teacher field on
 pseudo-label rays, block-wise in three stages.
 
-Teacher and student are evaluated at the same packed samples, marched once per step through
-the teacher's occupancy grid, which the student inherits; by default the student then sees only
-the samples in front of the teacher's surfaces (``DistillConfig.skip_occluded``).
+Teacher and student are evaluated at the same packed samples, marched through the teacher's
+occupancy grid, which the student inherits; by default the student then sees only the samples in
+front of the teacher's surfaces (``DistillConfig.skip_occluded``). The teacher labels a block of
+steps' rays at a time (:mod:`~taichi_pvd.distill.label_blocks`), each step one fixed-size chunk
+of them, so a step into a torch-only student (the mlp) runs as a CUDA graph on a GPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..data import Scene, generate_rays, image_rays
 from ..data.camera_rig import CameraRig
@@ -24,28 +24,21 @@ from ..kernels.marching import PackedSamples
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
 from ..rendering.inference import inference_fn
-from ..rendering.volume import composite_samples, keep_composited, march, render_rays_chunked
+from ..rendering.slot_compositing import composite_slots
+from ..rendering.volume import keep_composited, march, render_rays_chunked
 from ..training.loop import LoopSettings, OptimizationLoop
+from ..training.step_graphs import StepGraphs
 from .config import DistillConfig
+from .label_blocks import LabelBlock, LabelChunk, block_slots, chunk_capacity, chunk_layout, kept_samples, pack_block
 from .virtual_rays import sample_virtual_rays, virtual_cameras, virtual_rays_through
 
+
+#: Seeds of the label blocks: ``seed * BLOCK_SEED_STRIDE + first step of the block``.
+BLOCK_SEED_STRIDE = 1_000_003
 
 #: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
 #: object teachers mark a few percent: 5-9% on the demo scene).
 BARE_GRID_FRACTION = 0.5
-
-
-@dataclass
-class TeacherBatch:
-    """One step's pseudo-label samples and the teacher's features at them."""
-
-    samples: PackedSamples
-    """Samples along virtual-camera rays (only those the teacher composites, with
-    ``skip_occluded``)."""
-    features: torch.Tensor
-    """[S, teacher.feature_dim] float32: the teacher's phi1 at ``samples.positions``."""
-    tiles: torch.Tensor | None = None
-    """[N] int64: each ray's tile in the error map (None without ``error_guided_share``)."""
 
 
 def features_comparable(teacher: RadianceField, student: RadianceField) -> bool:
@@ -92,7 +85,16 @@ class Distiller(OptimizationLoop):
                                        (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
         self.build_error_map(config.virtual_cameras)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
-        self._prefetched: TeacherBatch | None = None
+        #: The labels of the current block of steps and its first step.
+        self.block: LabelBlock | None = None
+        self.block_start = 0
+        #: Sample slots of every step's chunk, set by the run's first block.
+        self.capacity: int | None = None
+        self._buffers: LabelChunk | None = None
+        #: Steps into a torch-only student run as CUDA graphs (not under a float16 loss scale,
+        #: whose step checks the gradients on the host).
+        self.graphs = StepGraphs(config.cuda_graphs and self.device.type == "cuda" and student.graph_capturable
+                                 and not self.scaler.is_enabled(), before_capture=self.make_optimizer_capturable)
         #: Optional ground-truth views (composited on white) scored at each validation, for
         #: benchmarks that compare distillation with training on the same images; never used
         #: by the losses.
@@ -111,46 +113,95 @@ class Distiller(OptimizationLoop):
             "train the teacher longer (--resume) or pass a smaller --batch-rays"
         ]
 
-    # -- the losses ------------------------------------------------------------------------------
+    # -- pseudo-labels, a block of steps at a time ----------------------------------------------
 
-    def _draw_samples(self) -> tuple[PackedSamples, torch.Tensor | None]:
-        """Rays of random virtual cameras (a share guided by the error map, if any), marched
-        through the (inherited) occupancy grid; with the rays' tiles in the error map."""
+    def _block_bounds(self, step: int) -> tuple[int, int]:
+        """First step and length of the label block holding ``step``: blocks of
+        ``label_block_steps`` from the start of each stage, cut at the stage's end."""
         c = self.config
-        tiles = None
+        stage1, stage2 = c.stage_lengths()
+        cuts = sorted({0, stage1, stage1 + stage2, c.steps}) if c.blockwise else [0, c.steps]
+        base = max(b for b in cuts if b <= step)
+        end = min([b for b in cuts if b > step] + [max(c.steps, step + 1)])
+        start = base + (step - base) // c.label_block_steps * c.label_block_steps
+        return start, min(c.label_block_steps, end - start)
+
+    def _teacher_samples(self, start: int, length: int
+                         ) -> tuple[PackedSamples, torch.Tensor, dict[str, torch.Tensor]]:
+        """The samples of block ``start``'s rays (``length`` steps' worth, from random virtual
+        cameras, a share guided by the error map, if any) that the teacher composites (all of
+        them without ``skip_occluded``), the teacher's features there, and per-ray values
+        (background, tiles). Every draw comes from a generator seeded by the run's seed and
+        ``start``, so a resumed run redraws the block it stopped in."""
+        c = self.config
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(c.seed * BLOCK_SEED_STRIDE + start)
+        n = length * c.batch_rays
+        per_ray: dict[str, torch.Tensor] = {}
         if self.error_map is None:
-            origins, directions = sample_virtual_rays(self.cameras, self.rig, c.batch_rays, self.generator)
+            origins, directions = sample_virtual_rays(self.cameras, self.rig, n, generator)
         else:
-            tiles, camera, pixels = self.error_map.draw(c.batch_rays, self.rig.width, self.rig.height, self.generator)
+            per_ray["tiles"], camera, pixels = self.error_map.draw(n, self.rig.width, self.rig.height, generator)
             origins, directions = virtual_rays_through(self.cameras, self.rig, camera, pixels)
-        jitter = torch.rand(c.batch_rays, device=self.device, generator=self.generator)
+        jitter = torch.rand(n, device=self.device, generator=generator)
+        per_ray["background"] = (torch.rand(n, 3, device=self.device, generator=generator) if c.random_background
+                                 else torch.ones(n, 3, device=self.device))
         with torch.no_grad():
             samples = march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
                             config=c.marching, jitter=jitter)
-        return samples, tiles
+            if samples.n_samples == 0:
+                return samples, torch.zeros(0, self.teacher.feature_dim, device=self.device), per_ray
+            with self.autocast():
+                features = self.teacher.features(samples.positions).float()
+            if c.skip_occluded:
+                samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), c.marching)
+                features = features[visible]
+        return samples, features, per_ray
 
-    def _draw_batch(self) -> TeacherBatch:
-        """The next step's samples with the teacher's features at them; with ``skip_occluded``
-        only the samples the teacher's rendering composites."""
-        samples, tiles = self._draw_samples()
-        if samples.n_samples == 0:
-            return TeacherBatch(samples, torch.zeros(0, self.teacher.feature_dim, device=self.device), tiles)
-        with torch.no_grad(), self.autocast():
-            features = self.teacher.features(samples.positions).float()
-        if self.config.skip_occluded:
-            samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), self.config.marching)
-            features = features[visible]
-        return TeacherBatch(samples, features, tiles)
+    def _draw_block(self, start: int, length: int, stage: int) -> LabelBlock:
+        """The labels of steps ``start .. start + length - 1`` (all of stage ``stage``): the
+        teacher's features at every step; its colours from stage 2 on; its composited rays in
+        stage 3."""
+        c = self.config
+        samples, features, per_ray = self._teacher_samples(start, length)
+        if self.capacity is None:
+            first = samples if start == 0 else self._teacher_samples(0, self._block_bounds(0)[1])[0]
+            self.capacity = chunk_capacity(first.n_samples, length if start == 0 else self._block_bounds(0)[1])
+        if self.error_map is not None:
+            # Rays that miss every occupied cell render the background on both sides: their
+            # tiles are seen, with no error.
+            empty = torch.nonzero(samples.ray_counts == 0).squeeze(1)
+            nothing = torch.zeros(empty.shape[0], 3, device=self.device)
+            self.error_map.update(per_ray["tiles"][empty], nothing, nothing)
+        layout = chunk_layout(samples.ray_counts, length, self.capacity, c.batch_rays)
+        index = kept_samples(samples, layout)
+        positions, directions, features = samples.positions[index], samples.directions[index], features[index]
+        with torch.no_grad():
+            per_sample = {"positions": positions, "teacher_features": features,
+                          "direction_encoding": self.field.direction_encoding(directions)}
+            if stage >= 2:
+                with self.autocast():
+                    per_sample["teacher_rgb"] = self.teacher.colour(features, directions).float()
+            block = pack_block(samples, layout, index, length, self.capacity, c.batch_rays, per_sample, per_ray)
+            if stage == 3:
+                labels = block.labels
+                first_sample, ray_slot = block_slots(block)
+                labels.teacher_ray_rgb, labels.teacher_opacity = composite_slots(
+                    density_from_raw(labels.teacher_features[:, 0]), labels.teacher_rgb, labels.dt, first_sample,
+                    ray_slot, length * c.batch_rays)
+        return block
 
-    def prepare_next_step(self) -> None:
-        # The whole teacher side of the next step is prepared here, before this step's
-        # backward pass is queued: its two waits on the device (the marcher's sample count and
-        # the count of composited samples) then find little queued work, and the host queues
-        # the next step's student pass while the device runs this step's backward pass.
-        if self.step + 1 >= self.config.steps:
-            return
-        self.rng_state_before_prefetch = self.generator.get_state()
-        self._prefetched = self._draw_batch()
+    def step_labels(self, stage: int) -> tuple[LabelChunk, float]:
+        """This step's labels (drawing a new block where the last one ends) and their samples
+        per ray."""
+        start, length = self._block_bounds(self.step)
+        if self.block is None or self.block_start != start:
+            self.block, self.block_start = self._draw_block(start, length, stage), start
+        k = self.step - start
+        n_samples, n_rays = self.block.counts[k]
+        return self.block.chunk(k), n_samples / max(n_rays, 1)
+
+    # -- the losses ------------------------------------------------------------------------------
 
     def stage(self) -> int:
         """Stage of the current step; stage 1 is skipped without a feature loss."""
@@ -161,46 +212,59 @@ class Distiller(OptimizationLoop):
         c = self.config
         return raw.clamp(c.density_clip_min, c.density_clip_max) if c.density_clip else raw
 
-    def train_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+    def _losses(self, labels: LabelChunk, stage: int
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+        """The loss of stage ``stage`` on ``labels``, its named parts, and (stage 3) the
+        student's and the teacher's colours of the rays [R, 3]. Shapes are those of the chunk
+        whatever its content, and nothing waits on the device."""
         c = self.config
-        stage = self.stage()
-        if self._prefetched is not None:
-            batch, self._prefetched, self.rng_state_before_prefetch = self._prefetched, None, None
-        else:
-            batch = self._draw_batch()
-        samples, t_feat = batch.samples, batch.features
-        n = c.batch_rays
+        weight = labels.sample_weight
+        count = weight.sum().clamp(min=1.0)
         parts: dict[str, torch.Tensor] = {}
         loss = torch.zeros((), device=self.device)
-        if samples.n_samples == 0:
-            return loss + 0.0 * sum(p.sum() for p in self.field.parameters()), 0.0, parts
         with self.autocast():
-            x, d = samples.positions, samples.directions
-            s_feat = self.field.features(x).float()
-            if self.use_feature_loss:
-                parts["feature"] = F.mse_loss(s_feat[:, 1:], t_feat[:, 1:])
-                loss = loss + c.feature_weight * parts["feature"]
-            if stage >= 2:
-                parts["density"] = F.mse_loss(self._clip(s_feat[:, 0]), self._clip(t_feat[:, 0]))
-                with torch.no_grad():
-                    t_rgb = self.teacher.colour(t_feat, d).float()
-                s_rgb = self.field.colour(s_feat, d).float()
-                parts["colour"] = F.mse_loss(s_rgb, t_rgb)
-                loss = loss + c.density_weight * parts["density"] + c.colour_weight * parts["colour"]
+            s_feat = self.field.features(labels.positions).float()
+        t_feat = labels.teacher_features
+        if self.use_feature_loss:
+            parts["feature"] = weighted_mse(s_feat[:, 1:], t_feat[:, 1:], weight, count)
+            loss = loss + c.feature_weight * parts["feature"]
+        rendered = target = None
+        if stage >= 2:
+            parts["density"] = weighted_mse(self._clip(s_feat[:, 0]), self._clip(t_feat[:, 0]), weight, count)
+            with self.autocast():
+                s_rgb = self.field.colour_from_encoding(s_feat, labels.direction_encoding).float()
+            parts["colour"] = weighted_mse(s_rgb, labels.teacher_rgb, weight, count)
+            loss = loss + c.density_weight * parts["density"] + c.colour_weight * parts["colour"]
         if stage == 3:
-            if c.random_background:
-                background = torch.rand(n, 3, device=self.device, generator=self.generator)
-            else:
-                background = torch.ones(n, 3, device=self.device)
-            with torch.no_grad():
-                target = composite_samples(density_from_raw(t_feat[:, 0]), t_rgb, samples, background, c.marching).rgb
-            out = composite_samples(density_from_raw(s_feat[:, 0]), s_rgb, samples, background, c.marching)
-            parts["rgb"] = F.mse_loss(out.rgb, target)
-            if self.error_map is not None:
-                self.error_map.update(batch.tiles, out.rgb, target)
+            rays = labels.ray_weight
+            colour, opacity = composite_slots(density_from_raw(s_feat[:, 0]), s_rgb, labels.dt, labels.first_sample,
+                                              labels.ray_slot, rays.shape[0])
+            rendered = colour + (1.0 - opacity)[:, None] * labels.background
+            target = labels.teacher_ray_rgb + (1.0 - labels.teacher_opacity)[:, None] * labels.background
+            parts["rgb"] = weighted_mse(rendered, target, rays, rays.sum().clamp(min=1.0))
             loss = loss + c.rgb_weight * parts["rgb"] + self.field.regularization(self.generator)
-        parts = {k: v.detach() for k, v in parts.items()}
-        return loss, samples.n_samples / n, parts
+        return loss, parts, rendered, target
+
+    def _step_on(self, labels: LabelChunk, stage: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any, Any]:
+        """Loss, backward pass and update on ``labels``: the work a CUDA graph captures."""
+        loss, parts, rendered, target = self._losses(labels, stage)
+        self.descend(loss)
+        detached = None if rendered is None else rendered.detach()
+        return loss.detach(), {k: v.detach() for k, v in parts.items()}, detached, target
+
+    def optimizer_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+        if self.begin_step():
+            self.graphs.reset()
+        stage = self.stage()
+        labels, samples_per_ray = self.step_labels(stage)
+        if self.graphs.enabled:
+            labels = self._buffers = labels.copy_to(self._buffers)
+        loss, parts, rendered, target = self.graphs(stage, lambda: self._step_on(labels, stage))
+        if self.error_map is not None and rendered is not None:
+            rays = torch.nonzero(labels.ray_weight).squeeze(1)
+            self.error_map.update(labels.tiles[rays], rendered[rays], target[rays])
+        self.step += 1
+        return loss, samples_per_ray, parts
 
     # -- validation: student against teacher on fixed virtual views ------------------------------
 
@@ -251,6 +315,12 @@ class Distiller(OptimizationLoop):
 
     def final_metrics(self) -> dict[str, Any]:
         return {"student_vs_teacher_psnr_db": self.last_val_psnr, "distill_seconds": self.train_seconds}
+
+
+def weighted_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of rows ``a``, ``b`` [N, ...] over the rows of ``weight`` [N] 1
+    (``count`` of them, a tensor), as ``F.mse_loss`` over those rows alone."""
+    return (((a - b) ** 2).reshape(weight.shape[0], -1).mean(1) * weight).sum() / count
 
 
 def copy_colour_head(teacher: RadianceField, student: RadianceField) -> None:

@@ -69,6 +69,10 @@ class RadianceField(nn.Module):
     #: Width of ``features(x)``: 16 for the hash, vm and mlp fields (raw density + 15 geometry
     #: features, aligned so any of them can teach any other), 28 for the grid (1 + 27 SH).
     feature_dim: ClassVar[int]
+    #: True when :meth:`features`, :meth:`colour_from_encoding` and :meth:`regularization` run
+    #: torch operations only, without Taichi kernels, host synchronisation or random draws: a
+    #: distillation step into such a field can be captured in a CUDA graph.
+    graph_capturable: ClassVar[bool] = False
 
     def __init__(self, config: Any, aabb: torch.Tensor):
         super().__init__()
@@ -89,6 +93,16 @@ class RadianceField(nn.Module):
     def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """phi2: features [N, feature_dim] and unit view directions [N, 3] -> RGB [N, 3] in
         [0, 1]."""
+        return self.colour_from_encoding(features, self.direction_encoding(directions))
+
+    def direction_encoding(self, directions: torch.Tensor) -> torch.Tensor:
+        """What phi2 takes of unit view directions [N, 3]: [N, E] float32 (the SH basis values
+        for every architecture). Distillation stores it with each pseudo-label sample."""
+        raise NotImplementedError
+
+    def colour_from_encoding(self, features: torch.Tensor, encoding: torch.Tensor) -> torch.Tensor:
+        """phi2 from features [N, feature_dim] and :meth:`direction_encoding` [N, E] -> RGB [N, 3]
+        in [0, 1]."""
         raise NotImplementedError
 
     def density(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,9 +31,26 @@ class ColourHead(nn.Module):
             nn.Linear(hidden, 3),
         )
 
-    def forward(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        """Features [N, 16] (column 0, raw density, is ignored) and unit directions [N, 3] ->
-        RGB [N, 3] float32 in [0, 1]."""
-        sh = sh_encode(directions.float().contiguous(), SH_BANDS)
-        h = torch.cat([sh, features[:, 1 : 1 + GEOMETRY_FEATURES].to(sh.dtype)], dim=-1)
+    def forward(self, features: torch.Tensor, direction_sh: torch.Tensor) -> torch.Tensor:
+        """Features [N, 16] (column 0, raw density, is ignored) and :func:`direction_sh` [N, 16]
+        of the view directions -> RGB [N, 3] float32 in [0, 1]."""
+        h = torch.cat([direction_sh, features[:, 1 : 1 + GEOMETRY_FEATURES].to(direction_sh.dtype)], dim=-1)
         return torch.sigmoid(self.net(h).float())
+
+
+def direction_sh(directions: torch.Tensor) -> torch.Tensor:
+    """The head's encoding of unit view directions [N, 3]: SH of 4 bands, [N, 16] float32."""
+    return sh_encode(directions.float().contiguous(), SH_BANDS)
+
+
+class HeadColour:
+    """phi2 of the fields with the shared head (mixed into a :class:`RadianceField` that sets
+    ``self.head``)."""
+
+    head: ColourHead
+
+    def direction_encoding(self, directions: torch.Tensor) -> torch.Tensor:  # noqa: D102 - RadianceField's
+        return direction_sh(directions)
+
+    def colour_from_encoding(self, features: torch.Tensor, encoding: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.head(features, encoding)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..kernels.hash_encoding import hash_encode, hash_grid_layout, init_hash_table
 from .base import RadianceField
-from .colour_head import ColourHead
+from .colour_head import ColourHead, HeadColour
 from .row_buckets import BucketedSequential
 
 
@@ -49,7 +49,7 @@ def suggested_finest_resolution(image_side: int) -> int:
     return 128 * max(1, round(1.25 * image_side / 128))
 
 
-class HashGridField(RadianceField):
+class HashGridField(HeadColour, RadianceField):
     """Hash grid field: ``features(x) = MLP(hash_encode(x))`` with 16 outputs."""
 
     kind = "hash"
@@ -76,9 +76,6 @@ class HashGridField(RadianceField):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         enc = hash_encode(self.normalise(x), self.table, self.layout)
         return self.density_net(enc).float()
-
-    def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return self.head(features, directions)
 
     def hints_for_images(self, width: int, height: int) -> list[str]:
         """Suggest a coarser finest level when it exceeds three times the images' larger side:

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import RadianceField
-from .colour_head import ColourHead
+from .colour_head import ColourHead, HeadColour
 from .row_buckets import on_bucketed_rows
 
 
@@ -60,7 +60,7 @@ def encoding_dim(frequencies: int) -> int:
     return 3 + 6 * frequencies
 
 
-class NeRFField(RadianceField):
+class NeRFField(HeadColour, RadianceField):
     """NeRF field: ``features(x) = MLP(PE(x))`` with 16 outputs (raw density + 15 geometry
     features) and the shared colour head.
 
@@ -72,6 +72,7 @@ class NeRFField(RadianceField):
     kind = "mlp"
     config_class = NeRFConfig
     feature_dim = 16
+    graph_capturable = True
     #: PVD trains its NeRF at 1e-3. Over 600 steps on the demo scene (8x256, 256 rays a step)
     #: 1e-3 / 2e-3 / 4e-3 / 8e-3 reached 19.8 / 20.5 / 20.6 / 20.0 dB; 2e-3 is the cautious end of
     #: the best range for runs 30x longer. The 8x256 network runs under float16 autocast on CUDA
@@ -123,7 +124,4 @@ class NeRFField(RadianceField):
             if i == self.config.skip_index:
                 h = torch.cat([h, enc.to(h.dtype)], dim=-1)
         return self.output(h)
-
-    def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return self.head(features, directions)
 

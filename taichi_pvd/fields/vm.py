@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..kernels.vm_interpolation import vm_interpolate
 from .base import RadianceField
-from .colour_head import GEOMETRY_FEATURES, ColourHead
+from .colour_head import GEOMETRY_FEATURES, ColourHead, HeadColour
 from .row_buckets import on_bucketed_rows
 
 #: Parameter names of the four factor tensors (planes [3, R, R, C], lines [3, R, C]).
@@ -100,7 +100,7 @@ def resize_lines(lines: torch.Tensor, resolution: int) -> torch.Tensor:
 TENSORF_RUN_STEPS = 30_000
 
 
-class TensoRFField(RadianceField):
+class TensoRFField(HeadColour, RadianceField):
     """TensoRF VM field.
 
     ``features(x) = [sum(VM_density(x)) + shift, basis(VM_appearance(x))]``: the raw density is
@@ -151,9 +151,6 @@ class TensoRFField(RadianceField):
         app = vm_interpolate(u, self.appearance_planes, self.appearance_lines)
         geometry = on_bucketed_rows(self.basis, app).float()
         return torch.cat([sigma + self.config.density_shift, geometry], dim=-1)
-
-    def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return self.head(features, directions)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         factors = [getattr(self, name) for name in FACTOR_NAMES]

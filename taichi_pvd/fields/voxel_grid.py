@@ -79,8 +79,10 @@ class VoxelGridField(RadianceField):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return grid_interpolate(self.normalise(x), self.grid)
 
-    def colour(self, features: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        sh = sh_encode(directions.float().contiguous(), SH_BANDS)
+    def direction_encoding(self, directions: torch.Tensor) -> torch.Tensor:
+        return sh_encode(directions.float().contiguous(), SH_BANDS)
+
+    def colour_from_encoding(self, features: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
         coeffs = features[:, 1:].float().reshape(-1, 3, SH_COEFFS)
         return torch.sigmoid((coeffs * sh[:, None, :]).sum(dim=-1))
 

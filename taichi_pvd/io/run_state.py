@@ -18,7 +18,10 @@ def optimizer_to_flat(optimizer: torch.optim.Optimizer, prefix: str = "optim.") 
             tensors[f"{prefix}{index}.{name}"] = torch.as_tensor(value)
     groups = []
     for group in state["param_groups"]:
-        groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()})
+        # A learning rate held as a tensor (optimizers prepared for CUDA-graph capture) is
+        # stored as its value.
+        groups.append({k: (list(v) if isinstance(v, tuple) else float(v) if isinstance(v, torch.Tensor) else v)
+                       for k, v in group.items()})
     return tensors, groups
 
 

@@ -91,7 +91,8 @@ class OptimizationLoop:
     """Optimises ``field`` (whose samples are drawn through ``grid``) for ``settings.steps``
     steps, writing a resumable checkpoint into ``out_dir``.
 
-    Subclasses implement :meth:`train_step`, :meth:`validate` and :meth:`checkpoint_config`.
+    Subclasses implement :meth:`train_step` (or :meth:`optimizer_step` as a whole),
+    :meth:`validate` and :meth:`checkpoint_config`.
     """
 
     #: Autocast (``mixed_precision``) in bfloat16 where the GPU has it instead of float16 with a
@@ -190,26 +191,52 @@ class OptimizationLoop:
             steps = min(steps, max(step + 1, round(step * s.time_limit_s / max(self.train_seconds, 1e-9))))
         factor = cosine_lr_factor(step, steps, s.lr_final_ratio, s.lr_warmup_steps)
         for g in self.optimizer.param_groups:
-            g["lr"] = g["initial_lr"] * factor
+            if isinstance(g["lr"], torch.Tensor):
+                g["lr"].fill_(g["initial_lr"] * factor)
+            else:
+                g["lr"] = g["initial_lr"] * factor
+
+    def make_optimizer_capturable(self) -> None:
+        """Prepare Adam for CUDA-graph capture: its learning rates become device tensors that
+        :meth:`_set_lr` updates in place, so a captured step reads the current rate."""
+        for g in self.optimizer.param_groups:
+            g["capturable"] = True
+            if not isinstance(g["lr"], torch.Tensor):
+                g["lr"] = torch.tensor(float(g["lr"]), device=self.device)
 
     def autocast(self):
         """Autocast context (``amp_dtype``) for the field evaluations of a step; a no-op without
         ``mixed_precision`` and on the CPU."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+        # No cache of cast weights: each weight is cast once a step anyway, and a CUDA graph
+        # cannot capture a step that reuses casts cached outside it.
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp, cache_enabled=False)
 
-    def optimizer_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
-        """One full step: schedule hooks, loss, backward, Adam."""
-        if self.field.update_schedule(self.step):
+    def begin_step(self) -> bool:
+        """The field's schedule hook and the step's learning rate; True when the field replaced
+        its parameters and the optimizer was rebuilt."""
+        rebuilt = self.field.update_schedule(self.step)
+        if rebuilt:
             self.build_optimizer()
         self._set_lr()
-        loss, samples_per_ray, parts = self.train_step()
-        self.prepare_next_step()
+        return rebuilt
+
+    def descend(self, loss: torch.Tensor) -> None:
+        """Backward pass of ``loss``, Adam step (through the loss scale) and the parameter
+        average."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.average is not None:
             self.average.update()
+
+    def optimizer_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+        """One full step: schedule hooks, loss, backward, Adam. Returns ``(loss,
+        samples_per_ray, named losses)``."""
+        self.begin_step()
+        loss, samples_per_ray, parts = self.train_step()
+        self.prepare_next_step()
+        self.descend(loss)
         self.step += 1
         return loss.detach(), samples_per_ray, parts
 
