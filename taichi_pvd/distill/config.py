@@ -27,7 +27,7 @@ class DistillConfig:
     """Stage 2: + clipped raw-density loss and per-point colour loss. ``None``: the paper's
     share, 1/6 of ``steps`` (5k of 30k)."""
     batch_rays: int = 4096
-    """Pseudo-label rays per step (the mlp student defaults to 16384: see its ``distill_defaults``)."""
+    """Pseudo-label rays per step (the mlp student defaults to 8192: see its ``distill_defaults``)."""
     lr: float | None = None
     """Peak learning rate; ``None`` takes the student architecture's training default."""
     lr_final_ratio: float = 0.03

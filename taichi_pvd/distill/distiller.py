@@ -36,6 +36,10 @@ from .virtual_rays import sample_virtual_rays, virtual_cameras, virtual_rays_thr
 #: Seeds of the label blocks: ``seed * BLOCK_SEED_STRIDE + first step of the block``.
 BLOCK_SEED_STRIDE = 1_000_003
 
+#: Checkpoint entries: the chunks' sample slots, and the error map a block was drawn from.
+CAPACITY_KEY = "distill.label_capacity"
+BLOCK_MAP_KEY = "distill.block_error_map"
+
 #: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
 #: object teachers mark a few percent: 5-9% on the demo scene).
 BARE_GRID_FRACTION = 0.5
@@ -90,6 +94,9 @@ class Distiller(OptimizationLoop):
         self.block_start = 0
         #: Sample slots of every step's chunk, set by the run's first block.
         self.capacity: int | None = None
+        #: The error map's values the current block was drawn from (error-guided rays only).
+        self.block_map: torch.Tensor | None = None
+        self._resumed_block_map: torch.Tensor | None = None
         self._buffers: LabelChunk | None = None
         #: Steps into a torch-only student run as CUDA graphs (not under a float16 loss scale,
         #: whose step checks the gradients on the host).
@@ -163,16 +170,25 @@ class Distiller(OptimizationLoop):
         teacher's features at every step; its colours from stage 2 on; its composited rays in
         stage 3."""
         c = self.config
-        samples, features, per_ray = self._teacher_samples(start, length)
+        if self.error_map is None:
+            samples, features, per_ray = self._teacher_samples(start, length)
+        else:
+            # The block is drawn from the map as it was when the block began (kept in
+            # checkpoints taken within the block, so that resuming redraws the same block).
+            resumed, self._resumed_block_map = self._resumed_block_map, None
+            live = self.error_map.errors
+            self.block_map = resumed if resumed is not None else live.clone()
+            self.error_map.errors = self.block_map
+            samples, features, per_ray = self._teacher_samples(start, length)
+            self.error_map.errors = live
+            if resumed is None:
+                # Rays that miss every occupied cell render the background on both sides:
+                # their tiles are seen, with no error.
+                empty = torch.nonzero(samples.ray_counts == 0).squeeze(1)
+                nothing = torch.zeros(empty.shape[0], 3, device=self.device)
+                self.error_map.update(per_ray["tiles"][empty], nothing, nothing)
         if self.capacity is None:
-            first = samples if start == 0 else self._teacher_samples(0, self._block_bounds(0)[1])[0]
-            self.capacity = chunk_capacity(first.n_samples, length if start == 0 else self._block_bounds(0)[1])
-        if self.error_map is not None:
-            # Rays that miss every occupied cell render the background on both sides: their
-            # tiles are seen, with no error.
-            empty = torch.nonzero(samples.ray_counts == 0).squeeze(1)
-            nothing = torch.zeros(empty.shape[0], 3, device=self.device)
-            self.error_map.update(per_ray["tiles"][empty], nothing, nothing)
+            self.capacity = chunk_capacity(samples.n_samples, length)
         layout = chunk_layout(samples.ray_counts, length, self.capacity, c.batch_rays)
         index = kept_samples(samples, layout)
         positions, directions, features = samples.positions[index], samples.directions[index], features[index]
@@ -200,6 +216,19 @@ class Distiller(OptimizationLoop):
         k = self.step - start
         n_samples, n_rays = self.block.counts[k]
         return self.block.chunk(k), n_samples / max(n_rays, 1)
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        state = {} if self.capacity is None else {CAPACITY_KEY: torch.tensor(self.capacity)}
+        within_block = self.block is not None and self.step != self._block_bounds(self.step)[0]
+        if self.error_map is not None and within_block:
+            state[BLOCK_MAP_KEY] = self.block_map
+        return state
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if CAPACITY_KEY in tensors:
+            self.capacity = int(tensors[CAPACITY_KEY])
+        if BLOCK_MAP_KEY in tensors:
+            self._resumed_block_map = tensors[BLOCK_MAP_KEY].to(self.device)
 
     # -- the losses ------------------------------------------------------------------------------
 

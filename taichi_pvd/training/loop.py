@@ -150,6 +150,13 @@ class OptimizationLoop:
         count while the device still has this step's backward pass queued. A loop that does
         so records the generator state from before the draw in ``rng_state_before_prefetch``."""
 
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Tensors a subclass keeps in its checkpoints beside the loop's (names unique to it)."""
+        return {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take back what :meth:`extra_state` saved, from a checkpoint's ``tensors``."""
+
     def stage(self) -> int | None:
         """The stage the current step belongs to, for loops that have stages."""
         return None
@@ -263,6 +270,7 @@ class OptimizationLoop:
             **prefixed(self.grid.state_dict(), "grid."),
             **optim_tensors,
             **({} if self.error_map is None else {ERROR_MAP_KEY: self.error_map.errors}),
+            **self.extra_state(),
             "rng.generator": (self.rng_state_before_prefetch if self.rng_state_before_prefetch is not None
                               else self.generator.get_state()),
         }
@@ -310,6 +318,7 @@ class OptimizationLoop:
         if self.error_map is not None and ERROR_MAP_KEY in ckpt.tensors:
             self.error_map.errors = ckpt.tensors[ERROR_MAP_KEY].to(self.device)
         self.generator.set_state(ckpt.tensors["rng.generator"])
+        self.load_extra_state(ckpt.tensors)
         self.step = int(ckpt.meta["step"])
         self.train_seconds = float(ckpt.meta["train_seconds"])
         self.last_val_psnr = ckpt.meta.get("val_psnr_db")
