@@ -85,7 +85,8 @@ class DistillConfig:
     shares 0.25 / 0.75 30.67 / 31.34 dB (uniform rays 29.63 dB in 103 s)."""
     label_block_steps: int = 8
     """Steps whose pseudo-labels the teacher draws in one pass (each step then takes a chunk of
-    the block's rays with a fixed number of sample slots). Blocks end where stages end."""
+    the block's rays with a fixed number of sample slots). Blocks end where stages end. The mlp
+    student draws 32 (see its ``distill_defaults``): its graphed steps wait on each block."""
     cuda_graphs: bool = True
     """On a GPU, run each step into a torch-only student (the mlp) as a CUDA graph, replayed
     with one launch instead of a few hundred (not under a float16 loss scale). Set false if the

@@ -81,33 +81,26 @@ class NeRFField(HeadColour, RadianceField):
     #: step the two runs learn alike (33.5 dB on the validation views after 18.0k and 17.8k steps).
     #: A second float16 run (6834f30) scored 33.68 dB in 28,621 steps.
     train_defaults = {"lr": 2e-3, "mixed_precision": True}
-    #: A distillation step into the mlp is bound by the host, not by the student's 8x256
-    #: network: twice the rays cost about 6% more time a step, and rendering with the
-    #: parameters' moving average evens out the steps of its high learning rate. On lego (hash ->
-    #: mlp, 60 s, one H100, the teacher's colour head copied, stages of 300 / 500 steps) these
-    #: reached 31 dB after 27 s and 32 dB after 39 s, against 41 s and 56 s with 4096 rays and
-    #: no average on the same card right after. The per-point losses (features, raw density,
-    #: colour) weigh a fifth of the paper's 2e-3 and the learning rate is 3e-3: in one call on an
-    #: H100 (same teacher, 60 s) the paper's weights ended at 32.93 dB on the validation views
-    #: (32.20 test), a fifth 33.33 (32.54), a fifth with lr 3e-3 33.42 (32.65), a twentieth 33.06.
-    #: 16384 rays a step instead of 8192 (195e1b4, four-GPU H100 machine, each run alone on its
-    #: GPU, 60 s): 31 dB after 22-23 s against 25-26 s and 32 dB after 29-32 s against 33-34 s
-    #: (three seeds each, same call, stage 3 from the start); with the stages, 31 dB after 20 s
-    #: against 24 s in the call before. The 60 s end is the same (33.20-33.26 against
-    #: 33.19-33.27 dB): more rays a step cost about a fifth more time a step. Autocast, in
-    #: bfloat16 for distillation (1cb7383, four-GPU H100 machine, each run alone on its GPU, same
-    #: call, 60 s): seeds 0-4 ended at 32.27-32.72 dB test (mean 32.56) in 5,299-5,745 steps,
-    #: seeds 0-2 in float32 at 32.25-32.55 (mean 32.38) in 4,616-4,943 steps. In float16
-    #: (106a892) three seeds had ended at 32.70-32.93 against 32.56-32.71 in float32, but at
-    #: 6834f30 one of four stalled at 9.5 dB (see ``Distiller.prefers_bfloat16``). With 8192 or
-    #: 32768 rays under float16 autocast: 32.53 and 31.76-32.05 dB.
-    #: Since a step runs as a CUDA graph (24529fd, four-GPU H100 machine, each run alone on its
-    #: GPU, same call and teacher, 60 s, seed 0) it is bound by the device, and rays a step trade
-    #: steps for noise: 4096 / 6144 / 8192 / 12288 / 16384 rays gave 23,281 / 18,465 / 15,551 /
-    #: 11,777 / 9,665 steps and 34.69 / 34.67 / 34.75 / 34.68 / 34.45 dB on the validation views,
-    #: 31 dB after 12.3 / 11.8 / 11.5 / 11.8 / 13.1 s (8192 with seeds 1, 2: 34.39, 34.23 dB).
-    distill_defaults = {"batch_rays": 8192, "ema_decay": 0.99, "lr": 3e-3, "mixed_precision": True,
-                        "feature_weight": 4e-4, "density_weight": 4e-4, "colour_weight": 4e-4}
+    #: Distillation into the mlp, measured on lego (hash -> mlp, 60 s, H100s, the teacher's colour
+    #: head copied, stages of 300 / 500 steps). Since its step runs as a CUDA graph (24529fd,
+    #: four-GPU machine, each run alone on its GPU, same call and teacher, seed 0) it is bound by
+    #: the device, and rays a step trade steps for noise: 4096 / 6144 / 8192 / 12288 / 16384 rays
+    #: gave 23,281 / 18,465 / 15,551 / 11,777 / 9,665 steps and 34.69 / 34.67 / 34.75 / 34.68 /
+    #: 34.45 dB on the validation views, 31 dB after 12.3 / 11.8 / 11.5 / 11.8 / 13.1 s (8192
+    #: with seeds 1, 2: 34.39, 34.23 dB). Labels drawn 32 steps at a time instead of 8 (b9e181a,
+    #: same call): 17,473 steps against 15,441-16,281, 31 dB after 10.5 s against 11.1-12.1 s,
+    #: 34.75 dB against 34.45-34.70. Before the graphs, with the step bound by the host, 16384
+    #: rays had been the faster choice (195e1b4). The per-point losses (features, raw density,
+    #: colour) weigh a fifth of the paper's 2e-3 and the learning rate is 3e-3 (f679f35, same
+    #: teacher, 60 s: the paper's weights ended at 32.93 dB on the validation views, a fifth 33.33,
+    #: a fifth with lr 3e-3 33.42, a twentieth 33.06); lr 4e-3 at 8192 rays: 34.20 dB against
+    #: 34.23-34.75 (24529fd). Rendering with the parameters' moving average evens out the steps of
+    #: the high learning rate (decay 0.995 at b9e181a: 34.58 / 34.60 dB against 34.45-34.70).
+    #: Autocast in bfloat16 (see ``Distiller.prefers_bfloat16``): at 1cb7383, seeds 0-4 ended at
+    #: 32.27-32.72 dB test against 32.25-32.55 in float32 (seeds 0-2), same call.
+    distill_defaults = {"batch_rays": 8192, "label_block_steps": 32, "ema_decay": 0.99, "lr": 3e-3,
+                        "mixed_precision": True, "feature_weight": 4e-4, "density_weight": 4e-4,
+                        "colour_weight": 4e-4}
 
     def __init__(self, config: NeRFConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
         super().__init__(config, aabb)
