@@ -14,6 +14,7 @@ from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path, load_run
 from taichi_pvd.rendering.volume import render_rays_chunked
 from taichi_pvd.data import image_rays
 from taichi_pvd.training.api import resolve_train_config
+from taichi_pvd.training.loop import cosine_lr_factor
 from taichi_pvd.training.trainer import Trainer, opacity_entropy
 
 HASH = {"log2_table_size": 12, "n_levels": 6, "finest_resolution": 128}
@@ -161,3 +162,20 @@ def test_pixel_jitter_moves_training_rays_off_the_pixel_centres(demo_scene, tmp_
     config = resolve_train_config("hash", {**SETTINGS, "steps": 1, "pixel_jitter": jitter})
     fraction = Trainer(field, train_scene, None, config, tmp_path).sampler.sample().pixel % 1.0
     assert bool((fraction != 0.5).any()) == jitter
+
+
+def test_learning_rates_prepared_for_graph_capture_follow_the_schedule_and_are_saved_as_values(demo_scene, tmp_path):
+    trainer = make_trainer(demo_scene, tmp_path, steps=100)
+    trainer.make_optimizer_capturable()
+    rates = [g["lr"] for g in trainer.optimizer.param_groups]
+    assert all(isinstance(lr, torch.Tensor) and g["capturable"] for lr, g in zip(rates, trainer.optimizer.param_groups))
+    trainer.step = 50
+    trainer._set_lr()
+    # Updated in place (a captured step reads these very tensors), to the schedule's value.
+    for lr, g in zip(rates, trainer.optimizer.param_groups):
+        assert g["lr"] is lr
+        assert float(lr) == pytest.approx(g["initial_lr"] * cosine_lr_factor(50, 100, trainer.settings.lr_final_ratio,
+                                                                      trainer.settings.lr_warmup_steps))
+    trainer.save()
+    groups = load_checkpoint(checkpoint_path(tmp_path)).meta["optimizer_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([float(lr) for lr in rates])
