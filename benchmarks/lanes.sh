@@ -25,11 +25,11 @@ wait_for() {  # wait_for RUN: until the run folder RUN under runs/ has been mark
   until [ -e "$runs/$1.done" ]; do sleep 5; done
 }
 
-hash_to_mlp() {  # hash_to_mlp GPU NAME [distill.py options...]: hash -> mlp from runs/hash, t_distill seconds
+hash_to_mlp() {  # hash_to_mlp GPU NAME [distill.py options...]: hash -> mlp from runs/${teacher_run:-hash}, t_distill seconds
   local gpu=$1 name=$2
   shift 2
   CUDA_VISIBLE_DEVICES=$gpu PVD_RESULTS_DIR=$work/res/gpu$gpu-distill-$name PVD_BENCH_NOTE=$alone \
-    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:mlp \
+    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/${teacher_run:-hash}" --pairs hash:mlp \
       --steps 15000 --time-limit "$t_distill" --val-every 500 --test-views "$views" "$@" \
       > "$logs/gpu$gpu-distill-$name.log" 2>&1
 }

@@ -33,11 +33,8 @@ tq() {  # tq GPU NAME SEED [distill.py options...]: hash -> mlp from runs/hash
 }
 tq300() {  # tq300 GPU NAME SEED [distill.py options...]: hash -> mlp from runs/hash300
   wait_for hash300
-  CUDA_VISIBLE_DEVICES=$1 PVD_RESULTS_DIR=$work/res/gpu$1-distill300-$2-seed$3 PVD_BENCH_NOTE=$alone \
-    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash300" --pairs hash:mlp \
-      --time-limit "$t_distill" --test-views "$views" "${recipe[@]}" \
-      --label "sweep18-${t_distill}s-teacher300-$2-seed$3" --distill-set seed="$3" "${@:4}" \
-      > "$logs/gpu$1-distill300-$2-seed$3.log" 2>&1
+  teacher_run=hash300 hash_to_mlp "$1" "teacher300-$2-seed$3" "${recipe[@]}" \
+    --label "sweep18-${t_distill}s-teacher300-$2-seed$3" --distill-set seed="$3" "${@:4}"
 }
 
 lane() {
