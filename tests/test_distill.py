@@ -154,6 +154,21 @@ def test_student_sees_only_the_samples_in_front_of_the_teachers_surfaces(teacher
     assert "rgb" in parts
 
 
+def test_label_rays_can_be_sampled_coarser_than_the_rendering(teachers, scene, tmp_path):
+    samples_per_ray = {}
+    for steps_across in (None, 64):
+        distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path / f"spacing-{steps_across}", steps=4,
+                                   stage1_steps=0, stage2_steps=0, skip_occluded=False,
+                                   label_steps_across_box=steps_across)
+        _, samples_per_ray[steps_across], _ = distiller.optimizer_step()
+        # Validation renders at the rendering's spacing whatever the labels'.
+        assert distiller.config.marching.steps_across_box == DISTILL["marching"]["steps_across_box"]
+    # Half the steps across the box (64 against the marching's 128): half the samples a ray.
+    assert samples_per_ray[64] == pytest.approx(samples_per_ray[None] / 2, rel=0.1)
+    with pytest.raises(ConfigError, match="label-steps-across-box"):
+        resolve_distill_config("mlp", {"label_steps_across_box": 0}).validate()
+
+
 def test_the_teachers_colour_head_is_copied_only_where_the_heads_match(teachers, scene, tmp_path):
     distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path / "mlp", steps=2, init_head_from_teacher=True)
     teacher_head = teachers["hash"].field.head.state_dict()

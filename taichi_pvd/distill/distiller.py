@@ -144,6 +144,7 @@ class Distiller(OptimizationLoop):
         generator = torch.Generator(device=self.device)
         generator.manual_seed(c.seed * BLOCK_SEED_STRIDE + start)
         n = length * c.batch_rays
+        marching = c.label_marching()
         per_ray: dict[str, torch.Tensor] = {}
         if self.error_map is None:
             origins, directions = sample_virtual_rays(self.cameras, self.rig, n, generator)
@@ -155,13 +156,13 @@ class Distiller(OptimizationLoop):
                                  else torch.ones(n, 3, device=self.device))
         with torch.no_grad():
             samples = march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
-                            config=c.marching, jitter=jitter)
+                            config=marching, jitter=jitter)
             if samples.n_samples == 0:
                 return samples, torch.zeros(0, self.teacher.feature_dim, device=self.device), per_ray
             with self.autocast():
                 features = self.teacher.features(samples.positions).float()
             if c.skip_occluded:
-                samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), c.marching)
+                samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), marching)
                 features = features[visible]
         return samples, features, per_ray
 
