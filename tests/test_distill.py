@@ -10,6 +10,7 @@ from taichi_pvd.data.camera_rig import CameraRig
 from taichi_pvd.distill.api import resolve_distill_config
 from taichi_pvd.distill.distiller import Distiller
 from taichi_pvd.distill.label_blocks import chunk_capacity
+from taichi_pvd.distill.virtual_rays import sample_virtual_rays
 from taichi_pvd.data.error_map import UNSEEN_ERROR
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.fields import make_field
@@ -156,17 +157,36 @@ def test_student_sees_only_the_samples_in_front_of_the_teachers_surfaces(teacher
 
 def test_label_rays_can_be_sampled_coarser_than_the_rendering(teachers, scene, tmp_path):
     samples_per_ray = {}
-    for steps_across in (None, 64):
-        distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path / f"spacing-{steps_across}", steps=4,
-                                   stage1_steps=0, stage2_steps=0, skip_occluded=False,
-                                   label_steps_across_box=steps_across)
-        _, samples_per_ray[steps_across], _ = distiller.optimizer_step()
+    for scale in (1.0, 2.0):
+        distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path / f"spacing-{scale}", steps=4,
+                                   stage1_steps=0, stage2_steps=0, skip_occluded=False, label_spacing_scale=scale)
+        _, samples_per_ray[scale], _ = distiller.optimizer_step()
         # Validation renders at the rendering's spacing whatever the labels'.
         assert distiller.config.marching.steps_across_box == DISTILL["marching"]["steps_across_box"]
-    # Half the steps across the box (64 against the marching's 128): half the samples a ray.
-    assert samples_per_ray[64] == pytest.approx(samples_per_ray[None] / 2, rel=0.1)
-    with pytest.raises(ConfigError, match="label-steps-across-box"):
-        resolve_distill_config("mlp", {"label_steps_across_box": 0}).validate()
+    # Twice the spacing: half the samples a ray.
+    assert samples_per_ray[2.0] == pytest.approx(samples_per_ray[1.0] / 2, rel=0.1)
+    with pytest.raises(ConfigError, match="label-spacing-scale"):
+        resolve_distill_config("mlp", {"label_spacing_scale": 0.0}).validate()
+
+
+@pytest.mark.parametrize("per_block", [True, False])
+def test_uniform_rays_come_from_cameras_drawn_afresh_for_each_label_block(teachers, scene, tmp_path, monkeypatch,
+                                                                         per_block):
+    distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path, steps=4, stage1_steps=0, stage2_steps=0,
+                               label_block_steps=2, virtual_cameras_per_block=per_block)
+    used = []
+
+    def recording(cameras, *args):
+        used.append(cameras)
+        return sample_virtual_rays(cameras, *args)
+
+    monkeypatch.setattr(distiller_module, "sample_virtual_rays", recording)
+    for _ in range(4):
+        distiller.optimizer_step()
+    assert len(used) == 2 and all(c.shape == distiller.cameras.shape for c in used)
+    assert torch.equal(used[0], used[1]) is not per_block
+    if not per_block:
+        assert torch.equal(used[0], distiller.cameras)
 
 
 def test_the_teachers_colour_head_is_copied_only_where_the_heads_match(teachers, scene, tmp_path):

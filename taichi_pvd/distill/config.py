@@ -69,13 +69,12 @@ class DistillConfig:
     ray; the student's forward and backward passes shrink by the share of hidden samples (lego,
     hash -> mlp, 60 s on an H100: 8,975 steps and 31.95 dB, against 7,041 steps and 30.85 dB
     without)."""
-    label_steps_across_box: int | None = None
-    """Steps across the scene box of the pseudo-label rays (their sample spacing is
-    ``sqrt(3) * box size / label_steps_across_box``); ``None``: ``marching.steps_across_box``,
-    the spacing the teacher and the student render with. Teacher and student are compared at
-    the same points and composited over the same intervals whatever the spacing, and the
-    jittered samples cover every depth over the steps, so coarser label rays carry fewer
-    samples (a cheaper step) without biasing what the student learns."""
+    label_spacing_scale: float = 1.0
+    """Sample spacing of the pseudo-label rays as a multiple of the rendering's (``marching``:
+    its base step and its cone angle both scaled). Teacher and student are compared at the same
+    points and composited over the same intervals whatever the spacing, and the jittered samples
+    cover every depth over the steps, so coarser label rays carry fewer samples (a cheaper step)
+    without biasing what the student learns. Validation and ``eval`` render at ``marching``."""
     error_guided_share: float = 0.0
     """Share of each step's rays drawn in proportion to the student's recent rendering error
     against the teacher, kept per tile of every virtual camera's image (the rest are uniform;
@@ -102,7 +101,12 @@ class DistillConfig:
     init_head_from_teacher: bool = False
     """Copy the teacher's colour head into the student (when both have the shared head)."""
     virtual_cameras: int = 300
-    """Random virtual cameras on the sphere at the training cameras' radius."""
+    """Random virtual cameras on the sphere at the training cameras' radius (forward-facing and
+    unbounded rigs: in the box of the training cameras), from which the rays are drawn."""
+    virtual_cameras_per_block: bool = True
+    """Draw the ``virtual_cameras`` afresh for every label block, so that over a run the rays
+    come from cameras all over the sphere rather than from one fixed set of them. Error-guided
+    rays (``error_guided_share``) always keep one set, which the error map's tiles belong to."""
     elevation_min_deg: float = 0.0
     """Lowest virtual camera elevation, degrees."""
     elevation_max_deg: float = 80.0
@@ -137,14 +141,15 @@ class DistillConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""
-        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size", "label_block_steps",
-                     "label_steps_across_box"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
+        for name in ("steps", "batch_rays", "virtual_cameras", "val_views", "val_size", "label_block_steps"):
+            if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("stage1_steps", "stage2_steps", "val_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         check_loop_options(self)
+        if not self.label_spacing_scale > 0:
+            raise ConfigError(f"label-spacing-scale must be positive, got {self.label_spacing_scale}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not self.density_clip_min < self.density_clip_max:
@@ -163,11 +168,13 @@ class DistillConfig:
         return cls(marching=marching, **data)
 
     def label_marching(self) -> MarchingConfig:
-        """How the pseudo-label rays are sampled: :attr:`marching` with
-        :attr:`label_steps_across_box`, if set."""
-        if self.label_steps_across_box is None:
+        """How the pseudo-label rays are sampled: :attr:`marching` with its spacing scaled by
+        :attr:`label_spacing_scale`."""
+        scale = self.label_spacing_scale
+        if scale == 1.0:
             return self.marching
-        return dataclasses.replace(self.marching, steps_across_box=self.label_steps_across_box)
+        return dataclasses.replace(self.marching, steps_across_box=max(1, round(self.marching.steps_across_box / scale)),
+                                   cone_angle=self.marching.cone_angle * scale)
 
     def stage_lengths(self) -> tuple[int, int]:
         """Steps of stages 1 and 2 (stage 3 takes the rest)."""

@@ -138,16 +138,20 @@ class Distiller(OptimizationLoop):
         """The samples of block ``start``'s rays (``length`` steps' worth, from random virtual
         cameras, a share guided by the error map, if any) that the teacher composites (all of
         them without ``skip_occluded``), the teacher's features there, and per-ray values
-        (background, tiles). Every draw comes from a generator seeded by the run's seed and
+        (background, tiles). Every draw (the block's own virtual cameras too, with
+        ``virtual_cameras_per_block``) comes from a generator seeded by the run's seed and
         ``start``, so a resumed run redraws the block it stopped in."""
         c = self.config
+        block_seed = c.seed * BLOCK_SEED_STRIDE + start
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(c.seed * BLOCK_SEED_STRIDE + start)
+        generator.manual_seed(block_seed)
         n = length * c.batch_rays
         marching = c.label_marching()
         per_ray: dict[str, torch.Tensor] = {}
         if self.error_map is None:
-            origins, directions = sample_virtual_rays(self.cameras, self.rig, n, generator)
+            cameras = (virtual_cameras(self.rig, c.virtual_cameras, (c.elevation_min_deg, c.elevation_max_deg),
+                                       block_seed, self.device) if c.virtual_cameras_per_block else self.cameras)
+            origins, directions = sample_virtual_rays(cameras, self.rig, n, generator)
         else:
             per_ray["tiles"], camera, pixels = self.error_map.draw(n, self.rig.width, self.rig.height, generator)
             origins, directions = virtual_rays_through(self.cameras, self.rig, camera, pixels)
