@@ -5,18 +5,17 @@
 # It writes logs under WORK_DIR/logs, results under WORK_DIR/res/<lane>/ (merge them with
 # benchmarks/merge_results.py) and WORK_DIR/done when everything has finished.
 # GPU 0 trains the hash teacher with issue 3's recipe (120 s, finest level 512, 4 features a
-# level, parameters averaged with decay 0.99) and GPU 2 the same for 5 minutes; GPU 3 trains the
-# mlp from scratch for 5 minutes. Then, 60 s each, with the mlp student's defaults (the teacher's
-# colour head copied, stages of 300 / 500 steps): GPU 0 distils the 2-minute teacher with seeds
-# 0-2, GPU 1 with a parameter average of decay 0.995 (seeds 0, 1) and with 32-step label blocks;
-# GPUs 2 and 3 distil the 5-minute teacher (defaults; average 0.995).
-# Pair it with: python benchmarks/time_to_quality.py --scratch-label 5min-sweep18 --distill-label
-# sweep18-60s-defaults-seed0 ... --tag COMMIT.
-# (This script ran at b9e181a, whose mlp student drew labels 8 steps at a time; earlier versions
-# of it, same name, ran the sweeps of b044f2b, c68c3e5, c5e297d, 7c02ed7, f474058, 195e1b4 and
-# 1cb7383, and calls of the same shape at 106a892, 6834f30 and 24529fd ran the rows sweep13-*,
-# sweep14-*, sweep16-* and sweep17-*, whose options each entry's command records.) Durations can
-# be shortened for a dry run: T_HASH, T_MLP (seconds); LEGO names the scene.
+# level, parameters averaged with decay 0.99); GPU 3 trains the mlp from scratch for 5 minutes.
+# Then, 60 s each, hash -> mlp with the mlp student's defaults (the teacher's colour head copied,
+# stages of 300 / 500 steps): seeds 0-4; beside them the learning rates 3e-3 (seeds 0-2) and
+# 1.5e-3 (seeds 0, 2).
+# Pair it with: python benchmarks/time_to_quality.py --scratch-label 5min-sweep22 --distill-label
+# sweep22-60s-defaults-seed0 ... --tag COMMIT.
+# (Earlier versions of this script, same name, ran the sweeps of b044f2b, c68c3e5, c5e297d,
+# 7c02ed7, f474058, 195e1b4, 1cb7383 and b9e181a, and calls of the same shape at 106a892, 6834f30,
+# 24529fd, 0bb0071 and d58b3d4 ran the rows sweep13-*, sweep14-*, sweep16-*, sweep17-*, sweep20-*
+# and sweep21-*, whose options each entry's command records.) Durations can be shortened for a
+# dry run: T_HASH, T_MLP (seconds); LEGO names the scene.
 set -u
 # Four processes with a torch thread pool each as wide as the host overload it.
 export OMP_NUM_THREADS=4
@@ -29,26 +28,18 @@ hash_recipe=(--val-every 4000 --set finest_resolution=512 --set features_per_lev
 
 tq() {  # tq GPU NAME SEED [distill.py options...]: hash -> mlp from runs/hash
   wait_for hash
-  hash_to_mlp "$1" "$2-seed$3" "${recipe[@]}" --label "sweep18-${t_distill}s-$2-seed$3" --distill-set seed="$3" "${@:4}"
-}
-tq300() {  # tq300 GPU NAME SEED [distill.py options...]: hash -> mlp from runs/hash300
-  wait_for hash300
-  teacher_run=hash300 hash_to_mlp "$1" "teacher300-$2-seed$3" "${recipe[@]}" \
-    --label "sweep18-${t_distill}s-teacher300-$2-seed$3" --distill-set seed="$3" "${@:4}"
+  hash_to_mlp "$1" "$2-seed$3" "${recipe[@]}" --label "sweep22-${t_distill}s-$2-seed$3" --distill-set seed="$3" "${@:4}"
 }
 
 lane() {
   case $1 in
-    0) scratch 0 hash "$t_hash" sweep18-f4-ema0.99 "${hash_recipe[@]}" --out "$runs/hash"
+    0) scratch 0 hash "$t_hash" sweep22-f4-ema0.99 "${hash_recipe[@]}" --out "$runs/hash"
        touch "$runs/hash.done"
-       tq 0 defaults 0; tq 0 defaults 1; tq 0 defaults 2 ;;
-    1) tq 1 ema0.995 0 --distill-set ema_decay=0.995; tq 1 ema0.995 1 --distill-set ema_decay=0.995
-       tq 1 block32 0 --distill-set label_block_steps=32 ;;
-    2) scratch 2 hash "$t_mlp" sweep18-5min-f4-ema0.99 "${hash_recipe[@]}" --out "$runs/hash300"
-       touch "$runs/hash300.done"
-       tq300 2 defaults 0 ;;
-    3) scratch 3 mlp "$t_mlp" 5min-sweep18 --val-every 200
-       tq300 3 ema0.995 0 --distill-set ema_decay=0.995 ;;
+       tq 0 defaults 0; tq 0 lr3e-3 0 --distill-set lr=3e-3; tq 0 defaults 4 ;;
+    1) tq 1 defaults 1; tq 1 lr3e-3 1 --distill-set lr=3e-3; tq 1 lr1.5e-3 0 --distill-set lr=1.5e-3 ;;
+    2) tq 2 defaults 2; tq 2 lr3e-3 2 --distill-set lr=3e-3; tq 2 lr1.5e-3 2 --distill-set lr=1.5e-3 ;;
+    3) scratch 3 mlp "$t_mlp" 5min-sweep22 --val-every 200
+       tq 3 defaults 3 ;;
   esac
 }
 

@@ -203,7 +203,8 @@ def test_the_teachers_colour_head_is_copied_only_where_the_heads_match(teachers,
 
 def test_a_student_architecture_brings_its_distillation_defaults_and_options_override_them():
     mlp = resolve_distill_config("mlp", {})
-    assert (mlp.batch_rays, mlp.label_block_steps, mlp.ema_decay, mlp.lr) == (8192, 32, 0.99, 3e-3)
+    assert (mlp.batch_rays, mlp.label_block_steps, mlp.ema_decay, mlp.lr) == (8192, 32, 0.99, 2e-3)
+    assert (mlp.label_spacing_scale, resolve_distill_config("hash", {}).label_spacing_scale) == (2.0, 1.0)
     assert (mlp.feature_weight, mlp.density_weight, mlp.colour_weight) == (4e-4, 4e-4, 4e-4)
     assert mlp.mixed_precision and not resolve_distill_config("mlp", {"mixed_precision": False}).mixed_precision
     assert resolve_distill_config("mlp", {"lr": 1e-3, "density_weight": 2e-3}).lr == 1e-3
