@@ -103,8 +103,9 @@ class NeRFField(HeadColour, RadianceField):
     #: 16.4-16.5k, 31 dB after 7.8-9.2 s against 11.9-12.5 s and 34.54-34.91 dB on the validation
     #: views at 60 s against 34.55-34.65 (seeds 0-2 / 0-1); 768 steps: 20.0k steps, 34.86 / 34.88
     #: dB; 384 steps: 30.5-32.2k steps, 34.63 / 34.76 dB. With the longer runs of the cheaper
-    #: step a lower learning rate (d58b3d4, same call): lr 2e-3 35.11 / 34.84 dB against 34.86 /
-    #: 34.88 at 3e-3 (seeds 0 / 2; 3e-3 seeds 0-5: 34.71-34.94).
+    #: step a lower learning rate: lr 2e-3 35.11 / 34.84 dB against 34.86 / 34.88 at 3e-3 (d58b3d4,
+    #: same call, seeds 0 / 2), and 34.93-35.11 against 34.51-34.84 (a3da278, same call, seeds
+    #: 0-2; 1.5e-3: 35.06 / 34.82).
     distill_defaults = {"batch_rays": 8192, "label_block_steps": 32, "ema_decay": 0.99, "lr": 2e-3,
                         "mixed_precision": True, "feature_weight": 4e-4, "density_weight": 4e-4,
                         "colour_weight": 4e-4, "label_spacing_scale": 2.0}
