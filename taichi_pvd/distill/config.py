@@ -73,8 +73,9 @@ class DistillConfig:
     """Sample spacing of the pseudo-label rays as a multiple of the rendering's (``marching``:
     its base step and its cone angle both scaled). Teacher and student are compared at the same
     points and composited over the same intervals whatever the spacing, and the jittered samples
-    cover every depth over the steps, so coarser label rays carry fewer samples (a cheaper step)
-    without biasing what the student learns. Validation and ``eval`` render at ``marching``."""
+    cover every depth over the steps, so coarser label rays carry fewer samples, a cheaper step
+    (what that bought on lego is in the mlp field's ``distill_defaults``, which take 2).
+    Validation and ``eval`` render at ``marching``."""
     error_guided_share: float = 0.0
     """Share of each step's rays drawn in proportion to the student's recent rendering error
     against the teacher, kept per tile of every virtual camera's image (the rest are uniform;
