@@ -7,7 +7,7 @@ fields), the field options of each architecture, the distillation settings
 
 - ``full``: the library defaults (the paper-sized settings: 20k steps of 8192 rays, a 2^19-entry,
   16-level hash table, a 128^3 occupancy grid and a 128^3 grid student, 30k distillation steps
-  of 4096 rays, 16384 into the mlp). Meant for a GPU.
+  of 4096 rays, 8192 into the mlp). Meant for a GPU.
 - ``cpu``: chosen so that the whole demo job ends within minutes on two CPU cores and still
   scores well on the demo scene's test views (measured figures: ``benchmarks/results/
   newcomer-demo-cpu.json``). Where the time goes on the CPU and why each value was picked is

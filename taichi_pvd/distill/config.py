@@ -172,8 +172,6 @@ class DistillConfig:
         """How the pseudo-label rays are sampled: :attr:`marching` with its spacing scaled by
         :attr:`label_spacing_scale`."""
         scale = self.label_spacing_scale
-        if scale == 1.0:
-            return self.marching
         return dataclasses.replace(self.marching, steps_across_box=max(1, round(self.marching.steps_across_box / scale)),
                                    cone_angle=self.marching.cone_angle * scale)
 
