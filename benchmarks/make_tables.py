@@ -199,8 +199,9 @@ def glance_training(results: dict[str, dict], base: str) -> list[str]:
                      shown_settings(run["command"]),
                      link(f"{render['fps']:.1f} fps", GLANCE_SOURCES["render"], base)])
     views = next(iter(current_training(train).values()))["test_views"]
-    return [f"Lego at 400x400 pixels on one {card(train)}; test PSNR over its {views} test views, "
-            f"frames of {fps['runs'][0]['width']}x{fps['runs'][0]['height']} pixels:", "",
+    size = f"{fps['runs'][0]['width']}x{fps['runs'][0]['height']}"
+    return [f"Lego (NeRF-Synthetic) at 400x400 pixels on one {card(train)}: test PSNR over its {views} test "
+            f"views after the training time shown, and frames of {size} rendered a second:", "",
             *table(["architecture", "test PSNR", "training time", "settings", "rendering"], rows)]
 
 
