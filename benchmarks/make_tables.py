@@ -182,7 +182,8 @@ def span(values: list[float], spec: str) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    """A markdown table."""
+    return ["| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *rows]]
 
 
 # --- README: results at a glance -------------------------------------------------------------
@@ -234,8 +235,8 @@ def glance_time_to_quality(results: dict[str, dict], base: str) -> str:
         missed = "" if len(ratios) == len(runs) else f", {len(runs) - len(ratios)} runs never got there"
         parts.append(f"{what} {link(span(ratios, '.1f') + 'x', name, base)} sooner{missed}")
     seconds = span([r["distill_seconds"] for r in runs], ".0f")
-    return (f"- **Time to quality into the mlp**: distilled from a hash teacher ({len(runs)} seeds, {seconds} s "
-            f"each), the mlp reaches {', '.join(parts)} than trained from scratch (validation PSNR; "
+    return (f"- **Time to quality into the mlp**: distilled from a hash teacher ({len(runs)} runs of {seconds} s), "
+            f"the mlp reaches {', '.join(parts)} than trained from scratch (validation PSNR; "
             "the teacher's training time not counted).")
 
 
@@ -338,10 +339,9 @@ def time_to_quality_section(results: dict[str, dict], base: str) -> list[str]:
                 f"{record['scratch_train_seconds']:.0f}", f"{record['scratch_test_psnr_db']:.2f}"]]
     rows = []
     for r in runs:
-        command = distillation_by_label(results, r["label"])["command"]
-        settings_shown = shown_settings(command) if not at_defaults(distillation_by_label(results, r["label"])) \
-            else "defaults, " + shown_settings(command)
-        rows.append(["hash -> mlp", seed_of(command), settings_shown,
+        run = distillation_by_label(results, r["label"])
+        shown = shown_settings(run["command"])
+        rows.append(["hash -> mlp", seed_of(run["command"]), f"defaults, {shown}" if at_defaults(run) else shown,
                      *(_level_cell(r["levels"][k], "distill") for k, _ in LEVELS),
                      f"{r['distill_seconds']:.0f}", f"{r['distilled_test_psnr_db']:.2f}"])
     level5 = first["levels"]["scratch_5min_or_last"]["psnr_db"]
@@ -396,7 +396,8 @@ def kernels_section(results: dict[str, dict], base: str) -> list[str]:
     r = results[name]
     bw = r["copy_bandwidth_gb_per_second"]
     rows = [
-        ["hash encoding forward", f"{r['hash_points']:,} points x {r['hash_levels']} levels", f"{r['hash_forward_ms']:.2f}",
+        ["hash encoding forward", f"{r['hash_points']:,} points x {r['hash_levels']} levels",
+         f"{r['hash_forward_ms']:.2f}",
          f"{r['hash_forward_point_levels_per_second'] / 1e9:.2f} G point-levels/s",
          f"{r['hash_forward_min_bytes_gb_per_second']:,.0f} GB/s of compulsory traffic"],
         ["hash encoding forward+backward", "same", f"{r['hash_forward_backward_ms']:.2f}",
@@ -406,7 +407,8 @@ def kernels_section(results: dict[str, dict], base: str) -> list[str]:
          f"{r['grid_forward_gather_gb_per_second']:,.0f} GB/s of corner gathers "
          f"({r['grid_forward_gather_gb_per_second'] / bw:.0%} of copy)"],
         ["grid trilinear forward+backward", "same", f"{r['grid_forward_backward_ms']:.2f}", "", ""],
-        ["march + composite forward/backward", f"{r['march_rays']:,} rays, {r['march_samples_per_ray']:.0f} samples a ray",
+        ["march + composite forward/backward",
+         f"{r['march_rays']:,} rays, {r['march_samples_per_ray']:.0f} samples a ray",
          f"{r['march_ms'] + r['composite_forward_backward_ms']:.2f}",
          f"{r['march_composite_rays_per_second'] / 1e6:.1f} M rays/s", ""],
     ]
@@ -429,7 +431,8 @@ def newcomer_section(results: dict[str, dict], base: str) -> list[str]:
     rows = [
         row("preset", lambda r: f"`{r['preset']['name']}`"),
         row("wall time, clean install (s)", seconds("wall_seconds")),
-        row("wall time, warm kernel cache (s)", lambda r: f"{r['warm_rerun']['wall_seconds']:.1f}" if "warm_rerun" in r else "-"),
+        row("wall time, warm kernel cache (s)",
+            lambda r: f"{r['warm_rerun']['wall_seconds']:.1f}" if "warm_rerun" in r else "-"),
         row("teacher test PSNR (dB)", lambda r: f"{r['teacher_test_psnr_db']:.2f}"),
         row("student test PSNR (dB)", lambda r: f"{r['student_test_psnr_db']:.2f}"),
         *(row(f"{phase} phase (s)", seconds(f"{phase}_phase_seconds"))
