@@ -4,12 +4,13 @@ same device call (what else ran on the card is in each run's note).
 
 Usage: ``python benchmarks/time_to_quality.py [--scene lego] [--card h100] [--scratch-label 5min]
 [--distill-label time-to-quality ...] [--tag T]`` (one or more distillations, e.g. of 60 s and of
-240 s; ``--tag`` keeps another call's pair beside the main one, in files named with ``-T``).
+240 s; ``--tag`` keeps another call's pair beside the earlier ones, in a record named with ``-T``).
 Writes ``time_to_quality-<scene>-<card>[-T].json`` (for each distillation, the seconds each side
 needed to reach the from-scratch run's 5-minute PSNR (or its last, if it ran less), 31 and 32
 dB on ground-truth validation views, and their ratios; ``null`` where a run never got there)
 and the plot
-``assets/media/<scene>-mlp-time-to-quality[-T].png``. Distillation time excludes the teacher's
+``assets/media/<scene>-mlp-time-to-quality.png``, which each new run replaces (the results page
+shows the latest run; older runs keep their JSON). Distillation time excludes the teacher's
 training time, as in the paper.
 """
 
@@ -59,7 +60,7 @@ def main() -> None:
     parser.add_argument("--distill-label", dest="distill_labels", action="append", default=None,
                         help="label of a hash -> mlp run (variant all) to compare; repeat for several runs of "
                              "different lengths (default: the unlabelled one)")
-    parser.add_argument("--tag", default="", help="suffix of the record and plot names, for a second pair")
+    parser.add_argument("--tag", default="", help="suffix of the record's name, e.g. the commit")
     args = parser.parse_args()
     suffix = f"-{args.tag}" if args.tag else ""
     labels = args.distill_labels or [None]
@@ -105,7 +106,7 @@ def main() -> None:
     }
     path = RESULTS_DIR / f"time_to_quality-{args.scene}-{args.card}{suffix}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
-    plot = ROOT / "assets" / "media" / f"{args.scene}-mlp-time-to-quality{suffix}.png"
+    plot = ROOT / "assets" / "media" / f"{args.scene}-mlp-time-to-quality.png"
     plot_psnr_vs_time(curves, plot)
     print(json.dumps(distillations, indent=2))
     print(f"wrote {path} and {plot}")

@@ -1,19 +1,80 @@
-"""The benchmark tooling: the README's results tables are those the results JSON gives, and the
-time-to-quality figures read the first time each curve reaches a level."""
+"""The benchmark tooling: the results pages are what the results JSON gives (``make_tables.py
+--check`` tells when they are not), and the time-to-quality figures read the first time each
+curve reaches a level."""
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.make_tables import time_to_quality_table
+from benchmarks.make_tables import BEGIN, END, current_distillations, shown_settings
 from benchmarks.time_to_quality import first_time_at, level_times
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("README.md", "benchmarks/RESULTS.md")
 
 
-def test_readme_tables_are_up_to_date_with_the_results():
-    result = subprocess.run([sys.executable, "benchmarks/make_tables.py", "--check"], cwd=ROOT)
-    assert result.returncode == 0, "README.md is stale: run python benchmarks/make_tables.py"
+def check(root: Path) -> int:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_tables.py"), "--check", "--root", str(root)],
+                          capture_output=True).returncode
+
+
+def copy_of_the_pages(tmp_path: Path) -> Path:
+    for page in PAGES:
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / page, tmp_path / page)
+    shutil.copytree(ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
+    return tmp_path
+
+
+def test_committed_pages_are_up_to_date_with_the_results():
+    assert check(ROOT) == 0, "README.md or benchmarks/RESULTS.md is stale: run python benchmarks/make_tables.py"
+
+
+def test_check_fails_when_a_figure_in_the_readme_block_is_edited(tmp_path):
+    root = copy_of_the_pages(tmp_path)
+    readme = root / "README.md"
+    head, block = readme.read_text().split(BEGIN)
+    figure = re.search(r"\[(\d+\.\d\d) dB\]", block)
+    edited = f"[{float(figure.group(1)) + 0.5:.2f} dB]"
+    readme.write_text(head + BEGIN + block.replace(figure.group(0), edited, 1))
+    assert check(root) == 1
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_tables.py"), "--root", str(root)], check=True,
+                   capture_output=True)
+    assert check(root) == 0
+    assert figure.group(0) in readme.read_text().split(BEGIN)[1].split(END)[0]
+
+
+def test_check_fails_when_the_results_page_is_edited(tmp_path):
+    root = copy_of_the_pages(tmp_path)
+    page = root / "benchmarks" / "RESULTS.md"
+    text = page.read_text()
+    figure = re.search(r"\| (\d+\.\d\d) \|", text)
+    page.write_text(text.replace(figure.group(0), f"| {float(figure.group(1)) + 0.5:.2f} |", 1))
+    assert check(root) == 1
+
+
+def test_images_the_pages_show_exist():
+    for page in PAGES:
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / page).read_text()):
+            assert ((ROOT / page).parent / target).is_file(), f"{page} shows {target}, which is missing"
+
+
+def test_settings_shown_leave_out_run_length_and_seed():
+    command = ("python benchmarks/train.py --model hash --steps 200000 --train-set time_limit_s=120 "
+               "--set finest_resolution=512 --train-set seed=3 --train-set ema_decay=0.99 --label x")
+    assert shown_settings(command) == "`--set finest_resolution=512` `--train-set ema_decay=0.99`"
+    assert shown_settings("python benchmarks/train.py --model vm --train-set seed=1") == "defaults"
+
+
+def test_current_distillation_is_the_latest_run_at_the_defaults_with_every_loss():
+    def run(date, command="python benchmarks/distill.py --distill-set seed=1", variant="all"):
+        return {"teacher": "hash", "student": "mlp", "variant": variant, "date": date, "command": command}
+
+    runs = [run("2026-01-01"), run("2026-01-02"), run("2026-01-03", variant="no-blockwise"),
+            run("2026-01-04", command="python benchmarks/distill.py --distill-set lr=3e-3")]
+    assert current_distillations({"runs": runs}) == {("hash", "mlp"): runs[1]}
 
 
 def test_levels_are_timed_at_the_first_record_reaching_them():
@@ -25,15 +86,3 @@ def test_levels_are_timed_at_the_first_record_reaching_them():
     figures = level_times(scratch, history, {"31dB": 31.0, "32dB": 32.0})
     assert figures["31dB"] == {"psnr_db": 31.0, "scratch_seconds": 60.0, "distill_seconds": 3.0, "speedup": 20.0}
     assert figures["32dB"]["distill_seconds"] is None and figures["32dB"]["speedup"] is None
-
-
-def test_time_to_quality_table_has_a_column_pair_per_distillation():
-    levels = {"31dB": {"psnr_db": 31.0, "scratch_seconds": 120.0, "distill_seconds": 20.0, "speedup": 6.0}}
-    runs = [{"label": label, "distill_seconds": s, "distilled_test_psnr_db": 32.0, "teacher_test_psnr_db": 34.0,
-             "levels": levels} for label, s in (("short", 60.0), (None, 240.0))]
-    record = {"scene": "lego", "card": "NVIDIA H100", "commit": "scratch abc1234, distill abc1234", "scratch_test_psnr_db": 32.5, "scratch_train_seconds": 300.0,
-              "note": "alone", "distillations": runs}
-    lines = time_to_quality_table(record)
-    assert "hash -> mlp, short, 60 s (s) | speed-up | hash -> mlp, 240 s run (s) | speed-up" in lines[2]
-    assert "short, 60 s: 32.00 dB (teacher 34.00 dB); 240 s run: 32.00 dB (teacher 34.00 dB)" in lines[-1]
-    assert lines[4] == "| 31.00 dB (31dB) | 120 | 20 | 6.00 | 20 | 6.00 |"
