@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import main
+from taichi_pvd_cli.main import main
 from taichi_pvd.data.demo import write_demo_scene
 from taichi_pvd.io.checkpoint import FORMAT_VERSION, load_checkpoint
 from taichi_pvd.io.runs import CHECKPOINT_NAME

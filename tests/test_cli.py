@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import taichi_pvd
-from cli.main import main
+from taichi_pvd_cli.main import main
 from taichi_pvd.errors import SceneError
 
 
