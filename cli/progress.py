@@ -4,11 +4,11 @@ to the terminal's width.
 A full line reads::
 
     distill hash->grid stage 2 ━━━━━━━━━━━━━━━━━━━━━━━━ 1200/2000 loss 1.23e-02 psnr 31.20 dB
-    feature 2.10e-03 density 4.00e-04 colour 7.50e-04 val 30.95 dB 52k rays/s 45.3 spp 1:23 eta 0:40
+    feature 2.10e-03 density 4.00e-04 colour 7.50e-04 val 30.95 dB 52.3k rays/s 45.3 spp 1:23 eta 0:40
 
-(one line on a wide terminal). On a narrow one the parts that matter least go first: the named
-losses, samples per ray, elapsed time, stage, title, then the bar shrinks; the step count, loss,
-PSNR and speed always stay.
+(one line on a wide terminal). On a narrower one the parts that matter least go first: the named
+losses, samples per ray, elapsed time, stage, title, validation PSNR, time left; the bar takes
+the width the other parts leave. The step count, loss, PSNR and speed always stay.
 """
 
 from __future__ import annotations
@@ -60,12 +60,14 @@ def _clock(seconds: float | None) -> str:
 
 
 def _rate(rays_per_second: float) -> str:
-    """``52300`` -> ``52k rays/s``; ``1234567`` -> ``1.23M rays/s``."""
-    if rays_per_second >= 1e6:
-        return f"{rays_per_second / 1e6:.2f}M rays/s"
-    if rays_per_second >= 1e3:
-        return f"{rays_per_second / 1e3:.0f}k rays/s"
-    return f"{rays_per_second:.0f} rays/s"
+    """Three significant digits: ``52300`` -> ``52.3k rays/s``; ``1234567`` -> ``1.23M rays/s``."""
+    value, unit = rays_per_second, ""
+    for bigger in ("k", "M", "G"):
+        if value < 999.5:
+            break
+        value, unit = value / 1e3, bigger
+    digits = 0 if not unit or value >= 99.5 else 1 if value >= 9.95 else 2
+    return f"{value:.{digits}f}{unit} rays/s"
 
 
 #: Where the bar goes in the list of parts; it takes the width the other parts leave.

@@ -27,7 +27,7 @@ def _render(title, report, width):
 
 def test_an_80_column_training_line_keeps_step_loss_psnr_speed_and_eta():
     text = _render("train hash", TRAIN, 80)
-    for part in ("1200/2000", "loss 1.23e-02", "psnr 23.45 dB", "52k rays/s", "val 22.10 dB", "eta 0:40"):
+    for part in ("1200/2000", "loss 1.23e-02", "psnr 23.45 dB", "52.3k rays/s", "val 22.10 dB", "eta 0:40"):
         assert part in text
     assert "…" not in text
 
