@@ -175,3 +175,12 @@ def test_taichi_banner_lines_appear_only_with_verbose(tmp_path):
     assert "[Taichi]" not in quiet and "taichi backend" in quiet
     verbose = doctor("--verbose")
     assert "[Taichi] version 1.7.4" in verbose and "[Taichi] Starting on arch=" in verbose
+
+
+def test_the_demo_commands_defaults_match_the_demo_job():
+    from taichi_pvd.demo_job import DEFAULT_OUT, STUDENT_MODEL, TEACHER_MODEL
+
+    params = {p.name: p for p in main.commands["demo"].params}
+    assert params["out"].default == DEFAULT_OUT
+    assert f"({TEACHER_MODEL})" in params["teacher_sets"].help
+    assert f"({STUDENT_MODEL})" in params["student_sets"].help
