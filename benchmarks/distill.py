@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import RESULTS_DIR, VALIDATION_VIEWS, card_name, card_slug, write_result  # noqa: E402
 from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
-from cli.options import parse_overrides  # noqa: E402
+from taichi_pvd_cli.options import parse_overrides  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
 from taichi_pvd.io.runs import read_history  # noqa: E402
 

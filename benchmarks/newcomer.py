@@ -56,13 +56,13 @@ def demo_args(preset: str) -> list[str]:
 
 
 def demo_command(preset: str) -> list[str]:
-    """``pvd-ti demo`` as installed (the console script), or through this checkout's package
-    when the command is not on the PATH (a plain copy of the repository)."""
+    """``pvd-ti demo`` as installed: the console script, or ``python -m taichi_pvd_cli`` when
+    the script's folder is not on the PATH."""
     args = demo_args(preset)
     script = shutil.which("pvd-ti")
     if script is not None:
         return [script, *args]
-    return [sys.executable, "-c", "from cli.main import main; main()", *args]
+    return [sys.executable, "-m", "taichi_pvd_cli", *args]
 
 
 def load_average() -> float:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import VALIDATION_VIEWS, card_name, card_slug, write_result, RESULTS_DIR  # noqa: E402
 from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
-from cli.options import parse_overrides  # noqa: E402
+from taichi_pvd_cli.options import parse_overrides  # noqa: E402
 from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
 from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path  # noqa: E402
 from taichi_pvd.training.api import train  # noqa: E402

@@ -1,4 +1,4 @@
-"""``python -m cli``: the same as the ``pvd-ti`` command."""
+"""``python -m taichi_pvd_cli``: the same as the ``pvd-ti`` command."""
 
 from .main import main
 

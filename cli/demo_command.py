@@ -9,14 +9,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from taichi_pvd.demo_job import DEFAULT_OUT, STUDENT_MODEL, TEACHER_MODEL
-from taichi_pvd.presets import PRESET_NAMES
-
-from .options import parse_overrides
+from .options import PRESETS, parse_overrides
 from .progress import progress_display
 
 _console = Console(stderr=True)
 _out = Console()
+#: Where the demo writes by default (the library's ``demo_job.DEFAULT_OUT``).
+DEFAULT_OUT = Path("runs") / "demo"
 
 
 def _bar() -> Progress:
@@ -29,6 +28,8 @@ def _phase(number: int, text: str) -> None:
 
 
 def _summary_table(summary) -> Table:
+    from taichi_pvd.demo_job import STUDENT_MODEL, TEACHER_MODEL
+
     table = Table(title=f"demo done in {summary.seconds['total']:.0f} s", show_header=True)
     table.add_column("")
     table.add_column("model")
@@ -42,7 +43,7 @@ def _summary_table(summary) -> Table:
 
 
 @click.command(short_help="The whole job on the demo scene: train, distil, render, evaluate.")
-@click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default="auto",
+@click.option("--preset", "preset_name", type=PRESETS, default="auto",
               show_default=True,
               help="Settings: cpu (fits a CPU, minutes), gpu (the demo sized for a GPU), full (the library "
                    "defaults, paper-sized); "
@@ -56,9 +57,9 @@ def _summary_table(summary) -> Table:
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames of the orbit video.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of training and distillation.")
 @click.option("--set", "teacher_sets", multiple=True, metavar="KEY=VALUE",
-              help=f"Teacher ({TEACHER_MODEL}) field option, e.g. --set log2_table_size=17 (repeatable).")
+              help="Teacher (hash) field option, e.g. --set log2_table_size=17 (repeatable).")
 @click.option("--student-set", "student_sets", multiple=True, metavar="KEY=VALUE",
-              help=f"Student ({STUDENT_MODEL}) field option, e.g. --student-set resolution=96 (repeatable).")
+              help="Student (grid) field option, e.g. --student-set resolution=96 (repeatable).")
 @click.option("--train-set", "train_sets", multiple=True, metavar="KEY=VALUE",
               help="Any training option, e.g. --train-set grid_resolution=128 or "
                    "--train-set 'marching={\"steps_across_box\": 512}' (repeatable).")
@@ -73,7 +74,7 @@ def demo(preset_name, out, size, steps, batch_rays, distill_steps, frames, seed,
     Writes into --out: hash/ (teacher run), hash-to-grid/ (student run), orbit/ (videos and
     frames) and summary.json (figures and timings)."""
     from taichi_pvd import backend
-    from taichi_pvd.demo_job import DemoJob
+    from taichi_pvd.demo_job import STUDENT_MODEL, TEACHER_MODEL, DemoJob
     from taichi_pvd.presets import get_preset
 
     preset = get_preset(preset_name).with_overrides(

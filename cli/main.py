@@ -5,14 +5,17 @@ Exit codes:
 - 0: success;
 - 1: a bug (an unexpected exception, shown with its traceback);
 - 2: a usage error, or a problem with the user's input or environment
-  (:class:`taichi_pvd.errors.PvdError`), printed as one line ``Error: <message>``;
+  (:class:`taichi_pvd.errors.PvdError`), printed as one line ``Error: <message>`` worded with
+  the command's flags (:mod:`.error_messages`);
 - 130: interrupted with Ctrl-C.
+
+This module and the command modules import only click, rich and the library's light modules;
+each command imports what it needs (Taichi, torch) when it runs, so that ``pvd-ti --help``
+answers at once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
 import warnings
@@ -23,9 +26,11 @@ from rich.console import Console
 from rich.table import Table
 
 import taichi_pvd
+from taichi_pvd import backend
 from taichi_pvd.errors import PvdError
 
 from .demo_command import demo
+from .error_messages import user_message
 from .run_commands import distill, train
 from .view_commands import eval_, info, render
 
@@ -51,8 +56,9 @@ class PvdGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PvdError as err:
-            message = " ".join(str(err).split()) or type(err).__name__
-            raise UserError(message) from err
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if name else None
+            raise UserError(user_message(err, command)) from err
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
@@ -69,15 +75,16 @@ class PvdGroup(click.Group):
     show_envvar=True,
     help="Compute backend for Taichi and torch: auto picks CUDA when a GPU is visible.",
 )
+@click.option("--verbose", is_flag=True,
+              help="Also show Taichi's own start-up lines ([Taichi] version ..., Starting on arch=...).")
 @click.pass_context
-def main(ctx: click.Context, arch: str) -> None:
+def main(ctx: click.Context, arch: str, verbose: bool) -> None:
     """taichi-pvd: train neural radiance fields (hash, vm, mlp, grid) with Taichi kernels and
     convert between them by Progressive Volume Distillation."""
     arch = arch.lower()
     ctx.ensure_object(dict)["arch"] = arch
     os.environ["PVD_ARCH"] = arch
-    # Taichi prints a banner to stdout when imported; `pvd-ti doctor` reports its version.
-    os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
+    backend.set_verbose(verbose)
 
 
 main.add_command(render)
@@ -181,10 +188,8 @@ def _taichi_rows() -> tuple[list[tuple[str, str]], bool]:
     import taichi as ti
     from taichi.lang import impl
 
-    from taichi_pvd import backend
-
     version = ".".join(str(part) for part in ti.__version__)
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             arch = backend.init()
@@ -203,8 +208,6 @@ def _taichi_rows() -> tuple[list[tuple[str, str]], bool]:
 def _torch_rows(taichi_started: bool) -> list[tuple[str, str]]:
     """torch's version, the device the library would use, and the GPU torch sees."""
     import torch
-
-    from taichi_pvd import backend
 
     device = str(backend.device()) if taichi_started else "unknown (Taichi did not start)"
     rows = [("torch", torch.__version__), ("torch device", device)]

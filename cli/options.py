@@ -1,8 +1,11 @@
-"""Parsing helpers shared by the commands: ``--set key=value`` overrides."""
+"""Parsing helpers shared by the commands: ``--set key=value`` overrides, and the choices of
+``--model``-like and ``--preset`` options, read from the library only when a command needs them."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -22,3 +25,35 @@ def parse_overrides(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
             value = raw
         result[key.strip().replace("-", "_")] = value
     return result
+
+
+class LazyChoice(click.Choice):
+    """A :class:`click.Choice` whose choices ``load()`` returns on first use: when a command
+    parses its arguments or shows its help. Declaring the option imports nothing, so that
+    ``pvd-ti --help`` does not wait for the library's heavy modules."""
+
+    def __init__(self, load: Callable[[], Iterable[str]], case_sensitive: bool = True):
+        self._load = load
+        self.case_sensitive = case_sensitive
+
+    @functools.cached_property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self._load())
+
+
+def _architectures() -> list[str]:
+    from taichi_pvd.fields import FIELD_CLASSES
+
+    return sorted(FIELD_CLASSES)
+
+
+def _presets() -> tuple[str, ...]:
+    from taichi_pvd.presets import PRESET_NAMES
+
+    return PRESET_NAMES
+
+
+#: The architectures (``hash``, ``vm``, ``mlp``, ``grid``).
+ARCHITECTURES = LazyChoice(_architectures)
+#: The presets (``auto``, ``cpu``, ``gpu``, ``full``), any case.
+PRESETS = LazyChoice(_presets, case_sensitive=False)

@@ -11,13 +11,10 @@ import click
 from rich.console import Console
 
 from taichi_pvd.errors import PvdError
-from taichi_pvd.fields import FIELD_CLASSES
-from taichi_pvd.presets import PRESET_NAMES
 
-from .options import parse_overrides
+from .options import ARCHITECTURES, PRESETS, parse_overrides
 from .progress import progress_display
 
-MODELS = click.Choice(sorted(FIELD_CLASSES))
 _console = Console(stderr=True)
 #: Options shared by ``train`` and ``distill``.
 TIME_LIMIT_OPTION = click.option("--time-limit", type=float, default=None,
@@ -95,7 +92,7 @@ def _print_hints(hints: list[str]) -> None:
 @click.command(short_help="Train a field on a scene (the demo scene by default).")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Scene folder with transforms_*.json (default: the embedded demo scene).")
-@click.option("--model", type=MODELS, default="hash", show_default=True, help="Architecture to train.")
+@click.option("--model", type=ARCHITECTURES, default="hash", show_default=True, help="Architecture to train.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/<scene>-<model>).")
 @click.option("--steps", type=int, default=None, help="Optimizer steps.")
@@ -113,8 +110,8 @@ def _print_hints(hints: list[str]) -> None:
 @click.option("--set", "field_sets", multiple=True, metavar="KEY=VALUE",
               help="Field option, e.g. --set log2_table_size=17 (repeatable).")
 @click.option("--train-set", "train_sets", multiple=True, metavar="KEY=VALUE",
-              help="Any other training option, e.g. --train-set error_guided_share=0.5 (repeatable).")
-@click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
+              help="Any other training option, e.g. --train-set ema_decay=0.99 (repeatable).")
+@click.option("--preset", "preset_name", type=PRESETS, default=None,
               help="Settings under the options above: cpu (small, fits a CPU), gpu (the demo sized for a GPU) "
                    "or full (the library defaults); "
                    "auto picks by the backend. Default: auto on the demo scene, full on --data scenes.")
@@ -161,8 +158,8 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 
 
 @click.command(short_help="Convert a trained field into another architecture (PVD).")
-@click.option("--from", "source", type=MODELS, default="hash", show_default=True, help="Teacher architecture.")
-@click.option("--to", "target", type=MODELS, default="grid", show_default=True, help="Student architecture.")
+@click.option("--from", "source", type=ARCHITECTURES, default="hash", show_default=True, help="Teacher architecture.")
+@click.option("--to", "target", type=ARCHITECTURES, default="grid", show_default=True, help="Student architecture.")
 @click.option("--teacher", type=click.Path(path_type=Path), default=None,
               help="Teacher run folder (default: the latest --from run under runs/).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -186,7 +183,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--set", "student_sets", multiple=True, metavar="KEY=VALUE", help="Student field option (repeatable).")
 @click.option("--distill-set", "distill_sets", multiple=True, metavar="KEY=VALUE",
               help="Any other distillation option, e.g. --distill-set rgb_weight=0.5.")
-@click.option("--preset", "preset_name", type=click.Choice(PRESET_NAMES, case_sensitive=False), default=None,
+@click.option("--preset", "preset_name", type=PRESETS, default=None,
               help="Settings under the options above (cpu, gpu or full; auto picks by the backend). Default: "
                    "auto for a teacher trained on the demo scene, full (the library defaults) otherwise.")
 @click.option("--runs-root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),

@@ -1,7 +1,13 @@
 """Backend selection: the one place where Taichi is initialised and the torch device chosen.
 
 Taichi is initialised lazily, on the first call to :func:`init` (every kernel wrapper calls it),
-never at import time. CUDA is used when torch sees a GPU, the CPU otherwise; ``arch`` forces one.
+never at import time; importing this module imports neither Taichi nor torch. CUDA is used when
+torch sees a GPU, the CPU otherwise; ``arch`` forces one.
+
+Taichi prints a banner of its own: ``[Taichi] version ...`` when it is imported (unless the
+environment variable ``ENABLE_TAICHI_HEADER_PRINT`` is ``0`` then) and ``[Taichi] Starting on
+arch=...`` in every ``ti.init``. :func:`init` hides the second unless asked to show it;
+:func:`set_verbose`, called before Taichi is imported, shows or hides both.
 
 Reproducibility: the backward kernels scatter gradients with float atomic adds, whose order
 varies between threads, so two multi-threaded CPU runs with the same seed differ in the last
@@ -12,10 +18,14 @@ order; GPU runs are reproducible only up to rounding.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _state: dict[str, object] = {}
 
@@ -25,18 +35,33 @@ TAICHI_DEVICE_MEMORY_GB = 0.5
 
 #: torch intra-op threads on the CPU backend (``PVD_TORCH_THREADS`` sets another number; with
 #: ``OMP_NUM_THREADS`` set, torch's own choice is kept). Taichi's kernels run on Taichi's thread
-#: pool, and torch's OpenMP threads keep spinning for a while after each torch op, so the two pools
-#: fight over the cores. Measured on 2 busy cores, a training step of 1024 rays of a small hash
-#: field: 149 ms with 2 torch threads, 47 ms with 1 (load average ~4.7); 1.31 s against 0.24 s
-#: at load ~7. Small MLPs on packed samples gain little from more threads anyway.
+#: pool, and torch's OpenMP threads keep spinning for a while after each torch op, so two torch
+#: threads compete with Taichi's pool for the cores; the small MLPs on packed samples gain little
+#: from more threads.
 CPU_TORCH_THREADS = 1
+
+#: The environment variable Taichi reads when it is imported: ``0`` hides its version line.
+TAICHI_HEADER_ENV = "ENABLE_TAICHI_HEADER_PRINT"
 
 
 class BackendError(RuntimeError):
     """Raised when the requested backend cannot be used (e.g. ``cuda`` without a GPU)."""
 
 
+def set_verbose(verbose: bool) -> None:
+    """Show (``True``) or hide Taichi's banner lines and its info-level log.
+
+    Sets :data:`TAICHI_HEADER_ENV` for the version line, which Taichi prints when it is imported:
+    call this before Taichi is first imported (the CLI does, before running a command). The
+    ``Starting on arch=...`` line follows the setting at :func:`init`.
+    """
+    _state["verbose"] = bool(verbose)
+    os.environ[TAICHI_HEADER_ENV] = "1" if verbose else "0"
+
+
 def _resolve_arch(arch: str | None) -> str:
+    import torch
+
     arch = (arch or os.environ.get("PVD_ARCH") or "auto").lower()
     if arch not in ("auto", "cpu", "cuda"):
         raise BackendError(f"unknown arch {arch!r}: use 'cpu', 'cuda' or 'auto'")
@@ -68,7 +93,7 @@ def _cpu_torch_threads() -> int | None:
     return threads
 
 
-def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False,
+def init(arch: str | None = None, *, seed: int = 0, verbose: bool | None = None,
          deterministic: bool | None = None) -> str:
     """Initialise Taichi once and return the backend in use, ``'cpu'`` or ``'cuda'``.
 
@@ -78,7 +103,8 @@ def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False,
             ``'cuda'`` without a GPU warns and falls back to the CPU.
         seed: Taichi's random seed (the kernels draw no random numbers themselves; all sampling
             randomness comes from torch generators).
-        verbose: print Taichi's start-up banner.
+        verbose: print Taichi's ``Starting on arch=...`` line and its info-level log; ``None``
+            follows :func:`set_verbose` (hidden by default).
         deterministic: on the CPU, run Taichi on one thread so that runs with the same seed
             are bit-for-bit reproducible (see the module docstring); no effect on CUDA.
             ``None`` reads the environment variable ``PVD_DETERMINISTIC`` (``1`` turns it on).
@@ -106,7 +132,10 @@ def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False,
             )
         return str(_state["arch"])
     import taichi as ti
+    import torch
 
+    if verbose is None:
+        verbose = bool(_state.get("verbose", False))
     kwargs: dict[str, object] = dict(
         default_fp=ti.f32,
         default_ip=ti.i32,
@@ -114,15 +143,19 @@ def init(arch: str | None = None, *, seed: int = 0, verbose: bool = False,
         offline_cache=True,
         log_level=ti.INFO if verbose else ti.WARN,
     )
+    # ti.init prints "[Taichi] Starting on arch=..." to stdout unconditionally.
+    banner = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     if resolved == "cuda":
-        ti.init(arch=ti.cuda, device_memory_GB=TAICHI_DEVICE_MEMORY_GB, **kwargs)
+        with banner:
+            ti.init(arch=ti.cuda, device_memory_GB=TAICHI_DEVICE_MEMORY_GB, **kwargs)
         # float32 matrix products (the MLPs when mixed precision is off) run on tensor cores.
         torch.backends.cuda.matmul.allow_tf32 = True
     else:
         threads = _cpu_torch_threads()
         if wanted_deterministic:
             kwargs["cpu_max_num_threads"] = 1
-        ti.init(arch=ti.cpu, **kwargs)
+        with banner:
+            ti.init(arch=ti.cpu, **kwargs)
         if threads is not None:
             torch.set_num_threads(threads)
     _state["arch"] = resolved
@@ -144,4 +177,6 @@ def arch() -> str:
 
 def device() -> torch.device:
     """The torch device that matches the Taichi backend: ``cuda`` or ``cpu``."""
+    import torch
+
     return torch.device("cuda" if init() == "cuda" else "cpu")

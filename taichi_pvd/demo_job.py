@@ -30,7 +30,7 @@ import torch
 
 from . import backend
 from .data.demo import demo_scene_path
-from .errors import ConfigError
+from .errors import OutputFolderUnusable
 from .evaluation import Evaluation, ViewScore, evaluate_run
 from .io.runs import write_json
 from .presets import Preset
@@ -70,20 +70,19 @@ class DemoPaths:
 def prepare_demo_dir(paths: DemoPaths) -> bool:
     """Make ``paths.root`` ready for a new demo; returns True when an earlier demo was replaced.
 
-    A folder holding anything the demo does not write is refused with :class:`ConfigError`
+    A folder holding anything the demo does not write is refused with :class:`OutputFolderUnusable`
     (nothing is deleted); an earlier demo's entries are removed.
     """
     root = paths.root
     if root.exists() and not root.is_dir():
-        raise ConfigError(f"{root} is a file: choose another --out folder for the demo")
+        raise OutputFolderUnusable(root, "is a file")
     if not root.exists():
         return False
     foreign = sorted(p.name for p in root.iterdir() if p not in paths.owned())
     if foreign:
-        raise ConfigError(
-            f"{root} holds files that are not from an earlier demo ({', '.join(foreign[:3])}"
-            f"{', ...' if len(foreign) > 3 else ''}): choose another --out folder"
-        )
+        raise OutputFolderUnusable(
+            root, f"holds files that are not from an earlier demo ({', '.join(foreign[:3])}"
+                  f"{', ...' if len(foreign) > 3 else ''})")
     replaced = False
     for entry in paths.owned():
         if entry.is_dir():

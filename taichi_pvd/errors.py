@@ -1,4 +1,13 @@
-"""Errors a user can cause and fix. The CLI prints them as one line and exits non-zero."""
+"""Errors a user can cause and fix. The CLI prints them as one line and exits non-zero.
+
+Messages name the library's own options (``resume=True``, ``batch_rays``), never a command-line
+flag. The errors whose advice names options carry the facts as attributes, so that a front end
+(the CLI) can word the same advice with its own flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class PvdError(Exception):
@@ -19,5 +28,136 @@ class ConfigError(PvdError):
     """An option or configuration value out of range or of the wrong kind."""
 
 
+class OptionValueError(ConfigError):
+    """A value of one option that cannot be used.
+
+    Attributes:
+        option: the option's library name (a function parameter or config field, e.g. ``fps``).
+        problem: what is wrong, worded to follow the option's name (``"must be positive, got 0"``).
+    """
+
+    def __init__(self, option: str, problem: str):
+        super().__init__(f"{option} {problem}")
+        self.option = option
+        self.problem = problem
+
+
+class OptionConflict(ConfigError):
+    """Two options that cannot be given together.
+
+    Attributes:
+        options: the two options' library names.
+    """
+
+    def __init__(self, first: str, second: str):
+        super().__init__(f"{first} and {second} contradict each other: choose one")
+        self.options = (first, second)
+
+
+class RunFolderInUse(ConfigError):
+    """A new run was asked for in a folder that already holds one.
+
+    Attributes:
+        folder: the run folder.
+    """
+
+    def __init__(self, folder: Path):
+        super().__init__(f"{folder} already holds a run: continue it (resume=True), replace it "
+                         "(overwrite=True) or write the new run to another folder")
+        self.folder = folder
+
+
+class NothingToResume(ConfigError):
+    """``resume=True`` for a folder that holds no checkpoint.
+
+    Attributes:
+        folder: the run folder.
+        checkpoint: the checkpoint file name looked for.
+    """
+
+    def __init__(self, folder: Path, checkpoint: str):
+        super().__init__(f"nothing to resume: {folder} holds no {checkpoint}; "
+                         "start a new run with resume=False")
+        self.folder = folder
+        self.checkpoint = checkpoint
+
+
+class OutputFolderUnusable(ConfigError):
+    """An output folder that cannot be written into (a file, or a folder holding other files).
+
+    Attributes:
+        folder: the folder.
+        problem: what is wrong with it, worded to follow the folder's name.
+    """
+
+    def __init__(self, folder: Path, problem: str):
+        super().__init__(f"{folder} {problem}: choose another output folder")
+        self.folder = folder
+        self.problem = problem
+
+
+class NoRunFound(CheckpointError):
+    """No run folder to pick automatically under a root folder.
+
+    Attributes:
+        root: the folder searched.
+        model: the architecture looked for (``None``: any).
+        scene: the scene name looked for (``None``: any).
+    """
+
+    def __init__(self, root: Path, model: str | None = None, scene: str | None = None):
+        self.root, self.model, self.scene = root, model, scene
+        super().__init__(f"{self.what_is_missing()}: train one first or name the run folder")
+
+    def what_is_missing(self) -> str:
+        """``no 'hash' run found under runs/ for scene 'lego'`` (the facts, without advice)."""
+        kind = f" {self.model!r}" if self.model else ""
+        where = f" for scene {self.scene!r}" if self.scene else ""
+        return f"no{kind} run found under {self.root}/{where}"
+
+
+class ArchitectureMismatch(CheckpointError):
+    """A run folder that holds a field of another architecture than the one asked for.
+
+    Attributes:
+        folder: the run folder.
+        found: the architecture it holds.
+        expected: the architecture asked for.
+        role: ``"resume"`` (a run to continue) or ``"teacher"`` (a distillation's teacher).
+    """
+
+    def __init__(self, folder: Path, found: str, expected: str, role: str):
+        self.folder, self.found, self.expected, self.role = folder, found, expected, role
+        if role == "teacher":
+            advice = f"distil from source={found!r} or give a {expected} run as the teacher"
+        else:
+            advice = "resume with the same architecture or write the new run to another folder"
+        super().__init__(f"{self.what_is_wrong()}: {advice}")
+
+    def what_is_wrong(self) -> str:
+        """The facts, without advice."""
+        if self.role == "teacher":
+            return f"teacher {self.folder} is a {self.found!r} model, not {self.expected!r}"
+        return f"{self.folder} holds a {self.found!r} run, not {self.expected!r}"
+
+
 class TrainingDiverged(PvdError):
     """NaN or Inf appeared in a loss or in parameters; the last good checkpoint is kept."""
+
+
+class RunDiverged(TrainingDiverged):
+    """A run's loss or parameters became NaN or Inf at a step; its last good checkpoint is kept.
+
+    Attributes:
+        what: what became non-finite (``"loss became nan"``).
+        step: the step at which it was seen.
+        run_folder: the run folder holding the last good checkpoint.
+    """
+
+    def __init__(self, what: str, step: int, run_folder: Path):
+        self.what, self.step, self.run_folder = what, step, run_folder
+        super().__init__(f"{self.what_happened()}. Try a lower learning rate (lr) or another seed")
+
+    def what_happened(self) -> str:
+        """The facts, without advice."""
+        return f"{self.what} at step {self.step}; the last good checkpoint in {self.run_folder} is kept"

@@ -47,12 +47,12 @@ def _curves(runs: Sequence[RunSpec]) -> list[tuple[str, list[float], list[float]
             run_dir = Path(spec)
             history = read_history(run_dir)
             if not history:
-                raise ConfigError(f"{run_dir} has no history.jsonl: pass a folder written by `pvd-ti train` or `pvd-ti distill`")
+                raise ConfigError(f"{run_dir} has no history.jsonl: pass a run folder written by training or distillation")
             label = _run_label(run_dir)
         seconds, values = psnr_curve(history)
         curves.append((label, seconds, values))
     if not any(seconds for _, seconds, _ in curves):
-        raise ConfigError("no validation PSNR recorded in these runs: train with --val-every N to record it along the way")
+        raise ConfigError("no validation PSNR recorded in these runs: train with validation along the way (val_every) to record it")
     return curves
 
 

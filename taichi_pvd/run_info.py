@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, NoRunFound
 from .io.runs import CHECKPOINT_NAME, METRICS_NAME, load_run, read_history
 
 #: Where ``pvd-ti eval`` writes its summary inside a run directory.
@@ -25,13 +25,11 @@ _MAX_CHAIN = 32
 
 def latest_run(root: str | os.PathLike = "runs") -> Path:
     """The run directory under ``root`` (searched recursively) whose checkpoint was written
-    last; :class:`CheckpointError` when there is none."""
+    last; :class:`~taichi_pvd.errors.NoRunFound` when there is none."""
     root = Path(root)
     checkpoints = list(root.rglob(CHECKPOINT_NAME)) if root.is_dir() else []
     if not checkpoints:
-        raise CheckpointError(
-            f"no run found under {root}/: train one first (`pvd-ti train`) or pass --run RUN_DIR"
-        )
+        raise NoRunFound(root)
     return max(checkpoints, key=lambda p: p.stat().st_mtime).parent
 
 

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import main
+from taichi_pvd_cli.main import main
 from taichi_pvd.data.demo import write_demo_scene
 from taichi_pvd.io.checkpoint import FORMAT_VERSION, load_checkpoint
 from taichi_pvd.io.runs import CHECKPOINT_NAME
@@ -430,6 +430,6 @@ def test_arch_cuda_without_a_gpu_falls_back_to_the_cpu_with_a_warning(scene, tmp
 def test_train_hints_at_a_finest_hash_level_far_finer_than_the_images(scene, tmp_path):
     result = _train(scene, tmp_path / "run", "--set", "finest_resolution=512")
     assert result.exit_code == 0, result.output
-    assert "hint: " in result.output and "--set finest_resolution=128" in result.output
+    assert "hint: " in result.output and "field option finest_resolution=128" in result.output
     quiet = _train(scene, tmp_path / "quiet")
     assert quiet.exit_code == 0 and "hint: " not in quiet.output

@@ -1,13 +1,15 @@
 """The command-line shell: help, version, --arch, scene demo, doctor and the error boundary."""
 
 import os
+import subprocess
+import sys
 
 import click
 import pytest
 from click.testing import CliRunner
 
 import taichi_pvd
-from cli.main import main
+from taichi_pvd_cli.main import main
 from taichi_pvd.errors import SceneError
 
 
@@ -158,3 +160,27 @@ def test_doctor_reports_versions_backend_and_folders(runner, tmp_path, monkeypat
     assert torch.__version__ in row("torch")
     assert "cpu" in row("torch device")
     assert f"{tmp_path / 'runs'} (does not exist yet)" in row("runs folder")
+
+
+def test_taichi_banner_lines_appear_only_with_verbose(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ENABLE_TAICHI_HEADER_PRINT"}
+
+    def doctor(*flags):
+        done = subprocess.run([sys.executable, "-m", "taichi_pvd_cli", *flags, "--arch", "cpu", "doctor"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    quiet = doctor()
+    assert "[Taichi]" not in quiet and "taichi backend" in quiet
+    verbose = doctor("--verbose")
+    assert "[Taichi] version 1.7.4" in verbose and "[Taichi] Starting on arch=" in verbose
+
+
+def test_the_demo_commands_defaults_match_the_demo_job():
+    from taichi_pvd.demo_job import DEFAULT_OUT, STUDENT_MODEL, TEACHER_MODEL
+
+    params = {p.name: p for p in main.commands["demo"].params}
+    assert params["out"].default == DEFAULT_OUT
+    assert f"({TEACHER_MODEL})" in params["teacher_sets"].help
+    assert f"({STUDENT_MODEL})" in params["student_sets"].help

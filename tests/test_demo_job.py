@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import main
+from taichi_pvd_cli.main import main
 from taichi_pvd import backend
 from taichi_pvd.demo_job import DemoPaths, prepare_demo_dir
 from taichi_pvd.errors import ConfigError

@@ -197,7 +197,7 @@ def test_the_teachers_colour_head_is_copied_only_where_the_heads_match(teachers,
     assert all(torch.equal(teacher_head[k], student_head[k]) for k in teacher_head)
     # Copied values, not shared tensors: the student's training leaves the teacher alone.
     assert all(teacher_head[k].data_ptr() != student_head[k].data_ptr() for k in teacher_head)
-    with pytest.raises(ConfigError, match="--init-head-from-teacher"):
+    with pytest.raises(ConfigError, match="init_head_from_teacher"):
         make_distiller(teachers, scene, "hash", "grid", tmp_path / "grid", steps=2, init_head_from_teacher=True)
 
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import main
+from taichi_pvd_cli.main import main
 from taichi_pvd.data.demo import write_demo_scene
 from taichi_pvd.distill.api import distill
 from taichi_pvd.distill.distiller import Distiller
@@ -166,7 +166,7 @@ def runs(tmp_path_factory):
     cli_scene = write_demo_scene(cli_root / "scene", size=16, n_train=4, n_val=1, n_test=1)
     cli_env = {k: v for k, v in env.items() if k != "PVD_DETERMINISTIC"}
     cli = subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", "--arch", "cpu", "train",
+        [sys.executable, "-m", "taichi_pvd_cli", "--arch", "cpu", "train",
          "--data", str(cli_scene), "--out", str(cli_root / "run"), *CLI_ARGS],
         check=False, cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=300)
     log, _ = helper.communicate(timeout=300)

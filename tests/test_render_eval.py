@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import main
+from taichi_pvd_cli.main import main
 from taichi_pvd.data import generate_rays
 from taichi_pvd.data.demo import write_demo_scene
 from taichi_pvd.errors import ConfigError

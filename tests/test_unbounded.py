@@ -178,7 +178,7 @@ def _background_mask(scene_dir: Path, split: str, index: int) -> torch.Tensor:
 def test_hash_model_learns_the_far_background_and_distils_into_a_grid(ub_dir: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from cli.main import main
+    from taichi_pvd_cli.main import main
     from taichi_pvd.io.runs import load_run
     from taichi_pvd.rendering.inference import render_views, split_views
     from taichi_pvd.training.api import train

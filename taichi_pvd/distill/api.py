@@ -12,7 +12,7 @@ import torch
 from .. import backend
 from ..data import load_scene
 from ..data.camera_rig import CameraRig
-from ..errors import CheckpointError
+from ..errors import ArchitectureMismatch, CheckpointError, NoRunFound
 from ..fields import field_class, make_field
 from ..io.checkpoint import load_checkpoint
 from ..io.runs import CHECKPOINT_NAME, load_run
@@ -40,11 +40,7 @@ def find_latest_run(model: str, root: Path = Path("runs"), scene_name: str | Non
             continue
         candidates.append((ckpt.stat().st_mtime, ckpt.parent))
     if not candidates:
-        where = f" for scene {scene_name!r}" if scene_name else ""
-        raise CheckpointError(
-            f"no {model!r} run found under {root}/{where}: train one first (`pvd-ti train --model {model}`) "
-            "or pass --teacher RUN_DIR"
-        )
+        raise NoRunFound(root, model, scene_name)
     return max(candidates)[1]
 
 
@@ -96,10 +92,7 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     device = backend.device()
     loaded = load_run(teacher_dir, device)
     if loaded.model != source:
-        raise CheckpointError(
-            f"teacher {teacher_dir} is a {loaded.model!r} model, not {source!r}: pass --from {loaded.model} "
-            f"or a {source} run as --teacher"
-        )
+        raise ArchitectureMismatch(teacher_dir, loaded.model, source, "teacher")
     if "camera_rig" not in loaded.config:
         raise CheckpointError(f"teacher {teacher_dir} records no camera rig; retrain it with this version")
     rig = CameraRig(**loaded.config["camera_rig"])

@@ -18,7 +18,7 @@ import torch
 
 from ..data import Scene, generate_rays, image_rays
 from ..data.camera_rig import CameraRig
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionValueError
 from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
 from ..kernels.occupancy import OccupancyGrid
@@ -117,7 +117,7 @@ class Distiller(OptimizationLoop):
         return [
             f"the teacher's occupancy grid marks {fraction:.0%} of the scene box occupied (trained teachers "
             "mark a few percent): its rays carry many samples, which is slow and can run out of memory; "
-            "train the teacher longer (--resume) or pass a smaller --batch-rays"
+            "train the teacher longer (resume it) or use fewer rays a step (batch_rays)"
         ]
 
     # -- pseudo-labels, a block of steps at a time ----------------------------------------------
@@ -361,8 +361,9 @@ def copy_colour_head(teacher: RadianceField, student: RadianceField) -> None:
     """Start the student's colour head from the teacher's (both must have the shared head)."""
     t_head, s_head = getattr(teacher, "head", None), getattr(student, "head", None)
     if t_head is None or s_head is None or type(t_head) is not type(s_head):
-        raise ConfigError(
-            f"--init-head-from-teacher needs the shared colour head on both sides; {teacher.kind} -> {student.kind} has none to copy"
+        raise OptionValueError(
+            "init_head_from_teacher",
+            f"needs the shared colour head on both sides; {teacher.kind} -> {student.kind} has none to copy",
         )
     try:
         s_head.load_state_dict(t_head.state_dict())

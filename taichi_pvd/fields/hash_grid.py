@@ -87,7 +87,7 @@ class HashGridField(HeadColour, RadianceField):
         return [
             f"the finest hash level ({self.config.finest_resolution}) is over three times finer than the "
             f"{side}-pixel images resolve, which only adds hash collisions (lego at 400x400: 512 scored "
-            f"0.6 dB above 2048 in the same time); try --set finest_resolution={suggested}"
+            f"0.6 dB above 2048 in the same time); try the field option finest_resolution={suggested}"
         ]
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

@@ -63,7 +63,7 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist: pass a folder written by `pvd-ti train` or `pvd-ti distill`")
+        raise CheckpointError(f"run directory {run_dir} does not exist: pass a run folder written by training or distillation")
     ckpt = load_checkpoint(checkpoint_path(run_dir), expected_kind="run")
     config = ckpt.config
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionValueError
 
 #: Viridis at 11 evenly spaced points (low -> high), interpolated linearly.
 _VIRIDIS = np.array([
@@ -148,7 +148,7 @@ def write_video(path_stem: str | Path, frames: Sequence[np.ndarray], fps: float)
     if not frames:
         raise ValueError("a video needs at least one frame")
     if not fps > 0:
-        raise ConfigError(f"--fps must be positive, got {fps}")
+        raise OptionValueError("fps", f"must be positive, got {fps}")
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     images = [to_uint8(f) for f in frames]
@@ -187,7 +187,7 @@ class PathWriter:
     def __init__(self, out_dir: str | Path, names: Sequence[str], near: float, far: float, fps: float, *,
                  log_depth: bool = False):
         if not fps > 0:
-            raise ConfigError(f"--fps must be positive, got {fps}")
+            raise OptionValueError("fps", f"must be positive, got {fps}")
         self.out_dir = Path(out_dir)
         self.names = list(names)
         self.near, self.far, self.fps = near, far, fps

@@ -41,7 +41,7 @@ from .. import backend
 from ..data import generate_rays, load_scene, orbit_path, spiral_path, subpixel_offsets
 from ..data.camera_rig import CameraRig
 from ..data.demo import demo_scene_path
-from ..errors import CheckpointError, ConfigError, SceneError
+from ..errors import CheckpointError, ConfigError, OptionValueError, SceneError
 from ..fields import RadianceField
 from ..io.runs import LoadedRun, load_run
 from ..kernels.occupancy import OccupancyGrid
@@ -307,14 +307,13 @@ def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None
     if size is not None and size != (scene.width, scene.height):
         factor = scene.width // size[0]
         if factor < 1 or (scene.width // factor, scene.height // factor) != size:
-            raise ConfigError(
-                f"the {split} images are {scene.width}x{scene.height}: --size must be that size "
-                "divided by a whole number"
+            raise OptionValueError(
+                "size", f"must be the {split} images' size ({scene.width}x{scene.height}) divided by a whole number"
             )
         scene = load_scene(scene_dir, split, downscale=factor)
     total = len(scene)
     if n_views is not None and n_views < 1:
-        raise ConfigError(f"--views must be positive, got {n_views}")
+        raise OptionValueError("n_views", f"must be positive, got {n_views}")
     count = total if n_views is None else min(n_views, total)
     pick = torch.linspace(0, total - 1, count).round().long().unique()
     background = (1.0, 1.0, 1.0) if scene.alphas is not None else (0.0, 0.0, 0.0)

@@ -12,7 +12,7 @@ import torch
 from .. import backend
 from ..data import demo_scene_path, load_scene
 from ..data.camera_rig import CameraRig
-from ..errors import ConfigError
+from ..errors import NothingToResume, OptionConflict, RunFolderInUse
 from ..fields import field_class, make_field
 from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
 from ..option_types import check_option_types, config_with_options
@@ -36,17 +36,15 @@ def prepare_run_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> bool:
     (delete its run files first) is given.
     """
     if resume and overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other: choose one")
+        raise OptionConflict("resume", "overwrite")
     has_run = (out_dir / CHECKPOINT_NAME).exists()
     if resume:
         if not has_run:
-            raise ConfigError(f"nothing to resume: {out_dir} holds no {CHECKPOINT_NAME}; drop --resume to start a new run")
+            raise NothingToResume(out_dir, CHECKPOINT_NAME)
         return True
     if has_run or (out_dir / METRICS_NAME).exists():
         if not overwrite:
-            raise ConfigError(
-                f"{out_dir} already holds a run: pass --resume to continue it, --overwrite to replace it, or choose another --out"
-            )
+            raise RunFolderInUse(out_dir)
         for name in RUN_FILES:
             (out_dir / name).unlink(missing_ok=True)
         for sub in ("eval", "render"):

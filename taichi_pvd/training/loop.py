@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from ..data.error_map import RayErrorMap
-from ..errors import CheckpointError, TrainingDiverged
+from ..errors import ArchitectureMismatch, RunDiverged
 from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
@@ -257,10 +257,7 @@ class OptimizationLoop:
         Non-finite parameters raise :class:`TrainingDiverged` and leave the last good checkpoint
         in place."""
         if not self._all_finite():
-            raise TrainingDiverged(
-                f"parameters became NaN/Inf at step {self.step}; the last good checkpoint in {self.out_dir} "
-                "is kept. Try a lower --lr or another --seed"
-            )
+            raise RunDiverged("parameters became NaN/Inf", self.step, self.out_dir)
         optim_tensors, groups = optimizer_to_flat(self.optimizer)
         averaged = {} if self.average is None else self.average.state()
         trained = {} if self.average is None else self.average.trained()
@@ -298,10 +295,7 @@ class OptimizationLoop:
         """Continue from the checkpoint in ``out_dir`` (same architecture and config)."""
         ckpt = load_checkpoint(checkpoint_path(self.out_dir), expected_kind="run")
         if ckpt.config.get("model") != self.field.kind:
-            raise CheckpointError(
-                f"{self.out_dir} holds a {ckpt.config.get('model')!r} run, not {self.field.kind!r}: "
-                "resume with the same architecture or choose another --out"
-            )
+            raise ArchitectureMismatch(self.out_dir, ckpt.config.get("model"), self.field.kind, "resume")
         self.field.load_tensors(unprefixed(ckpt.tensors, "field."))
         self.field.to(self.device)
         self.grid.load_state_dict(unprefixed(ckpt.tensors, "grid."))
@@ -365,10 +359,7 @@ class OptimizationLoop:
                     loss_value = float(loss)
                     parts_value = {k: float(v) for k, v in parts.items()}
                     if not math.isfinite(loss_value):
-                        raise TrainingDiverged(
-                            f"loss became {loss_value} at step {self.step}; the last good checkpoint in "
-                            f"{self.out_dir} is kept. Try a lower --lr"
-                        )
+                        raise RunDiverged(f"loss became {loss_value}", self.step, self.out_dir)
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
                 self.train_seconds += time.perf_counter() - t0

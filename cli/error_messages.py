@@ -1,0 +1,79 @@
+"""The CLI's wording of the library's errors: the same facts, with the command's flags.
+
+The library's messages name its own options (``resume=True``, ``batch_rays``); an error whose
+advice names options carries its facts (:mod:`taichi_pvd.errors`), and :func:`user_message`
+words that advice with the flags of the command that failed. Where the command has no flag for
+an option, the library's message stands.
+"""
+
+from __future__ import annotations
+
+import click
+
+from taichi_pvd.errors import (
+    ArchitectureMismatch,
+    NoRunFound,
+    NothingToResume,
+    OptionConflict,
+    OptionValueError,
+    OutputFolderUnusable,
+    PvdError,
+    RunDiverged,
+    RunFolderInUse,
+)
+
+#: Library option -> the name of the command parameter that sets it, where they differ.
+_PARAMETER_NAMES = {"n_views": "views"}
+
+
+def flag(command: click.Command | None, option: str) -> str | None:
+    """The flag of ``command`` that sets the library option ``option`` (``batch_rays`` ->
+    ``--batch-rays``, ``source`` -> ``--from``), or None where the command has none."""
+    name = _PARAMETER_NAMES.get(option, option)
+    for param in command.params if command is not None else ():
+        if isinstance(param, click.Option) and param.name == name:
+            return max(param.opts, key=len)
+    return None
+
+
+def _worded(err: PvdError, command: click.Command | None) -> str | None:
+    """The CLI's message for ``err``, or None to keep the library's."""
+    if isinstance(err, OptionValueError):
+        option = flag(command, err.option)
+        return option and f"{option} {err.problem}"
+    if isinstance(err, OptionConflict):
+        first, second = (flag(command, name) for name in err.options)
+        return first and second and f"{first} and {second} contradict each other: choose one"
+    if isinstance(err, RunFolderInUse):
+        resume, overwrite, out = (flag(command, name) for name in ("resume", "overwrite", "out"))
+        return resume and overwrite and out and (
+            f"{err.folder} already holds a run: pass {resume} to continue it, {overwrite} to replace it, "
+            f"or choose another {out}")
+    if isinstance(err, NothingToResume):
+        resume = flag(command, "resume")
+        return resume and (f"nothing to resume: {err.folder} holds no {err.checkpoint}; "
+                           f"drop {resume} to start a new run")
+    if isinstance(err, OutputFolderUnusable):
+        out = flag(command, "out")
+        return out and f"{err.folder} {err.problem}: choose another {out} folder"
+    if isinstance(err, NoRunFound):
+        picker = flag(command, "teacher") or flag(command, "run_dir")
+        train = "pvd-ti train" + (f" --model {err.model}" if err.model else "")
+        return picker and f"{err.what_is_missing()}: train one first (`{train}`) or pass {picker} RUN_DIR"
+    if isinstance(err, ArchitectureMismatch):
+        if err.role == "teacher":
+            source, teacher = flag(command, "source"), flag(command, "teacher")
+            return source and teacher and (
+                f"{err.what_is_wrong()}: pass {source} {err.found} or a {err.expected} run as {teacher}")
+        out = flag(command, "out")
+        return out and f"{err.what_is_wrong()}: resume with the same architecture or choose another {out}"
+    if isinstance(err, RunDiverged):
+        lr, seed = flag(command, "lr"), flag(command, "seed")
+        return lr and seed and f"{err.what_happened()}. Try a lower {lr} or another {seed}"
+    return None
+
+
+def user_message(err: PvdError, command: click.Command | None) -> str:
+    """The one-line message ``pvd-ti`` prints for ``err`` raised while running ``command``."""
+    message = _worded(err, command) or str(err)
+    return " ".join(message.split()) or type(err).__name__
