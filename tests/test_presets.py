@@ -20,29 +20,28 @@ from taichi_pvd.training.loop_config import REMOVED_OPTIONS, LoopConfig
 
 MODELS = ("hash", "vm", "mlp", "grid")
 
+#: The loop options that training and distillation resolve to alike under the full preset.
+LOOP_FULL = {
+    "lr_final_ratio": 0.03, "lr_warmup_steps": 0, "adam_eps": 1e-15, "adam_beta2": 0.99, "ema_decay": 0.0,
+    "val_every": 1000, "val_views": 4, "checkpoint_every": 2000, "time_limit_s": 0.0, "snapshot_times_s": (),
+    "mixed_precision": False, "seed": 0,
+    "marching": {"steps_across_box": 1024, "cone_angle": 0.0, "max_samples_per_ray": 1024,
+                 "transmittance_threshold": 0.0001},
+}
 #: Every training option of the full preset's hash field, as resolved before the options moved
 #: into the presets.
 TRAIN_FULL_HASH = {
-    "steps": 20000, "batch_rays": 8192, "lr": 0.01, "lr_final_ratio": 0.03, "lr_warmup_steps": 0,
-    "adam_eps": 1e-15, "adam_beta2": 0.99, "ema_decay": 0.0, "val_every": 1000, "val_views": 4,
-    "checkpoint_every": 2000, "time_limit_s": 0.0, "snapshot_times_s": (), "mixed_precision": False, "seed": 0,
-    "marching": {"steps_across_box": 1024, "cone_angle": 0.0, "max_samples_per_ray": 1024,
-                 "transmittance_threshold": 0.0001},
-    "grid_resolution": 128, "grid_update_every": 16, "grid_warmup_steps": 256, "grid_decay": 0.95,
-    "random_background": True, "downscale": 1,
+    **LOOP_FULL, "steps": 20000, "batch_rays": 8192, "lr": 0.01, "grid_resolution": 128, "grid_update_every": 16,
+    "grid_warmup_steps": 256, "grid_decay": 0.95, "random_background": True, "downscale": 1,
 }
 #: Every distillation option of the full preset into a hash student, as resolved before.
 DISTILL_FULL_HASH = {
-    "steps": 30000, "batch_rays": 4096, "lr": 0.01, "lr_final_ratio": 0.03, "lr_warmup_steps": 0,
-    "adam_eps": 1e-15, "adam_beta2": 0.99, "ema_decay": 0.0, "val_every": 1000, "val_views": 4,
-    "checkpoint_every": 2000, "time_limit_s": 0.0, "snapshot_times_s": (), "mixed_precision": False, "seed": 0,
-    "marching": {"steps_across_box": 1024, "cone_angle": 0.0, "max_samples_per_ray": 1024,
-                 "transmittance_threshold": 0.0001},
-    "stage1_steps": None, "stage2_steps": None, "feature_weight": 0.002, "density_weight": 0.002,
-    "colour_weight": 0.002, "rgb_weight": 1.0, "density_clip_min": -2.0, "density_clip_max": 7.0,
-    "feature_loss": True, "density_clip": True, "blockwise": True, "label_spacing_scale": 1.0,
-    "label_block_steps": 8, "cuda_graphs": True, "init_head_from_teacher": False, "virtual_cameras": 300,
-    "elevation_min_deg": 0.0, "elevation_max_deg": 80.0, "random_background": True, "val_size": 100,
+    **LOOP_FULL, "steps": 30000, "batch_rays": 4096, "lr": 0.01, "stage1_steps": None, "stage2_steps": None,
+    "feature_weight": 0.002, "density_weight": 0.002, "colour_weight": 0.002, "rgb_weight": 1.0,
+    "density_clip_min": -2.0, "density_clip_max": 7.0, "feature_loss": True, "density_clip": True,
+    "blockwise": True, "label_spacing_scale": 1.0, "label_block_steps": 8, "cuda_graphs": True,
+    "init_head_from_teacher": False, "virtual_cameras": 300, "elevation_min_deg": 0.0, "elevation_max_deg": 80.0,
+    "random_background": True, "val_size": 100,
 }
 CPU_TRAIN = {"steps": 2000, "batch_rays": 1024, "grid_resolution": 64, "grid_warmup_steps": 64, "val_every": 500,
              "marching": {**TRAIN_FULL_HASH["marching"], "steps_across_box": 256}}

@@ -40,7 +40,7 @@ BLOCK_SEED_STRIDE = 1_000_003
 CAPACITY_KEY = "distill.label_capacity"
 
 #: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
-#: object teachers mark a few percent: 5-9% on the demo scene).
+#: object teachers mark a few percent).
 BARE_GRID_FRACTION = 0.5
 
 

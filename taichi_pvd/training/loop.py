@@ -259,9 +259,9 @@ class OptimizationLoop:
         return path
 
     def resume(self) -> None:
-        """Continue from the checkpoint in ``out_dir`` (same architecture). Only the tensors
-        this version saves are read: those of options it no longer has (see
-        :data:`~taichi_pvd.training.loop_config.REMOVED_OPTIONS`) are left in the file."""
+        """Continue from the checkpoint in ``out_dir`` (same architecture). The tensors are read
+        by name, so those an earlier version saved for options since removed (see
+        :data:`~taichi_pvd.training.loop_config.REMOVED_OPTIONS`) are ignored."""
         ckpt = load_checkpoint(checkpoint_path(self.out_dir), expected_kind="run")
         if ckpt.config.get("model") != self.field.kind:
             raise CheckpointError(

@@ -65,7 +65,8 @@ class LoopConfig:
     """Optimisation times (seconds) at which a copy of the checkpoint is kept in ``snapshots/<t>s/``
     of the run folder (an ordinary run folder)."""
     mixed_precision: bool = False
-    """Autocast of the field evaluations on CUDA (ignored on the CPU)."""
+    """Autocast of the field evaluations on CUDA: float16 with a dynamic loss scale, or bfloat16
+    where the loop prefers it and the GPU has it (distillation); ignored on the CPU."""
     seed: int = 0
     """Seed of every random draw."""
     marching: MarchingConfig = field(default_factory=MarchingConfig)
