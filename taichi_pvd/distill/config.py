@@ -1,4 +1,6 @@
-"""Distillation configuration (defaults: the PVD paper and its reference code)."""
+"""Distillation configuration. Its own defaults follow the PVD paper and its reference code; the
+paper's length and rays per step (30k steps of 4096) come with the presets
+(:data:`~taichi_pvd.presets.PAPER_DISTILLATION`), over the loop's library defaults."""
 
 from __future__ import annotations
 
