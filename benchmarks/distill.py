@@ -30,8 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS_DIR, VALIDATION_VIEWS, card_name, card_slug, write_result  # noqa: E402
 from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  # noqa: E402
 from taichi_pvd_cli.options import parse_overrides  # noqa: E402
+from taichi_pvd import backend  # noqa: E402
+from taichi_pvd.data import load_scene  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
-from taichi_pvd.io.runs import read_history  # noqa: E402
+from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
+from taichi_pvd.io.runs import CHECKPOINT_NAME, read_history  # noqa: E402
+from taichi_pvd.metrics import psnr  # noqa: E402
+from taichi_pvd.training.loop import OptimizationLoop, ValidateFn  # noqa: E402
 
 VARIANTS = {
     "all": {},
@@ -39,6 +44,21 @@ VARIANTS = {
     "no-density-clip": {"density_clip": False},
     "no-blockwise": {"blockwise": False},
 }
+
+
+def ground_truth_validation(scene_dir: Path, teacher_dir: Path, views: int) -> ValidateFn:
+    """A validation callback scoring the student on the first ``views`` ground-truth validation
+    views of ``scene_dir`` (composited on white, at the teacher's image scale), recorded as
+    ``monitor_psnr_db``: the same views a training run validates on, which the distillation's
+    losses never see."""
+    downscale = int(load_checkpoint(teacher_dir / CHECKPOINT_NAME).config.get("train", {}).get("downscale", 1))
+    scene = load_scene(scene_dir, "val", background=(1.0, 1.0, 1.0), downscale=downscale, device=backend.device())
+
+    def on_validate(loop: OptimizationLoop) -> dict[str, float]:
+        scores = [psnr(loop.render_view(scene, i), scene.images[i]) for i in range(min(views, len(scene)))]
+        return {"monitor_psnr_db": float(sum(scores) / len(scores))}
+
+    return on_validate
 
 
 def main() -> None:
@@ -56,7 +76,7 @@ def main() -> None:
     parser.add_argument("--test-views", type=int, default=50)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="TO.key=value student option")
     parser.add_argument("--distill-set", dest="distill_sets", action="append", default=[],
-                        help="distillation option key=value (e.g. lr=5e-3, skip_occluded=false)")
+                        help="distillation option key=value (e.g. lr=5e-3, cuda_graphs=false)")
     parser.add_argument("--label", default=None,
                         help="tells these runs from others of the same pair and variant (e.g. ablation-5k)")
     parser.add_argument("--out-dir", type=Path, default=None)
@@ -85,7 +105,8 @@ def main() -> None:
                          **VARIANTS[variant], **distill_sets}
             metrics = distill(source=source, target=target, teacher=teacher_dir, out=run_dir, overwrite=True,
                               student_overrides=student_sets.get(target), distill_overrides=overrides,
-                              on_progress=printer(f"{source}->{target} {variant}"), monitor_split="val")
+                              on_progress=printer(f"{source}->{target} {variant}"),
+                              on_validate=ground_truth_validation(args.data, teacher_dir, VALIDATION_VIEWS))
             student = score(run_dir, args.test_views)
             entry = {
                 "teacher": source,

@@ -3,7 +3,7 @@
 # the other (about 17 minutes): a hash teacher of 2 min with issue 3's recipe (finest hash
 # resolution 512, 4 features a level, parameters averaged with decay 0.99; also an issue-3
 # figure, scored at one and at 2x2 rays a pixel); the mlp from scratch (5 min); hash -> mlp with
-# the mlp student's defaults (see its distill_defaults), the teacher's colour head copied and
+# the mlp student's defaults (see ARCHITECTURE_DISTILLATION in taichi_pvd/presets.py), the teacher's colour head copied and
 # stages of 300 / 500 steps, for 240 s (to time the from-scratch run's 5-minute level) and for
 # 60 s. (Until 195e1b4 the teacher had 2 features a level and a second, 4-feature teacher was
 # distilled for 60 s at the end.) Both sides validate every 200 steps (a few seconds apart), so

@@ -45,8 +45,8 @@ def _summary_table(summary) -> Table:
 @click.command(short_help="The whole job on the demo scene: train, distil, render, evaluate.")
 @click.option("--preset", "preset_name", type=PRESETS, default="auto",
               show_default=True,
-              help="Settings: cpu (fits a CPU, minutes), gpu (the demo sized for a GPU), full (the library "
-                   "defaults, paper-sized); "
+              help="Settings: cpu (fits a CPU, minutes), gpu (the demo sized for a GPU), full (the "
+                   "paper-sized settings); "
                    "auto picks by the backend.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True,
               help="Folder for everything the demo writes (an earlier demo there is replaced).")
@@ -75,18 +75,18 @@ def demo(preset_name, out, size, steps, batch_rays, distill_steps, frames, seed,
     frames) and summary.json (figures and timings)."""
     from taichi_pvd import backend
     from taichi_pvd.demo_job import STUDENT_MODEL, TEACHER_MODEL, DemoJob
-    from taichi_pvd.presets import get_preset
+    from taichi_pvd.presets import get_preset, settings_lines
 
-    preset = get_preset(preset_name).with_overrides(
-        scene_size=size,
+    chosen = get_preset(preset_name)
+    changes = dict(
         train={**parse_overrides(train_sets, "--train-set"), "steps": steps, "batch_rays": batch_rays},
         fields={TEACHER_MODEL: parse_overrides(teacher_sets, "--set"),
                 STUDENT_MODEL: parse_overrides(student_sets, "--student-set")},
         distill={**parse_overrides(distill_sets, "--distill-set"), "steps": distill_steps},
-        video_frames=frames,
     )
+    preset = chosen.with_overrides(scene_size=size, video_frames=frames, **changes)
     _console.print(f"backend: [bold]{backend.arch()}[/]")
-    for line in preset.describe():
+    for line in settings_lines(chosen, trained=TEACHER_MODEL, student=STUDENT_MODEL, **changes):
         _console.print(line)
     job = DemoJob(preset, out, seed=seed)
     if job.prepare():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,12 +75,8 @@ def _user_facing_failures(command: str, batch_rays: int | None, started: dict) -
         raise
 
 
-def _print_preset(title: str, config, field) -> None:
-    values = dataclasses.asdict(config)
-    marching = values.pop("marching")
-    shown = ", ".join(f"{k}={v}" for k, v in values.items())
+def _print_field(title: str, field) -> None:
     _console.print(f"[bold]{title}[/]: {field.kind} field, {field.num_parameters():,} parameters")
-    _console.print(f"[dim]settings: {shown}; marching: {marching}[/]")
 
 
 def _print_hints(hints: list[str]) -> None:
@@ -113,7 +108,7 @@ def _print_hints(hints: list[str]) -> None:
               help="Any other training option, e.g. --train-set ema_decay=0.99 (repeatable).")
 @click.option("--preset", "preset_name", type=PRESETS, default=None,
               help="Settings under the options above: cpu (small, fits a CPU), gpu (the demo sized for a GPU) "
-                   "or full (the library defaults); "
+                   "or full (the paper-sized settings); "
                    "auto picks by the backend. Default: auto on the demo scene, full on --data scenes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
@@ -122,7 +117,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
           overwrite) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
-    from taichi_pvd.presets import merge_settings, training_preset
+    from taichi_pvd.presets import settings_lines, training_preset
     from taichi_pvd.training.api import train as train_run
 
     options = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
@@ -132,23 +127,23 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
     # Options left unset must not erase the same key given with --train-set.
     overrides = {**parse_overrides(train_sets, "--train-set"), **{k: v for k, v in options.items() if v is not None}}
     _reproducible_if_seeded(seed)
+    field_options = parse_overrides(field_sets, "--set")
     preset = training_preset(preset_name, demo_scene=data is None)
-    for line in preset.describe_training(model):
+    for line in settings_lines(preset, trained=model, train=overrides, fields={model: field_options}):
         _console.print(f"[dim]{line}[/]")
     started: dict = {}
 
     def on_ready(trainer) -> None:
         started["loop"] = trainer
-        _print_preset("training", trainer.config, trainer.field)
+        _print_field("training", trainer.field)
         _print_hints(trainer.field.hints_for_images(trainer.scene.width, trainer.scene.height))
 
     with _user_facing_failures("train", batch_rays, started), \
             progress_display(_console, f"train {model}") as on_progress:
         metrics = train_run(
-            data=data, model=model, out=out,
-            field_overrides={**preset.field_options(model), **parse_overrides(field_sets, "--set")},
-            train_overrides=merge_settings(preset.train_options(), overrides), resume=resume,
-            overwrite=overwrite, on_progress=on_progress, on_ready=on_ready,
+            data=data, model=model, out=out, preset=preset, field_overrides=field_options,
+            train_overrides=overrides, resume=resume, overwrite=overwrite, on_progress=on_progress,
+            on_ready=on_ready,
         )
     psnr = metrics.get("val_psnr_db")
     _console.print(
@@ -185,7 +180,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
               help="Any other distillation option, e.g. --distill-set rgb_weight=0.5.")
 @click.option("--preset", "preset_name", type=PRESETS, default=None,
               help="Settings under the options above (cpu, gpu or full; auto picks by the backend). Default: "
-                   "auto for a teacher trained on the demo scene, full (the library defaults) otherwise.")
+                   "auto for a teacher trained on the demo scene, full (the paper-sized settings) otherwise.")
 @click.option("--runs-root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Where to look for the latest teacher.")
 @click.option("--resume", is_flag=True, help="Continue the distillation in --out.")
@@ -197,7 +192,7 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
     """Distil a trained field into another architecture without the training images."""
     from taichi_pvd.distill.api import distill as distill_run
     from taichi_pvd.distill.api import teacher_run_dir, trained_on_demo_scene
-    from taichi_pvd.presets import merge_settings, training_preset
+    from taichi_pvd.presets import settings_lines, training_preset
 
     overrides = parse_overrides(distill_sets, "--distill-set")
     options = dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
@@ -215,22 +210,21 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
         overrides["init_head_from_teacher"] = True
     teacher = teacher_run_dir(source, teacher, runs_root)
     preset = training_preset(preset_name, demo_scene=trained_on_demo_scene(teacher))
-    _console.print(f"[dim]preset {preset.name}: {preset.summary}[/]")
-    overrides = merge_settings(preset.distill_options(), overrides)
-    student_options = {**preset.field_options(target), **parse_overrides(student_sets, "--set")}
+    student_options = parse_overrides(student_sets, "--set")
+    for line in settings_lines(preset, student=target, distill=overrides, fields={target: student_options}):
+        _console.print(f"[dim]{line}[/]")
     _reproducible_if_seeded(seed)
     started: dict = {}
 
     def on_ready(distiller) -> None:
         started["loop"] = distiller
-        _print_preset(f"distilling {distiller.teacher.kind} -> {distiller.field.kind}", distiller.config,
-                      distiller.field)
+        _print_field(f"distilling {distiller.teacher.kind} -> {distiller.field.kind}", distiller.field)
         _print_hints(distiller.hints())
 
     with _user_facing_failures("distill", batch_rays, started), \
             progress_display(_console, f"distill {source}->{target}") as on_progress:
         metrics = distill_run(
-            source=source, target=target, teacher=teacher, out=out,
+            source=source, target=target, teacher=teacher, out=out, preset=preset,
             student_overrides=student_options, distill_overrides=overrides,
             resume=resume, overwrite=overwrite, runs_root=runs_root, on_progress=on_progress,
             on_ready=on_ready,

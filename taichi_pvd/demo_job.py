@@ -202,10 +202,10 @@ class DemoJob:
         from .fields import make_config
         from .training.api import resolve_train_config
 
-        resolve_train_config(TEACHER_MODEL, {**self.preset.train_options(), "seed": self.seed})
-        resolve_distill_config(STUDENT_MODEL, {**self.preset.distill_options(), "seed": self.seed})
+        resolve_train_config(TEACHER_MODEL, {"seed": self.seed}, self.preset)
+        distillation = resolve_distill_config(STUDENT_MODEL, {"seed": self.seed}, self.preset)
         make_config(TEACHER_MODEL, self.preset.field_options(TEACHER_MODEL))
-        make_config(STUDENT_MODEL, self.preset.field_options(STUDENT_MODEL))
+        make_config(STUDENT_MODEL, self.preset.field_options(STUDENT_MODEL, distill_steps=distillation.steps))
 
     def prepare(self) -> bool:
         """Check the settings, start Taichi and clear an earlier demo from the folder (True if
@@ -249,10 +249,8 @@ class DemoJob:
 
         scene = self.scene_path or self.scene()
         start = time.perf_counter()
-        metrics = train(data=scene, model=TEACHER_MODEL, out=self.paths.teacher,
-                        field_overrides=self.preset.field_options(TEACHER_MODEL),
-                        train_overrides={**self.preset.train_options(), "seed": self.seed},
-                        overwrite=True, on_progress=on_progress,
+        metrics = train(data=scene, model=TEACHER_MODEL, out=self.paths.teacher, preset=self.preset,
+                        train_overrides={"seed": self.seed}, overwrite=True, on_progress=on_progress,
                         on_ready=self._loop_ready("teacher", on_ready, on_first_step))
         self._timed("teacher", start)
         return metrics
@@ -266,8 +264,7 @@ class DemoJob:
 
         start = time.perf_counter()
         metrics = distill(source=TEACHER_MODEL, target=STUDENT_MODEL, teacher=self.paths.teacher,
-                          out=self.paths.student, student_overrides=self.preset.field_options(STUDENT_MODEL),
-                          distill_overrides={**self.preset.distill_options(), "seed": self.seed},
+                          out=self.paths.student, preset=self.preset, distill_overrides={"seed": self.seed},
                           overwrite=True, on_progress=on_progress,
                           on_ready=self._loop_ready("student", on_ready, on_first_step))
         self._timed("student", start)

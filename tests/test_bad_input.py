@@ -358,8 +358,7 @@ BAD_TRAIN_OPTIONS = {
     "malformed --set": (["--set", "log2_table_size"], "expected KEY=VALUE"),
     "steps not a number": (["--steps", "ten"], "'ten' is not a valid integer"),
     "unknown training option": (["--train-set", "bogus=1"], "bogus"),
-    "error share above one": (["--train-set", "error_guided_share=1.5"], "error-guided-share must be within [0, 1]"),
-    "zero error tiles": (["--train-set", "error_tiles=0"], "error-tiles must be positive"),
+    "removed training option": (["--train-set", "pixel_jitter=true"], "unknown training option(s): pixel_jitter"),
 }
 
 
@@ -370,12 +369,11 @@ def test_out_of_range_training_options(scene, tmp_path, extra, fragment):
 
 
 def test_train_set_options_reach_the_run_and_explicit_options_win(scene, tmp_path):
-    result = _train(scene, tmp_path / "run", "--train-set", "error_guided_share=0.5", "--train-set", "steps=9",
+    result = _train(scene, tmp_path / "run", "--train-set", "ema_decay=0.5", "--train-set", "steps=9",
                     "--steps", "2")
     assert result.exit_code == 0, result.output
     ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
-    assert ckpt.config["train"]["error_guided_share"] == 0.5 and ckpt.meta["step"] == 2
-    assert "loop.error_map" in ckpt.tensors
+    assert ckpt.config["train"]["ema_decay"] == 0.5 and ckpt.meta["step"] == 2
 
 
 BAD_DISTILL_OPTIONS = {

@@ -418,18 +418,6 @@ def test_bucketed_sequential_matches_plain_sequential():
     torch.testing.assert_close(g_bucketed, g_plain)
 
 
-def test_vm_upsampling_schedule_scales_to_short_runs():
-    from taichi_pvd.fields.hash_grid import HashGridField
-    from taichi_pvd.fields.vm import TensoRFConfig, TensoRFField
-
-    assert TensoRFField.options_for_steps(30_000) == {}
-    assert TensoRFField.options_for_steps(3_000) == {"upsample_steps": (200, 300, 400, 550, 700)}
-    short = TensoRFField.options_for_steps(20)["upsample_steps"]
-    assert list(short) == sorted(set(short)) and short[0] >= 1 and short[-1] < 20
-    TensoRFConfig(upsample_steps=short)  # a valid schedule
-    assert HashGridField.options_for_steps(100) == {}
-
-
 def test_the_hash_field_suggests_a_finest_level_for_small_images():
     aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
     field = make_field("hash", aabb, {"log2_table_size": 10, "n_levels": 2})

@@ -36,16 +36,12 @@ from taichi_pvd.training.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 HASH = {"log2_table_size": 10, "n_levels": 2, "finest_resolution": 32}
 #: 10 steps with occupancy updates every 4: interruptions land between, and next to, updates.
-#: Half the rays follow the error map, which every step updates and the checkpoint must keep.
 TRAIN = {"steps": 10, "batch_rays": 64, "val_every": 0, "checkpoint_every": 0, "seed": 3,
-         "grid_resolution": 16, "grid_update_every": 4, "marching": {"steps_across_box": 64},
-         "error_guided_share": 0.5, "error_tiles": 4}
-#: Stages 1, 2 and 3 all run within 8 steps, stage 3 from step 2: half the rays follow the
-#: error map, which stage 3 updates and the checkpoint must keep for the resumed run to draw
-#: the same rays.
+         "grid_resolution": 16, "grid_update_every": 4, "marching": {"steps_across_box": 64}}
+#: Stages 1, 2 and 3 all run within 8 steps, stage 3 from step 2: its label block (steps 2-7)
+#: holds both interruptions, so the resumed run must redraw the block it stopped in.
 DISTILL = {"steps": 8, "stage1_steps": 1, "stage2_steps": 1, "batch_rays": 64, "val_every": 0,
-           "checkpoint_every": 0, "seed": 5, "virtual_cameras": 20, "val_views": 1, "val_size": 12,
-           "error_guided_share": 0.5, "error_tiles": 4}
+           "checkpoint_every": 0, "seed": 5, "virtual_cameras": 20, "val_views": 1, "val_size": 12}
 #: Run name, step and kind of each interruption (see :func:`_interrupt`). Occupancy updates
 #: happen at steps 0, 4 and 8.
 INTERRUPTIONS = {

@@ -20,8 +20,6 @@ from taichi_pvd.data import (
     subpixel_offsets,
     write_demo_scene,
 )
-from taichi_pvd.data.error_map import UNSEEN_ERROR, UPDATE_RATE, RayErrorMap
-from taichi_pvd.distill.api import resolve_distill_config
 from taichi_pvd.errors import ConfigError
 
 
@@ -122,70 +120,6 @@ def test_ray_sampler_is_reproducible_with_a_seeded_generator(demo_dir: Path) -> 
     second = RaySampler(scene, 64, torch.Generator().manual_seed(5)).sample()
     torch.testing.assert_close(first.pixel, second.pixel)
     torch.testing.assert_close(first.image_index, second.image_index)
-
-
-def test_a_jittering_sampler_casts_each_ray_through_a_random_point_of_its_pixel(demo_dir: Path) -> None:
-    scene = load_scene(demo_dir, "train")
-    batch = RaySampler(scene, 512, torch.Generator().manual_seed(0), jitter=True).sample()
-    column, row = batch.pixel.floor().long().unbind(-1)
-    torch.testing.assert_close(batch.rgb, scene.images[batch.image_index, row, column])
-    fraction = batch.pixel - batch.pixel.floor()
-    # Uniform over the pixel: spread over [0, 1) with mean near 1/2 on both axes.
-    assert float(fraction.min()) < 0.05 and float(fraction.max()) > 0.95
-    assert torch.allclose(fraction.mean(0), torch.full((2,), 0.5), atol=0.05)
-    _, directions = generate_rays(scene.c2w[batch.image_index], scene.intrinsics[batch.image_index], 16, 16,
-                                  pixels=batch.pixel)
-    torch.testing.assert_close(batch.directions, directions)
-
-
-def test_an_error_guided_sampler_draws_pixels_of_the_tiles_its_map_favours(demo_dir: Path) -> None:
-    scene = load_scene(demo_dir, "train")  # 3 views of 16x16 pixels
-    error_map = RayErrorMap(len(scene), tiles=4, guided_share=1.0, device=torch.device("cpu"))
-    error_map.errors = torch.zeros_like(error_map.errors)
-    error_map.errors[1 * 16 + 2 * 4 + 3] = 1.0  # view 1, tile row 2, tile column 3
-    batch = RaySampler(scene, 256, torch.Generator().manual_seed(0), error_map=error_map).sample()
-    assert batch.tile is not None and bool((batch.tile == 1 * 16 + 2 * 4 + 3).all())
-    assert bool((batch.image_index == 1).all())
-    column, row = (batch.pixel - 0.5).long().unbind(-1)
-    torch.testing.assert_close(batch.pixel - 0.5, torch.stack([column, row], -1).float())
-    assert set(column.tolist()) == {12, 13, 14, 15} and set(row.tolist()) == {8, 9, 10, 11}
-    torch.testing.assert_close(batch.rgb, scene.images[batch.image_index, row, column])
-    _, directions = generate_rays(scene.c2w[batch.image_index], scene.intrinsics[batch.image_index], 16, 16,
-                                  pixels=batch.pixel)
-    torch.testing.assert_close(batch.directions, directions)
-
-
-def test_the_error_map_draws_rays_in_proportion_to_its_tiles_errors() -> None:
-    error_map = RayErrorMap(n_cameras=2, tiles=2, guided_share=1.0, device=torch.device("cpu"))
-    error_map.errors = torch.tensor([1.0, 0.0, 0.0, 3.0, 0.0, 0.0, 4.0, 0.0])
-    generator = torch.Generator().manual_seed(0)
-    tile, camera, pixels = error_map.draw(40000, width=10, height=6, generator=generator)
-    shares = torch.bincount(tile, minlength=8).double() / 40000
-    assert torch.allclose(shares, torch.tensor([0.125, 0, 0, 0.375, 0, 0, 0.5, 0], dtype=torch.float64), atol=0.01)
-    assert torch.equal(camera, tile // 4)
-    # Tile t of a camera covers columns [5 * (t % 2), 5 * (t % 2 + 1)) and rows [3 * (t // 2), ...).
-    column, row = (tile % 4) % 2, (tile % 4) // 2
-    assert bool(((pixels[:, 0] >= 5 * column) & (pixels[:, 0] < 5 * column + 5)).all())
-    assert bool(((pixels[:, 1] >= 3 * row) & (pixels[:, 1] < 3 * row + 3)).all())
-    uniform = RayErrorMap(n_cameras=2, tiles=2, guided_share=0.0, device=torch.device("cpu"))
-    uniform.errors = error_map.errors.clone()
-    tile, _, _ = uniform.draw(40000, width=10, height=6, generator=generator)
-    assert torch.allclose(torch.bincount(tile, minlength=8).double() / 40000,
-                          torch.full((8,), 0.125, dtype=torch.float64), atol=0.01)
-
-
-def test_the_error_map_averages_each_visited_tiles_error_and_keeps_the_others() -> None:
-    error_map = RayErrorMap(n_cameras=1, tiles=2, guided_share=0.5, device=torch.device("cpu"))
-    # Rays of squared errors 0.2, 0.4 and 0.1 in every channel.
-    rendered = torch.tensor([0.2, 0.4, 0.1]).sqrt()[:, None].expand(3, 3)
-    error_map.update(torch.tensor([0, 0, 2]), rendered, torch.zeros(3, 3))
-    expected = torch.tensor([UNSEEN_ERROR + UPDATE_RATE * (0.3 - UNSEEN_ERROR), UNSEEN_ERROR,
-                             UNSEEN_ERROR + UPDATE_RATE * (0.1 - UNSEEN_ERROR), UNSEEN_ERROR])
-    assert torch.allclose(error_map.errors, expected)
-    with pytest.raises(ValueError, match="guided_share"):
-        RayErrorMap(n_cameras=1, tiles=2, guided_share=1.5, device=torch.device("cpu"))
-    with pytest.raises(ConfigError, match="error-guided-share"):
-        resolve_distill_config("grid", {"error_guided_share": -0.1})
 
 
 def test_subpixel_offsets_are_the_centres_of_equal_strata() -> None:

@@ -13,7 +13,6 @@ import dataclasses
 
 import torch
 
-from taichi_pvd.data.error_map import RayErrorMap
 from taichi_pvd.data.scene import Scene
 
 
@@ -99,11 +98,8 @@ class RayBatch:
     alpha: torch.Tensor | None
     #: [B] int64 index of the view each ray comes from.
     image_index: torch.Tensor
-    #: [B, 2] float32 pixel coordinates ``(x, y)`` of the ray: pixel centres (at +0.5), or a
-    #: uniformly random point of the pixel for a sampler with ``jitter``.
+    #: [B, 2] float32 pixel coordinates ``(x, y)`` of the ray: the pixel's centre (at +0.5).
     pixel: torch.Tensor
-    #: [B] int64 tile of each ray in the sampler's error map (None without one).
-    tile: torch.Tensor | None = None
 
     def rgb_on(self, background: torch.Tensor) -> torch.Tensor:
         """Target colour on ``background`` ([3] or [B, 3] in [0, 1]): ``rgb + (1 - alpha) * bg``.
@@ -132,10 +128,8 @@ def subpixel_offsets(per_axis: int, device: torch.device | str = "cpu") -> torch
 
 
 class RaySampler:
-    """Draws random rays uniformly over all pixels of all views of a scene, or with an
-    ``error_map`` (one camera per view) a share of them in proportion to its tiles' errors:
-    through the pixel centres, or with ``jitter`` through a uniformly random point of each drawn
-    pixel (the target is the pixel's colour either way).
+    """Draws random rays uniformly over all pixels of all views of a scene, through the pixel
+    centres.
 
     Everything stays on the scene's device: one ``randint`` and a few gathers per batch, no host
     work. ``generator`` must live on the scene's device (default: a new one seeded with 0).
@@ -145,8 +139,7 @@ class RaySampler:
         >>> batch = sampler.sample()  # batch.origins: [4096, 3]
     """
 
-    def __init__(self, scene: Scene, batch_size: int, generator: torch.Generator | None = None,
-                 jitter: bool = False, error_map: RayErrorMap | None = None):
+    def __init__(self, scene: Scene, batch_size: int, generator: torch.Generator | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if generator is None:
@@ -159,8 +152,6 @@ class RaySampler:
         self.scene = scene
         self.batch_size = batch_size
         self.generator = generator
-        self.jitter = jitter
-        self.error_map = error_map
         self._rgb = scene.images.reshape(-1, 3)
         self._alpha = None if scene.alphas is None else scene.alphas.reshape(-1, 1)
 
@@ -168,28 +159,17 @@ class RaySampler:
         """A fresh batch of ``batch_size`` rays drawn with replacement."""
         scene = self.scene
         pixels_per_image = scene.height * scene.width
-        tile = None
-        if self.error_map is None:
-            flat = torch.randint(
-                len(scene) * pixels_per_image,
-                (self.batch_size,),
-                generator=self.generator,
-                device=scene.device,
-            )
-            image_index = flat // pixels_per_image
-            within = flat - image_index * pixels_per_image
-            row = within // scene.width
-            column = within - row * scene.width
-        else:
-            tile, image_index, point = self.error_map.draw(self.batch_size, scene.width, scene.height, self.generator)
-            column = point[:, 0].long().clamp(max=scene.width - 1)
-            row = point[:, 1].long().clamp(max=scene.height - 1)
-            flat = image_index * pixels_per_image + row * scene.width + column
-        pixel = torch.stack([column, row], dim=-1).float()
-        if self.jitter:
-            pixel = pixel + torch.rand(pixel.shape, generator=self.generator, device=scene.device)
-        else:
-            pixel = pixel + 0.5
+        flat = torch.randint(
+            len(scene) * pixels_per_image,
+            (self.batch_size,),
+            generator=self.generator,
+            device=scene.device,
+        )
+        image_index = flat // pixels_per_image
+        within = flat - image_index * pixels_per_image
+        row = within // scene.width
+        column = within - row * scene.width
+        pixel = torch.stack([column, row], dim=-1).float() + 0.5
         origins, directions = generate_rays(
             scene.c2w[image_index],
             scene.intrinsics[image_index],
@@ -206,5 +186,4 @@ class RaySampler:
             alpha=None if self._alpha is None else self._alpha[flat],
             image_index=image_index,
             pixel=pixel,
-            tile=tile,
         )

@@ -10,17 +10,18 @@ from typing import Any
 import torch
 
 from .. import backend
-from ..data import load_scene
 from ..data.camera_rig import CameraRig
 from ..errors import ArchitectureMismatch, CheckpointError, NoRunFound
 from ..fields import field_class, make_field
 from ..io.checkpoint import load_checkpoint
 from ..io.runs import CHECKPOINT_NAME, load_run
 from ..option_types import check_option_types, config_with_options
+from ..presets import Preset, get_preset, merge_settings, training_preset
 from ..rendering.volume import MarchingConfig
 from ..training.api import prepare_run_dir
+from ..training.config import TrainConfig
 from ..training.interrupts import graceful_termination
-from ..training.loop import ProgressFn
+from ..training.loop import ProgressFn, ValidateFn
 from .config import DistillConfig
 from .distiller import Distiller
 
@@ -56,14 +57,14 @@ def trained_on_demo_scene(run_dir: Path) -> bool:
     return bool(config.get("scene", {}).get("demo"))
 
 
-def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None = None) -> DistillConfig:
-    """:class:`DistillConfig` defaults, then the student architecture's ``distill_defaults``,
-    then ``overrides`` (``None`` values ignored); ``lr`` left unset takes the student
-    architecture's training default."""
-    student = field_class(student_model)
-    values = {**student.distill_defaults, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    if values.get("lr") is None:
-        values["lr"] = float(student.train_defaults.get("lr", 1e-2))
+def resolve_distill_config(student_model: str, overrides: dict[str, Any] | None = None,
+                           preset: str | Preset = "full") -> DistillConfig:
+    """The config of a distillation into a ``student_model`` field: :class:`DistillConfig`'s
+    defaults, then the preset's distillation options for the student
+    (:meth:`Preset.distill_options`), then the user's ``overrides`` (``None`` values are
+    ignored; ``marching`` may be a partial dict of :class:`MarchingConfig` fields)."""
+    field_class(student_model)
+    values = merge_settings(get_preset(preset).distill_options(student_model), overrides)
     return config_with_options(DistillConfig, values, "distillation option")
 
 
@@ -73,17 +74,19 @@ def default_distill_dir(teacher_dir: Path, student_model: str) -> Path:
 
 
 def distill(*, source: str, target: str, teacher: str | Path | None = None, out: str | Path | None = None,
-            student_overrides: dict[str, Any] | None = None, distill_overrides: dict[str, Any] | None = None,
-            resume: bool = False, overwrite: bool = False, runs_root: str | Path = "runs",
-            on_progress: ProgressFn | None = None, on_ready=None,
-            monitor_split: str | None = None) -> dict[str, Any]:
+            preset: str | Preset | None = None, student_overrides: dict[str, Any] | None = None,
+            distill_overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
+            runs_root: str | Path = "runs", on_progress: ProgressFn | None = None, on_ready=None,
+            on_validate: ValidateFn | None = None) -> dict[str, Any]:
     """Distil the ``source``-architecture run ``teacher`` (default: the latest such run under
     ``runs_root``) into a new ``target``-architecture student written to ``out``.
 
-    Returns the final metrics dict (with ``run_dir``). ``on_ready(distiller)`` is called before
-    the first step. ``monitor_split`` (benchmarks only) also scores the student against that
-    split's ground-truth images at each validation, recorded as ``monitor_psnr_db`` in the
-    history; the losses never see those images.
+    Settings: the library defaults, then ``preset`` (a name or a :class:`Preset`; default
+    ``auto`` for a teacher trained on the demo scene, ``full`` otherwise), then
+    ``distill_overrides`` and ``student_overrides``. Returns the final metrics dict (with
+    ``run_dir``). ``on_ready(distiller)`` is called before the first step;
+    ``on_validate(distiller)`` after every validation, its figures recorded in the run's history
+    (e.g. the student scored on ground-truth views, which the losses never see).
     """
     field_class(source)
     check_option_types(field_class(target).config_class, student_overrides or {}, f"{target} field option")
@@ -96,14 +99,15 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     if "camera_rig" not in loaded.config:
         raise CheckpointError(f"teacher {teacher_dir} records no camera rig; retrain it with this version")
     rig = CameraRig(**loaded.config["camera_rig"])
-    config = resolve_distill_config(target, distill_overrides)
+    chosen = training_preset(preset, demo_scene=bool(loaded.config.get("scene", {}).get("demo")))
+    config = resolve_distill_config(target, distill_overrides, chosen)
     if config.marching == MarchingConfig() and "train" in loaded.config:
-        config = dataclasses.replace(config, marching=MarchingConfig(**loaded.config["train"]["marching"]))
+        config = dataclasses.replace(config, marching=TrainConfig.from_dict(loaded.config["train"]).marching)
     out_dir = Path(out) if out is not None else default_distill_dir(teacher_dir, target)
     resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    student_options = {**field_class(target).options_for_steps(config.steps), **(student_overrides or {})}
+    student_options = {**chosen.field_options(target, distill_steps=config.steps), **(student_overrides or {})}
     student = make_field(target, loaded.field.aabb.detach().cpu(), student_options, generator=generator)
     run_info = {
         "scene": loaded.config.get("scene", {}),
@@ -114,16 +118,11 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
             "provenance": loaded.config.get("teacher"),
         },
     }
-    monitor = None
-    if monitor_split is not None:
-        monitor = load_scene(loaded.config["scene"]["path"], monitor_split, background=(1.0, 1.0, 1.0),
-                             device=device, downscale=int(loaded.config.get("train", {}).get("downscale", 1)))
-    distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info,
-                          monitor_scene=monitor)
+    distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info)
     if resuming:
         distiller.resume()
     if on_ready is not None:
         on_ready(distiller)
     with graceful_termination():
-        metrics = distiller.run(on_progress)
+        metrics = distiller.run(on_progress, on_validate)
     return {**metrics, "teacher": str(teacher_dir), "run_dir": str(out_dir)}

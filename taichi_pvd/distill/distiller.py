@@ -2,8 +2,8 @@
 pseudo-label rays, block-wise in three stages.
 
 Teacher and student are evaluated at the same packed samples, marched through the teacher's
-occupancy grid, which the student inherits; by default the student then sees only the samples in
-front of the teacher's surfaces (``DistillConfig.skip_occluded``). The teacher labels a block of
+occupancy grid, which the student inherits; the student sees only the samples in front of the
+teacher's surfaces (those the teacher's rendering composites). The teacher labels a block of
 steps' rays at a time (:mod:`~taichi_pvd.distill.label_blocks`), each step one fixed-size chunk
 of them, so a step into a torch-only student (the mlp) runs as a CUDA graph on a GPU.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..data import Scene, generate_rays, image_rays
+from ..data import generate_rays
 from ..data.camera_rig import CameraRig
 from ..errors import ConfigError, OptionValueError
 from ..fields import RadianceField, density_from_raw
@@ -26,22 +26,21 @@ from ..metrics import psnr
 from ..rendering.inference import inference_fn
 from ..rendering.slot_compositing import composite_slots
 from ..rendering.volume import keep_composited, march, render_rays_chunked
-from ..training.loop import LoopSettings, OptimizationLoop
+from ..training.loop import OptimizationLoop
 from ..training.step_graphs import StepGraphs
 from .config import DistillConfig
 from .label_blocks import LabelBlock, LabelChunk, block_slots, chunk_capacity, chunk_layout, kept_samples, pack_block
-from .virtual_rays import sample_virtual_rays, virtual_cameras, virtual_rays_through
+from .virtual_rays import sample_virtual_rays, virtual_cameras
 
 
 #: Seeds of the label blocks: ``seed * BLOCK_SEED_STRIDE + first step of the block``.
 BLOCK_SEED_STRIDE = 1_000_003
 
-#: Checkpoint entries: the chunks' sample slots, and the error map a block was drawn from.
+#: Checkpoint entry of the chunks' sample slots.
 CAPACITY_KEY = "distill.label_capacity"
-BLOCK_MAP_KEY = "distill.block_error_map"
 
 #: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
-#: object teachers mark a few percent: 5-9% on the demo scene).
+#: object teachers mark a few percent).
 BARE_GRID_FRACTION = 0.5
 
 
@@ -60,19 +59,15 @@ class Distiller(OptimizationLoop):
     cannot or must not be used, stage 1 is skipped.
     """
 
-    #: The per-point losses' gradients (about 1e-9 an element before loss scaling on lego) fall
-    #: below float16's range: under float16 autocast one of four hash -> mlp runs (6834f30, H100)
-    #: stalled at 9.5 dB and another ended at 31.0 dB against 32.6. In bfloat16 five of five ended
-    #: at 32.27-32.72 dB after 60 s, against 32.25-32.55 in float32 (1cb7383, same call).
+    #: The per-point losses' gradients can fall below float16's range (see ``docs/experiments.md``).
     prefers_bfloat16 = True
+
+    config: DistillConfig
 
     def __init__(self, teacher: RadianceField, teacher_grid: OccupancyGrid, student: RadianceField,
                  rig: CameraRig, config: DistillConfig, out_dir: str | Path, device: torch.device,
-                 run_info: dict[str, Any] | None = None, monitor_scene: Scene | None = None):
+                 run_info: dict[str, Any] | None = None):
         config.validate()
-        if config.lr is None:
-            config = dataclasses.replace(config, lr=float(student.train_defaults.get("lr", 1e-2)))
-        self.config = config
         self.rig = rig
         self.run_info = dict(run_info or {})
         self.teacher = teacher.to(device).eval()
@@ -84,29 +79,18 @@ class Distiller(OptimizationLoop):
         grid = OccupancyGrid(teacher_grid.aabb.detach().cpu(), resolution=teacher_grid.resolution,
                              contracted=teacher_grid.contracted)
         grid.copy_from(teacher_grid)
-        super().__init__(student, grid, LoopSettings.from_config(config), out_dir, device)
-        self.cameras = virtual_cameras(rig, config.virtual_cameras,
-                                       (config.elevation_min_deg, config.elevation_max_deg), config.seed, device)
-        self.build_error_map(config.virtual_cameras)
+        super().__init__(student, grid, config, out_dir, device)
         self._val_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         #: The labels of the current block of steps and its first step.
         self.block: LabelBlock | None = None
         self.block_start = 0
         #: Sample slots of every step's chunk, set by the run's first block.
         self.capacity: int | None = None
-        #: The error map's values the current block was drawn from (error-guided rays only).
-        self.block_map: torch.Tensor | None = None
-        self._resumed_block_map: torch.Tensor | None = None
         self._buffers: LabelChunk | None = None
         #: Steps into a torch-only student run as CUDA graphs (not under a float16 loss scale,
         #: whose step checks the gradients on the host).
         self.graphs = StepGraphs(config.cuda_graphs and self.device.type == "cuda" and student.graph_capturable
                                  and not self.scaler.is_enabled(), before_capture=self.make_optimizer_capturable)
-        #: Optional ground-truth views (composited on white) scored at each validation, for
-        #: benchmarks that compare distillation with training on the same images; never used
-        #: by the losses.
-        self.monitor_scene = monitor_scene
-        self.last_monitor_psnr: float | None = None
 
     def hints(self) -> list[str]:
         """Advice before the first step (one line each): a teacher whose occupancy grid still
@@ -135,29 +119,22 @@ class Distiller(OptimizationLoop):
 
     def _teacher_samples(self, start: int, length: int
                          ) -> tuple[PackedSamples, torch.Tensor, dict[str, torch.Tensor]]:
-        """The samples of block ``start``'s rays (``length`` steps' worth, from random virtual
-        cameras, a share guided by the error map, if any) that the teacher composites (all of
-        them without ``skip_occluded``), the teacher's features there, and per-ray values
-        (background, tiles). Every draw (the block's own virtual cameras too, with
-        ``virtual_cameras_per_block``) comes from a generator seeded by the run's seed and
-        ``start``, so a resumed run redraws the block it stopped in."""
+        """The samples of block ``start``'s rays (``length`` steps' worth, from the block's own
+        random virtual cameras) that the teacher composites, the teacher's features there, and
+        per-ray values (background). Every draw comes from a generator seeded by the run's seed
+        and ``start``, so a resumed run redraws the block it stopped in."""
         c = self.config
         block_seed = c.seed * BLOCK_SEED_STRIDE + start
         generator = torch.Generator(device=self.device)
         generator.manual_seed(block_seed)
         n = length * c.batch_rays
         marching = c.label_marching()
-        per_ray: dict[str, torch.Tensor] = {}
-        if self.error_map is None:
-            cameras = (virtual_cameras(self.rig, c.virtual_cameras, (c.elevation_min_deg, c.elevation_max_deg),
-                                       block_seed, self.device) if c.virtual_cameras_per_block else self.cameras)
-            origins, directions = sample_virtual_rays(cameras, self.rig, n, generator)
-        else:
-            per_ray["tiles"], camera, pixels = self.error_map.draw(n, self.rig.width, self.rig.height, generator)
-            origins, directions = virtual_rays_through(self.cameras, self.rig, camera, pixels)
+        cameras = virtual_cameras(self.rig, c.virtual_cameras, (c.elevation_min_deg, c.elevation_max_deg),
+                                  block_seed, self.device)
+        origins, directions = sample_virtual_rays(cameras, self.rig, n, generator)
         jitter = torch.rand(n, device=self.device, generator=generator)
-        per_ray["background"] = (torch.rand(n, 3, device=self.device, generator=generator) if c.random_background
-                                 else torch.ones(n, 3, device=self.device))
+        per_ray = {"background": (torch.rand(n, 3, device=self.device, generator=generator) if c.random_background
+                                  else torch.ones(n, 3, device=self.device))}
         with torch.no_grad():
             samples = march(self.grid, origins, directions, near=self.rig.near, far=self.rig.far,
                             config=marching, jitter=jitter)
@@ -165,33 +142,15 @@ class Distiller(OptimizationLoop):
                 return samples, torch.zeros(0, self.teacher.feature_dim, device=self.device), per_ray
             with self.autocast():
                 features = self.teacher.features(samples.positions).float()
-            if c.skip_occluded:
-                samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), marching)
-                features = features[visible]
-        return samples, features, per_ray
+            samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), marching)
+        return samples, features[visible], per_ray
 
     def _draw_block(self, start: int, length: int, stage: int) -> LabelBlock:
         """The labels of steps ``start .. start + length - 1`` (all of stage ``stage``): the
         teacher's features at every step; its colours from stage 2 on; its composited rays in
         stage 3."""
         c = self.config
-        if self.error_map is None:
-            samples, features, per_ray = self._teacher_samples(start, length)
-        else:
-            # The block is drawn from the map as it was when the block began (kept in
-            # checkpoints taken within the block, so that resuming redraws the same block).
-            resumed, self._resumed_block_map = self._resumed_block_map, None
-            live = self.error_map.errors
-            self.block_map = resumed if resumed is not None else live.clone()
-            self.error_map.errors = self.block_map
-            samples, features, per_ray = self._teacher_samples(start, length)
-            self.error_map.errors = live
-            if resumed is None:
-                # Rays that miss every occupied cell render the background on both sides:
-                # their tiles are seen, with no error.
-                empty = torch.nonzero(samples.ray_counts == 0).squeeze(1)
-                nothing = torch.zeros(empty.shape[0], 3, device=self.device)
-                self.error_map.update(per_ray["tiles"][empty], nothing, nothing)
+        samples, features, per_ray = self._teacher_samples(start, length)
         if self.capacity is None:
             self.capacity = chunk_capacity(samples.n_samples, length)
         layout = chunk_layout(samples.ray_counts, length, self.capacity, c.batch_rays)
@@ -223,17 +182,11 @@ class Distiller(OptimizationLoop):
         return self.block.chunk(k), n_samples / max(n_rays, 1)
 
     def extra_state(self) -> dict[str, torch.Tensor]:
-        state = {} if self.capacity is None else {CAPACITY_KEY: torch.tensor(self.capacity)}
-        within_block = self.block is not None and self.step != self._block_bounds(self.step)[0]
-        if self.error_map is not None and within_block:
-            state[BLOCK_MAP_KEY] = self.block_map
-        return state
+        return {} if self.capacity is None else {CAPACITY_KEY: torch.tensor(self.capacity)}
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if CAPACITY_KEY in tensors:
             self.capacity = int(tensors[CAPACITY_KEY])
-        if BLOCK_MAP_KEY in tensors:
-            self._resumed_block_map = tensors[BLOCK_MAP_KEY].to(self.device)
 
     # -- the losses ------------------------------------------------------------------------------
 
@@ -246,11 +199,9 @@ class Distiller(OptimizationLoop):
         c = self.config
         return raw.clamp(c.density_clip_min, c.density_clip_max) if c.density_clip else raw
 
-    def _losses(self, labels: LabelChunk, stage: int
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
-        """The loss of stage ``stage`` on ``labels``, its named parts, and (stage 3) the
-        student's and the teacher's colours of the rays [R, 3]. Shapes are those of the chunk
-        whatever its content, and nothing waits on the device."""
+    def _losses(self, labels: LabelChunk, stage: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of stage ``stage`` on ``labels`` and its named parts. Shapes are those of
+        the chunk whatever its content, and nothing waits on the device."""
         c = self.config
         weight = labels.sample_weight
         count = weight.sum().clamp(min=1.0)
@@ -262,7 +213,6 @@ class Distiller(OptimizationLoop):
         if self.use_feature_loss:
             parts["feature"] = weighted_mse(s_feat[:, 1:], t_feat[:, 1:], weight, count)
             loss = loss + c.feature_weight * parts["feature"]
-        rendered = target = None
         if stage >= 2:
             parts["density"] = weighted_mse(self._clip(s_feat[:, 0]), self._clip(t_feat[:, 0]), weight, count)
             with self.autocast():
@@ -277,14 +227,13 @@ class Distiller(OptimizationLoop):
             target = labels.teacher_ray_rgb + (1.0 - labels.teacher_opacity)[:, None] * labels.background
             parts["rgb"] = weighted_mse(rendered, target, rays, rays.sum().clamp(min=1.0))
             loss = loss + c.rgb_weight * parts["rgb"] + self.field.regularization(self.generator)
-        return loss, parts, rendered, target
+        return loss, parts
 
-    def _step_on(self, labels: LabelChunk, stage: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any, Any]:
+    def _step_on(self, labels: LabelChunk, stage: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss, backward pass and update on ``labels``: the work a CUDA graph captures."""
-        loss, parts, rendered, target = self._losses(labels, stage)
+        loss, parts = self._losses(labels, stage)
         self.descend(loss)
-        detached = None if rendered is None else rendered.detach()
-        return loss.detach(), {k: v.detach() for k, v in parts.items()}, detached, target
+        return loss.detach(), {k: v.detach() for k, v in parts.items()}
 
     def optimizer_step(self) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
         if self.begin_step():
@@ -293,10 +242,7 @@ class Distiller(OptimizationLoop):
         labels, samples_per_ray = self.step_labels(stage)
         if self.graphs.enabled:
             labels = self._buffers = labels.copy_to(self._buffers)
-        loss, parts, rendered, target = self.graphs(stage, lambda: self._step_on(labels, stage))
-        if self.error_map is not None and rendered is not None:
-            rays = torch.nonzero(labels.ray_weight).squeeze(1)
-            self.error_map.update(labels.tiles[rays], rendered[rays], target[rays])
+        loss, parts = self.graphs(stage, lambda: self._step_on(labels, stage))
         self.step += 1
         return loss, samples_per_ray, parts
 
@@ -329,20 +275,7 @@ class Distiller(OptimizationLoop):
         views."""
         values = [psnr(self._render(self.field, o, d), target) for o, d, target in self._fixed_views()]
         self.last_val_psnr = float(sum(values) / len(values))
-        if self.monitor_scene is not None:
-            scene = self.monitor_scene
-            scores = []
-            for i in range(min(self.config.val_views, len(scene))):
-                o, d = image_rays(scene, i)
-                scores.append(psnr(self._render(self.field, o, d).reshape(scene.images[i].shape), scene.images[i]))
-            self.last_monitor_psnr = float(sum(scores) / len(scores))
         return self.last_val_psnr
-
-    def _history_record(self, loss: float, parts: dict[str, float]) -> dict[str, Any]:
-        record = super()._history_record(loss, parts)
-        if self.monitor_scene is not None:
-            record["monitor_psnr_db"] = self.last_monitor_psnr
-        return record
 
     def checkpoint_config(self) -> dict[str, Any]:
         return {**self.run_info, "distill": dataclasses.asdict(self.config), "camera_rig": self.rig.to_dict()}

@@ -49,8 +49,6 @@ class LabelChunk:
     """[R, 3] float32: the teacher's composited colour of each ray on black (stage 3)."""
     teacher_opacity: torch.Tensor | None = None
     """[R] float32: the teacher's opacity of each ray (stage 3)."""
-    tiles: torch.Tensor | None = None
-    """[R] int64: each ray's tile in the error map (error-guided rays only)."""
 
     def copy_to(self, buffers: "LabelChunk | None") -> "LabelChunk":
         """These labels copied into ``buffers`` (allocated when None or missing an entry);
@@ -84,7 +82,7 @@ class LabelBlock:
     def chunk(self, k: int) -> LabelChunk:
         """The labels of the block's ``k``-th step (views)."""
         c, r = self.capacity, self.max_rays
-        per_ray = {"ray_weight", "background", "teacher_ray_rgb", "teacher_opacity", "tiles"}
+        per_ray = {"ray_weight", "background", "teacher_ray_rgb", "teacher_opacity"}
         views = {}
         for f in dataclasses.fields(self.labels):
             value = getattr(self.labels, f.name)
@@ -140,7 +138,7 @@ def pack_block(samples: PackedSamples, layout: ChunkLayout, index: torch.Tensor,
         n_chunks, capacity, max_rays: the block's shape (as given to :func:`chunk_layout`).
         per_sample: [S', ...] values at the samples ``index`` (``positions``,
             ``direction_encoding``, ``teacher_features``, optionally ``teacher_rgb``).
-        per_ray: [N, ...] values of the rays (``background``, optionally ``tiles``).
+        per_ray: [N, ...] values of the rays (``background``).
 
     The teacher's composited colours (stage 3) are left to the caller.
     """

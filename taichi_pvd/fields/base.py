@@ -60,12 +60,6 @@ class RadianceField(nn.Module):
 
     kind: ClassVar[str]
     config_class: ClassVar[type]
-    #: Training options this architecture changes from :class:`TrainConfig`'s defaults (shown
-    #: to the user, overridable), e.g. the mlp's smaller learning rate.
-    train_defaults: ClassVar[dict[str, Any]] = {}
-    #: Distillation options this architecture changes from :class:`DistillConfig`'s defaults
-    #: when it is the student (shown to the user, overridable).
-    distill_defaults: ClassVar[dict[str, Any]] = {}
     #: Width of ``features(x)``: 16 for the hash, vm and mlp fields (raw density + 15 geometry
     #: features, aligned so any of them can teach any other), 28 for the grid (1 + 27 SH).
     feature_dim: ClassVar[int]
@@ -139,13 +133,6 @@ class RadianceField(nn.Module):
         """Called before every training step; returns True when the field replaced its
         parameters (e.g. upsampled), so the trainer must rebuild its optimizer."""
         return False
-
-    @classmethod
-    def options_for_steps(cls, steps: int) -> dict[str, Any]:
-        """Field options that depend on the length of a run of ``steps`` optimizer steps, for
-        runs far shorter than the ones the defaults were made for (distillation); empty by
-        default."""
-        return {}
 
     def config_dict(self) -> dict[str, Any]:
         """The field's configuration as a JSON-compatible dict."""

@@ -22,10 +22,7 @@ class HashGridConfig:
     n_levels: int = 16
     """Resolution levels of the hash encoding."""
     features_per_level: int = 2
-    """Features stored per table entry (Instant-NGP's 2). On lego at 400x400 (hash, finest
-    level 512, 120 s on an H100) 4 scored 34.88-35.05 dB in seven runs, against 34.83 and 34.68
-    with 2 in two of the same calls at about the same step count; with the parameters averaged
-    (``TrainConfig.ema_decay`` 0.99) 34.88-35.07 dB in seven seeds, mean 35.00."""
+    """Features stored per table entry (Instant-NGP's 2; ``docs/tuning.md`` has a recipe with 4)."""
     log2_table_size: int = 19
     """log2 of the entries per level (levels coarse enough are indexed densely and use fewer)."""
     base_resolution: int = 16
@@ -33,8 +30,7 @@ class HashGridConfig:
     finest_resolution: int = 2048
     """Grid resolution of the finest level, across the whole scene box (Instant-NGP's 2048,
     sized for 800x800 images). Levels much finer than a pixel's footprint only add hash
-    collisions: on lego at 400x400 (hash, 120 s on an H100) 512 scored 34.86 dB against 34.28
-    with 2048."""
+    collisions (see :func:`suggested_finest_resolution`)."""
     hidden: int = 64
     """Width of the density MLP's hidden layer."""
     colour_hidden: int = 64
@@ -78,16 +74,14 @@ class HashGridField(HeadColour, RadianceField):
         return self.density_net(enc).float()
 
     def hints_for_images(self, width: int, height: int) -> list[str]:
-        """Suggest a coarser finest level when it exceeds three times the images' larger side:
-        on lego at 400x400 (120 s on an H100) 2048 scored 34.28 dB, 1024 34.55 and 512 34.86."""
+        """Suggest a coarser finest level when it exceeds three times the images' larger side."""
         side = max(width, height)
         suggested = suggested_finest_resolution(side)
         if self.config.finest_resolution <= 3 * side or suggested >= self.config.finest_resolution:
             return []
         return [
             f"the finest hash level ({self.config.finest_resolution}) is over three times finer than the "
-            f"{side}-pixel images resolve, which only adds hash collisions (lego at 400x400: 512 scored "
-            f"0.6 dB above 2048 in the same time); try the field option finest_resolution={suggested}"
+            f"{side}-pixel images resolve, which only adds hash collisions; try the field option finest_resolution={suggested}"
         ]
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

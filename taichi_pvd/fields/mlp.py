@@ -73,42 +73,6 @@ class NeRFField(HeadColour, RadianceField):
     config_class = NeRFConfig
     feature_dim = 16
     graph_capturable = True
-    #: PVD trains its NeRF at 1e-3. Over 600 steps on the demo scene (8x256, 256 rays a step)
-    #: 1e-3 / 2e-3 / 4e-3 / 8e-3 reached 19.8 / 20.5 / 20.6 / 20.0 dB; 2e-3 is the cautious end of
-    #: the best range for runs 30x longer. The 8x256 network runs under float16 autocast on CUDA
-    #: (ignored on the CPU): on lego, 5 minutes alone on an H100 each (106a892, same call), 30,382
-    #: steps and 33.79 dB test against 22,125 steps and 32.82 dB in float32 (TF32 products); per
-    #: step the two runs learn alike (33.5 dB on the validation views after 18.0k and 17.8k steps).
-    #: A second float16 run (6834f30) scored 33.68 dB in 28,621 steps.
-    train_defaults = {"lr": 2e-3, "mixed_precision": True}
-    #: Distillation into the mlp, measured on lego (hash -> mlp, 60 s, H100s, the teacher's colour
-    #: head copied, stages of 300 / 500 steps). Since its step runs as a CUDA graph (24529fd,
-    #: four-GPU machine, each run alone on its GPU, same call and teacher, seed 0) it is bound by
-    #: the device, and rays a step trade steps for noise: 4096 / 6144 / 8192 / 12288 / 16384 rays
-    #: gave 23,281 / 18,465 / 15,551 / 11,777 / 9,665 steps and 34.69 / 34.67 / 34.75 / 34.68 /
-    #: 34.45 dB on the validation views, 31 dB after 12.3 / 11.8 / 11.5 / 11.8 / 13.1 s (8192
-    #: with seeds 1, 2: 34.39, 34.23 dB). Labels drawn 32 steps at a time instead of 8 (b9e181a,
-    #: same call): 17,473 steps against 15,441-16,281, 31 dB after 10.5 s against 11.1-12.1 s,
-    #: 34.75 dB against 34.45-34.70. Before the graphs, with the step bound by the host, 16384
-    #: rays had been the faster choice (195e1b4). The per-point losses (features, raw density,
-    #: colour) weigh a fifth of the paper's 2e-3 and the learning rate is 3e-3 (f679f35, same
-    #: teacher, 60 s: the paper's weights ended at 32.93 dB on the validation views, a fifth 33.33,
-    #: a fifth with lr 3e-3 33.42, a twentieth 33.06); lr 4e-3 at 8192 rays: 34.20 dB against
-    #: 34.23-34.75 (24529fd). Rendering with the parameters' moving average evens out the steps of
-    #: the high learning rate (decay 0.995 at b9e181a: 34.58 / 34.60 dB against 34.45-34.70).
-    #: Autocast in bfloat16 (see ``Distiller.prefers_bfloat16``): at 1cb7383, seeds 0-4 ended at
-    #: 32.27-32.72 dB test against 32.25-32.55 in float32 (seeds 0-2), same call.
-    #: Label rays sampled at twice the rendering's spacing (512 steps across the box, 0bb0071,
-    #: same call and teacher): 10.8 samples a ray against 21.2, 26.2-27.7k steps in 60 s against
-    #: 16.4-16.5k, 31 dB after 7.8-9.2 s against 11.9-12.5 s and 34.54-34.91 dB on the validation
-    #: views at 60 s against 34.55-34.65 (seeds 0-2 / 0-1); 768 steps: 20.0k steps, 34.86 / 34.88
-    #: dB; 384 steps: 30.5-32.2k steps, 34.63 / 34.76 dB. With the longer runs of the cheaper
-    #: step a lower learning rate: lr 2e-3 35.11 / 34.84 dB against 34.86 / 34.88 at 3e-3 (d58b3d4,
-    #: same call, seeds 0 / 2), and 34.93-35.11 against 34.51-34.84 (a3da278, same call, seeds
-    #: 0-2; 1.5e-3: 35.06 / 34.82).
-    distill_defaults = {"batch_rays": 8192, "label_block_steps": 32, "ema_decay": 0.99, "lr": 2e-3,
-                        "mixed_precision": True, "feature_weight": 4e-4, "density_weight": 4e-4,
-                        "colour_weight": 4e-4, "label_spacing_scale": 2.0}
 
     def __init__(self, config: NeRFConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
         super().__init__(config, aabb)

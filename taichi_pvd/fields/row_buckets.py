@@ -1,10 +1,9 @@
 """Row counts rounded up to a few fixed sizes before the fields' matrix products.
 
 The number of samples changes every step, and cuBLAS picks (and caches) its GEMM kernel per
-matrix shape: with a new shape on every call, each product paid a fresh kernel selection on
-the host, about 0.2 ms a call on an H100 (benchmarks/profile_train.py), which made training
-host-bound. Padding the rows to a multiple of a power of two with at most 1/32 to 1/64 extra
-rows leaves a few dozen shapes per doubling of the sample count, each selected once.
+matrix shape: with a new shape on every call, each product pays a fresh kernel selection on the
+host. Padding the rows to a multiple of a power of two with at most 1/32 to 1/64 extra rows
+leaves a few dozen shapes per doubling of the sample count, each selected once.
 """
 
 from __future__ import annotations

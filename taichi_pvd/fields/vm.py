@@ -42,10 +42,8 @@ class TensoRFConfig:
     density_shift: float = -2.0
     """Added to the summed density components: raw density = sum + shift. The components start
     near 0, so the initial density is about ``exp(shift)`` = 0.14 per world unit: a faint fog
-    (Plenoxels starts at 0.1). TensoRF's ``density_shift = -10`` (before a softplus) did not
-    transfer to the exp activation: at sigma = e^-10 the photometric gradient of the density
-    factors is smaller than the L1 one, and on the demo scene training never started (it did
-    with the L1 off; -5, -2 and 0 reached 21.6, 21.8 and 21.3 dB after 600 steps)."""
+    (Plenoxels starts at 0.1). TensoRF's -10 suits its softplus, not the exp activation: at
+    sigma = e^-10 the L1 gradient of the density factors outweighs the photometric one."""
     init_scale: float = 0.1
     """Standard deviation of the normal initialisation of planes and lines (TensoRF: 0.1)."""
     l1_weight: float = 1e-4
@@ -96,10 +94,6 @@ def resize_lines(lines: torch.Tensor, resolution: int) -> torch.Tensor:
     return resized.permute(0, 2, 1).contiguous()
 
 
-#: Length of the runs TensoRF's upsampling schedule was made for.
-TENSORF_RUN_STEPS = 30_000
-
-
 class TensoRFField(HeadColour, RadianceField):
     """TensoRF VM field.
 
@@ -111,8 +105,6 @@ class TensoRFField(HeadColour, RadianceField):
     kind = "vm"
     config_class = TensoRFConfig
     feature_dim = 16
-    #: TensoRF's factor learning rate (networks: ``network_lr_ratio`` of it).
-    train_defaults = {"lr": 2e-2}
 
     def __init__(self, config: TensoRFConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
         super().__init__(config, aabb)
@@ -128,17 +120,6 @@ class TensoRFField(HeadColour, RadianceField):
         self.basis = nn.Linear(3 * config.appearance_rank, GEOMETRY_FEATURES, bias=False)
         self.head = ColourHead(config.colour_hidden)
         self._schedule = dict(zip(config.upsample_steps, upsample_resolutions(config)))
-
-    @classmethod
-    def options_for_steps(cls, steps: int) -> dict[str, Any]:
-        """The default upsampling steps (TensoRF's, made for 30k-step runs) scaled to a run of
-        ``steps`` steps when it is shorter than 30k, so that a short run still ends at
-        ``resolution_final``."""
-        if steps >= TENSORF_RUN_STEPS:
-            return {}
-        defaults = TensoRFConfig().upsample_steps
-        scaled = sorted({max(1, round(s * steps / TENSORF_RUN_STEPS)) for s in defaults})
-        return {"upsample_steps": tuple(scaled)}
 
     @property
     def resolution(self) -> int:

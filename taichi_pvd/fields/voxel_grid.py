@@ -27,17 +27,14 @@ class VoxelGridConfig:
     """Grid points per axis (cubic, spanning the scene box corner to corner)."""
     init_raw_density: float = -2.0
     """Initial raw density of every voxel: sigma = e^-2 = 0.14 per world unit, a faint fog
-    (Plenoxels starts at 0.1; on the demo scene +1.0 trained 1.5 dB worse over 600 steps)."""
+    (Plenoxels starts at 0.1)."""
     tv_samples: int = 32768
     """Voxels drawn at random per :meth:`VoxelGridField.regularization` call for the total
     variation and L1 (the full grid is too large to difference every step; Plenoxels also
     regularises a random 1 %)."""
     tv_density_weight: float = 5e-5
-    """Weight of the total variation of the raw density. On lego (400x400, 128^3, 2 minutes on
-    an H100, ``benchmarks/results/train-lego-h100.json``) both TV weights at 1e-2 scored 25.3 dB,
-    1e-3 28.2 dB, 2e-4 29.2 dB, 1e-4 29.3 dB and 5e-5 29.4 dB with 8192 rays a step, and 1e-4
-    29.5 dB and 5e-5 29.6 dB with 16384; without any TV the demo scene's training stalled at
-    12.5 dB with under 3 samples per ray (the density collapses between the views)."""
+    """Weight of the total variation of the raw density (without any, the density collapses
+    between the views; the weights' measurements are in ``docs/experiments.md``)."""
     tv_sh_weight: float = 5e-5
     """Weight of the total variation of the SH coefficients."""
     l1_density_weight: float = 1e-5
@@ -63,11 +60,6 @@ class VoxelGridField(RadianceField):
     kind = "grid"
     config_class = VoxelGridConfig
     feature_dim = 1 + 3 * SH_COEFFS
-    #: Plenoxels uses RMSProp at 30 (density) and 1e-2 (SH); with the shared Adam loop, 0.03 /
-    #: 0.1 / 0.3 / 1.0 reached 20.4 / 23.0 / 22.2 / 18.8 dB after 600 steps on the demo scene
-    #: (64^3 grid, TV weights 1e-3). A step costs little more with 16384 rays than with 8192 (the
-    #: host's launches dominate): on lego in 2 minutes on an H100, 29.6 instead of 29.4 dB.
-    train_defaults = {"lr": 1e-1, "batch_rays": 16384}
 
     def __init__(self, config: VoxelGridConfig, aabb: torch.Tensor, generator: torch.Generator | None = None):
         super().__init__(config, aabb)

@@ -16,9 +16,10 @@ from ..errors import NothingToResume, OptionConflict, RunFolderInUse
 from ..fields import field_class, make_field
 from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
 from ..option_types import check_option_types, config_with_options
+from ..presets import Preset, get_preset, merge_settings, training_preset
 from .config import TrainConfig
 from .interrupts import graceful_termination
-from .loop import ProgressFn
+from .loop import ProgressFn, ValidateFn
 from .trainer import Trainer
 
 RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, HISTORY_NAME)
@@ -52,29 +53,37 @@ def prepare_run_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> bool:
     return False
 
 
-def resolve_train_config(model: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The training config for architecture ``model``: :class:`TrainConfig` defaults, then the
-    architecture's own ``train_defaults``, then the user's ``overrides`` (``None`` values are
-    ignored). ``marching`` may be given as a dict of :class:`MarchingConfig` fields."""
-    values = {**field_class(model).train_defaults, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+def resolve_train_config(model: str, overrides: dict[str, Any] | None = None,
+                         preset: str | Preset = "full") -> TrainConfig:
+    """The training config of a ``model`` field: :class:`TrainConfig`'s defaults, then the
+    preset's training options for the architecture (:meth:`Preset.train_options`), then the
+    user's ``overrides`` (``None`` values are ignored; ``marching`` may be a partial dict of
+    :class:`MarchingConfig` fields)."""
+    field_class(model)
+    values = merge_settings(get_preset(preset).train_options(model), overrides)
     return config_with_options(TrainConfig, values, "training option")
 
 
 def train(*, data: str | Path | None = None, model: str = "hash", out: str | Path | None = None,
-          field_overrides: dict[str, Any] | None = None, train_overrides: dict[str, Any] | None = None,
-          resume: bool = False, overwrite: bool = False, on_progress: ProgressFn | None = None,
-          on_ready=None) -> dict[str, Any]:
+          preset: str | Preset | None = None, field_overrides: dict[str, Any] | None = None,
+          train_overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
+          on_progress: ProgressFn | None = None, on_ready=None,
+          on_validate: ValidateFn | None = None) -> dict[str, Any]:
     """Train a field of architecture ``model`` on the scene at ``data`` (the embedded demo
     scene when ``None``) into ``out``; returns the final metrics dict.
 
-    ``on_ready(trainer)`` is called once everything is loaded, before the first step (the CLI
-    prints the preset there).
+    Settings: the library defaults, then ``preset`` (a name or a :class:`Preset`; default
+    ``auto`` on the demo scene, ``full`` elsewhere), then ``train_overrides`` and
+    ``field_overrides``. ``on_ready(trainer)`` is called once everything is loaded, before the
+    first step; ``on_validate(trainer)`` after every validation, its figures recorded in the
+    run's history.
     """
     check_option_types(field_class(model).config_class, field_overrides or {}, f"{model} field option")
     demo = data is None
     scene_path = demo_scene_path() if demo else Path(data)
     out_dir = Path(out) if out is not None else default_run_dir(scene_path, model, demo)
-    config = resolve_train_config(model, train_overrides)
+    chosen = training_preset(preset, demo_scene=demo)
+    config = resolve_train_config(model, train_overrides, chosen)
     resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     backend.init()
     device = backend.device()
@@ -82,7 +91,8 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     train_scene = load_scene(scene_path, "train", downscale=config.downscale, device=device)
     val_scene = load_scene(scene_path, "val", downscale=config.downscale, background=(1.0, 1.0, 1.0), device=device)
     generator = torch.Generator().manual_seed(config.seed)
-    field = make_field(model, train_scene.aabb.cpu(), field_overrides, generator=generator)
+    field = make_field(model, train_scene.aabb.cpu(), {**chosen.field_options(model), **(field_overrides or {})},
+                       generator=generator)
     trainer = Trainer(field, train_scene, val_scene, config, out_dir,
                       run_info={"scene": {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo,
                                           "transparent": train_scene.alphas is not None},
@@ -92,5 +102,5 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     if on_ready is not None:
         on_ready(trainer)
     with graceful_termination():
-        metrics = trainer.run(on_progress)
+        metrics = trainer.run(on_progress, on_validate)
     return {**metrics, "run_dir": str(out_dir)}

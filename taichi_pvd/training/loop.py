@@ -5,7 +5,6 @@ divergence handling. Subclasses say what one step does."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -14,21 +13,22 @@ from typing import Any, Callable
 
 import torch
 
-from ..data.error_map import RayErrorMap
+from ..data import Scene, image_rays
 from ..errors import ArchitectureMismatch, RunDiverged
 from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
 from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, write_json
 from ..kernels.occupancy import OccupancyGrid
+from ..rendering.inference import inference_fn
+from ..rendering.volume import render_rays_chunked
 from .averaging import ParameterAverage, load_parameters
 from .interrupts import stop_requested
+from .loop_config import LoopConfig
 
 #: Checkpoint prefix of the trained parameter values when the field's tensors hold their
 #: moving average (``ema_decay``), so that a resumed run continues from the trained values.
 TRAINED_PREFIX = "ema.trained."
-#: Checkpoint entry of the loop's error map (``error_guided_share``).
-ERROR_MAP_KEY = "loop.error_map"
 
 
 @dataclass
@@ -49,33 +49,9 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
-
-
-@dataclass
-class LoopSettings:
-    """The loop options common to training and distillation."""
-
-    steps: int
-    batch_rays: int
-    lr: float
-    lr_final_ratio: float
-    lr_warmup_steps: int
-    adam_eps: float
-    adam_beta2: float
-    val_every: int
-    checkpoint_every: int
-    mixed_precision: bool
-    seed: int
-    time_limit_s: float
-    snapshot_times_s: tuple[float, ...]
-    ema_decay: float
-    error_guided_share: float
-    error_tiles: int
-
-    @classmethod
-    def from_config(cls, config: Any) -> "LoopSettings":
-        """The loop options of a training or distillation config (fields of the same names)."""
-        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+#: Called after each validation with the loop (its field holding the validated parameters);
+#: returns named figures recorded in the run's history beside the loop's own.
+ValidateFn = Callable[["OptimizationLoop"], dict[str, float]]
 
 
 def cosine_lr_factor(step: int, steps: int, final_ratio: float, warmup: int) -> float:
@@ -88,7 +64,7 @@ def cosine_lr_factor(step: int, steps: int, final_ratio: float, warmup: int) -> 
 
 
 class OptimizationLoop:
-    """Optimises ``field`` (whose samples are drawn through ``grid``) for ``settings.steps``
+    """Optimises ``field`` (whose samples are drawn through ``grid``) for ``config.steps``
     steps, writing a resumable checkpoint into ``out_dir``.
 
     Subclasses implement :meth:`train_step` (or :meth:`optimizer_step` as a whole),
@@ -99,16 +75,16 @@ class OptimizationLoop:
     #: dynamic loss scale: float32's range at a quarter of float16's precision.
     prefers_bfloat16: bool = False
 
-    def __init__(self, field: RadianceField, grid: OccupancyGrid, settings: LoopSettings,
+    def __init__(self, field: RadianceField, grid: OccupancyGrid, config: LoopConfig,
                  out_dir: str | Path, device: torch.device):
-        self.settings = settings
+        self.config = config
         self.out_dir = Path(out_dir)
         self.device = device
         self.field = field.to(device)
         self.grid = grid.to(device)
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(settings.seed)
-        self.amp = settings.mixed_precision and device.type == "cuda"
+        self.generator.manual_seed(config.seed)
+        self.amp = config.mixed_precision and device.type == "cuda"
         self.amp_dtype = (torch.bfloat16 if self.amp and self.prefers_bfloat16 and torch.cuda.is_bf16_supported()
                           else torch.float16)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16,
@@ -119,10 +95,6 @@ class OptimizationLoop:
         #: Generator state before a prefetched batch was drawn (None: nothing prefetched); a
         #: checkpoint stores this so that resuming redraws the same batch.
         self.rng_state_before_prefetch: torch.Tensor | None = None
-        #: The field's recent error per image tile that guides a share of the rays
-        #: (``error_guided_share``; None: uniform rays), kept in checkpoints; subclasses call
-        #: :meth:`build_error_map` once they know their cameras.
-        self.error_map: RayErrorMap | None = None
         self.build_optimizer()
 
     # -- to be provided by subclasses -------------------------------------------------------------
@@ -161,28 +133,21 @@ class OptimizationLoop:
         """The stage the current step belongs to, for loops that have stages."""
         return None
 
-    def build_error_map(self, n_cameras: int) -> None:
-        """Start the error map over the images of ``n_cameras`` cameras (none without
-        ``error_guided_share``)."""
-        s = self.settings
-        self.error_map = (RayErrorMap(n_cameras, s.error_tiles, s.error_guided_share, self.device)
-                          if s.error_guided_share > 0 else None)
-
     # -- optimisation ------------------------------------------------------------------------------
 
     def build_optimizer(self) -> None:
         """(Re)build Adam over the field's parameter groups."""
-        groups = self.field.param_groups(self.settings.lr)
+        groups = self.field.param_groups(self.config.lr)
         for g in groups:
             g["initial_lr"] = g["lr"]
         # The fused CUDA Adam takes the grad scaler's inf check on the device: no host sync.
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(groups, lr=self.settings.lr, eps=self.settings.adam_eps,
-                                          betas=(0.9, self.settings.adam_beta2),
+        self.optimizer = torch.optim.Adam(groups, lr=self.config.lr, eps=self.config.adam_eps,
+                                          betas=(0.9, self.config.adam_beta2),
                                           fused=fused)
         #: Moving average of the parameters (None without ``ema_decay``): the weights the run
         #: validates, renders and saves with; restarts when the field replaces its parameters.
-        self.average = ParameterAverage(self.field, self.settings.ema_decay) if self.settings.ema_decay else None
+        self.average = ParameterAverage(self.field, self.config.ema_decay) if self.config.ema_decay else None
 
     def averaged(self) -> contextlib.AbstractContextManager:
         """Context in which the field holds its parameters' moving average (a no-op without
@@ -190,7 +155,7 @@ class OptimizationLoop:
         return self.average.applied() if self.average is not None else contextlib.nullcontext()
 
     def _set_lr(self) -> None:
-        s = self.settings
+        s = self.config
         step, steps = self.step, s.steps
         if s.time_limit_s:
             # Under a time limit the schedule follows whichever runs out first, steps or time,
@@ -266,7 +231,6 @@ class OptimizationLoop:
             **prefixed(trained, TRAINED_PREFIX),
             **prefixed(self.grid.state_dict(), "grid."),
             **optim_tensors,
-            **({} if self.error_map is None else {ERROR_MAP_KEY: self.error_map.errors}),
             **self.extra_state(),
             "rng.generator": (self.rng_state_before_prefetch if self.rng_state_before_prefetch is not None
                               else self.generator.get_state()),
@@ -292,7 +256,9 @@ class OptimizationLoop:
         return path
 
     def resume(self) -> None:
-        """Continue from the checkpoint in ``out_dir`` (same architecture and config)."""
+        """Continue from the checkpoint in ``out_dir`` (same architecture). The tensors are read
+        by name, so those an earlier version saved for options since removed (see
+        :data:`~taichi_pvd.training.loop_config.REMOVED_OPTIONS`) are ignored."""
         ckpt = load_checkpoint(checkpoint_path(self.out_dir), expected_kind="run")
         if ckpt.config.get("model") != self.field.kind:
             raise ArchitectureMismatch(self.out_dir, ckpt.config.get("model"), self.field.kind, "resume")
@@ -309,8 +275,6 @@ class OptimizationLoop:
             load_parameters(self.field, trained)
         optim = {k: v.to(self.device) for k, v in ckpt.tensors.items() if k.startswith("optim.")}
         optimizer_from_flat(self.optimizer, optim, ckpt.meta["optimizer_groups"])
-        if self.error_map is not None and ERROR_MAP_KEY in ckpt.tensors:
-            self.error_map.errors = ckpt.tensors[ERROR_MAP_KEY].to(self.device)
         self.generator.set_state(ckpt.tensors["rng.generator"])
         self.load_extra_state(ckpt.tensors)
         self.step = int(ckpt.meta["step"])
@@ -324,28 +288,47 @@ class OptimizationLoop:
     def _keep_due_snapshots(self) -> None:
         """Save a copy of the checkpoint under ``snapshots/<t>s/`` for each snapshot time ``t``
         that the optimisation time has reached and that has no snapshot yet."""
-        for t in self.settings.snapshot_times_s:
+        for t in self.config.snapshot_times_s:
             folder = self.out_dir / SNAPSHOTS_DIR / f"{t:g}s"
             if self.train_seconds >= t and not checkpoint_path(folder).exists():
                 self.save(folder)
 
-    def _history_record(self, loss: float, parts: dict[str, float]) -> dict[str, Any]:
+    def _history_record(self, loss: float, parts: dict[str, float], figures: dict[str, float]) -> dict[str, Any]:
         return {"step": self.step, "elapsed_s": self.train_seconds, "loss": loss, **parts,
-                "val_psnr_db": self.last_val_psnr}
+                "val_psnr_db": self.last_val_psnr, **figures}
+
+    def _validate_with(self, on_validate: ValidateFn | None) -> dict[str, float]:
+        """:meth:`validate` with the parameters' average in place, then ``on_validate``'s
+        figures (empty without it)."""
+        with self.averaged():
+            self.validate()
+            return {} if on_validate is None else dict(on_validate(self))
+
+    def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
+        """View ``index`` of ``scene`` rendered with the field as it is now, as an image
+        [H, W, 3] on ``background`` ([3], default white) at :attr:`config`'s marching, as
+        ``pvd-ti render`` does (float16 autocast on CUDA)."""
+        origins, directions = image_rays(scene, index)
+        bg = torch.ones(3, device=self.device) if background is None else background
+        rgb, _, _ = render_rays_chunked(inference_fn(self.field), self.grid, origins, directions,
+                                        near=scene.near, far=scene.far, background=bg, config=self.config.marching)
+        return rgb.reshape(scene.height, scene.width, 3)
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def run(self, on_progress: ProgressFn | None = None, report_every: int = 50) -> dict[str, Any]:
-        """Optimise until ``settings.steps``, validating, checkpointing and reporting.
+    def run(self, on_progress: ProgressFn | None = None, on_validate: ValidateFn | None = None,
+            report_every: int = 50) -> dict[str, Any]:
+        """Optimise until ``config.steps``, validating, checkpointing and reporting.
 
-        Ctrl-C or SIGTERM writes a resumable checkpoint before ``KeyboardInterrupt``
-        propagates; NaN/Inf raises :class:`TrainingDiverged` keeping the last good checkpoint.
-        Returns the final metrics (also written to ``metrics.json``).
+        ``on_validate(loop)`` runs after every validation; the figures it returns join that
+        validation's record in the run's history. Ctrl-C or SIGTERM writes a resumable checkpoint
+        before ``KeyboardInterrupt`` propagates; NaN/Inf raises :class:`TrainingDiverged` keeping
+        the last good checkpoint. Returns the final metrics (also written to ``metrics.json``).
         """
-        s = self.settings
+        s = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         window_start, window_rays, window_samples = time.perf_counter(), 0, 0.0
-        loss_value, parts_value = float("nan"), {}
+        loss_value, parts_value, figures = float("nan"), {}, {}
         try:
             while self.step < s.steps:
                 t0 = time.perf_counter()
@@ -364,9 +347,8 @@ class OptimizationLoop:
                         torch.cuda.synchronize()
                 self.train_seconds += time.perf_counter() - t0
                 if s.val_every and self.step % s.val_every == 0 and not last:
-                    with self.averaged():
-                        self.validate()
-                    append_history(self.out_dir, self._history_record(loss_value, parts_value))
+                    figures = self._validate_with(on_validate)
+                    append_history(self.out_dir, self._history_record(loss_value, parts_value, figures))
                 if s.checkpoint_every and self.step % s.checkpoint_every == 0 and not last:
                     self.save()
                 self._keep_due_snapshots()
@@ -385,13 +367,12 @@ class OptimizationLoop:
             if on_progress:
                 on_progress(Progress(self.step, s.steps, loss_value, 0.0, 0.0, self.train_seconds, 0.0,
                                      self.last_val_psnr, phase="validate", losses=parts_value))
-            with self.averaged():
-                self.validate()
+            figures = self._validate_with(on_validate)
         except KeyboardInterrupt:
             self.save()
             raise
         self.save()
-        append_history(self.out_dir, self._history_record(loss_value, parts_value))
+        append_history(self.out_dir, self._history_record(loss_value, parts_value, figures))
         metrics = {
             "model": self.field.kind,
             "steps": self.step,

@@ -9,22 +9,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import RayBatch, RaySampler, Scene, image_rays
+from ..data import RayBatch, RaySampler, Scene
 from ..fields import RadianceField
 from ..kernels.occupancy import OccupancyGrid
 from ..metrics import psnr
 from ..kernels.marching import PackedSamples
-from ..rendering.inference import inference_fn
-from ..rendering.volume import composite_samples, march, render_rays_chunked
+from ..rendering.volume import composite_samples, march
 from .config import TrainConfig
-from .loop import LoopSettings, OptimizationLoop
-
-
-def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
-    """Mean of ``-o log o`` over rays' accumulated opacities ``o`` [N] in [0, 1] (a scalar): 0
-    for rays that are fully clear or fully opaque, largest (1/e) at ``o = 1/e``."""
-    o = opacity.clamp_min(1e-10)
-    return -(o * torch.log(o)).mean()
+from .loop import OptimizationLoop
 
 
 class Trainer(OptimizationLoop):
@@ -35,10 +27,11 @@ class Trainer(OptimizationLoop):
     ``config.val_every`` steps. ``run_info`` joins the checkpoint config (scene path...).
     """
 
+    config: TrainConfig
+
     def __init__(self, field: RadianceField, scene: Scene, val_scene: Scene | None,
                  config: TrainConfig, out_dir: str | Path, run_info: dict[str, Any] | None = None):
         config.validate()
-        self.config = config
         self.scene = scene
         self.val_scene = val_scene
         self.run_info = dict(run_info or {})
@@ -46,10 +39,8 @@ class Trainer(OptimizationLoop):
         grid = OccupancyGrid(field.aabb.detach().cpu(), resolution=config.grid_resolution,
                              contracted=scene.contraction is not None)
         grid.mark_all_occupied()
-        super().__init__(field, grid, LoopSettings.from_config(config), out_dir, device)
-        self.build_error_map(len(scene))
-        self.sampler = RaySampler(scene, config.batch_rays, self.generator, jitter=config.pixel_jitter,
-                                  error_map=self.error_map)
+        super().__init__(field, grid, config, out_dir, device)
+        self.sampler = RaySampler(scene, config.batch_rays, self.generator)
         self._prefetched: tuple[RayBatch, torch.Tensor, PackedSamples] | None = None
 
     def field_fn(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,22 +97,8 @@ class Trainer(OptimizationLoop):
         out = composite_samples(sigma, rgb, samples, background, c.marching)
         target = batch.rgb_on(background)
         rgb_loss = F.mse_loss(out.rgb, target)
-        if self.error_map is not None:
-            self.error_map.update(batch.tile, out.rgb, target)
         loss = rgb_loss + self.field.regularization(self.generator)
-        if c.opacity_entropy_weight:
-            loss = loss + c.opacity_entropy_weight * opacity_entropy(out.opacity)
         return loss, samples.n_samples / n, {"rgb": rgb_loss.detach()}
-
-    def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
-        """Render view ``index`` of ``scene`` as an image [H, W, 3] (white background unless
-        given), as ``pvd-ti render`` does (float16 autocast on CUDA)."""
-        origins, directions = image_rays(scene, index)
-        bg = torch.ones(3, device=self.device) if background is None else background
-        rgb, _, _ = render_rays_chunked(inference_fn(self.field), self.grid, origins, directions,
-                                        near=scene.near, far=scene.far, background=bg,
-                                        config=self.config.marching)
-        return rgb.reshape(scene.height, scene.width, 3)
 
     def validate(self) -> float | None:
         """Mean PSNR (dB) over the first ``val_views`` validation views; None without a
