@@ -1,12 +1,10 @@
-"""Rendering speed of trained runs: frames per second of an orbit, with both paths of the
-inference renderer.
+"""Rendering speed of trained runs: frames per second of an orbit with the inference renderer.
 
 Usage: ``python benchmarks/render_fps.py RUN_DIR [RUN_DIR ...] [--size 400] [--frames 10]
 [--scene lego] [--out-dir DIR]``, one run directory per architecture. Writes
 ``render_fps-<scene>-<card>.json`` following the results convention (DESIGN.md), with one entry
 per run under ``runs``: ``model``, ``run``, ``fps`` (``inference.render_image``, every marched
-sample evaluated, what ``pvd-ti render`` uses), ``fps_live_rays`` (its live-ray path, which
-evaluates only rays not yet opaque), the frame size and count. Each figure times ``--frames``
+sample evaluated, what ``pvd-ti render`` uses), the frame size and count. Each figure times ``--frames``
 orbit frames after one warm-up frame.
 """
 
@@ -40,10 +38,9 @@ def main(argv: list[str] | None = None) -> Path:
         run = load_run(run_dir, device)
         scene = scene or run.config.get("scene", {}).get("name", "unknown")
         m = measure_fps(run, args.size, args.frames)
-        entry = {"model": run.model, "run": str(run_dir), "fps": m.fps, "fps_live_rays": m.fps_live_rays,
+        entry = {"model": run.model, "run": str(run_dir), "fps": m.fps,
                  "width": m.width, "height": m.height, "frames": m.frames}
-        print(f"{run.model:5s} {run_dir}: {m.fps:.2f} fps (live rays {m.fps_live_rays:.2f} fps) "
-              f"at {m.width}x{m.height}")
+        print(f"{run.model:5s} {run_dir}: {m.fps:.2f} fps at {m.width}x{m.height}")
         entries.append(entry)
     path = write_result("render_fps", scene, {"runs": entries}, args.out_dir)
     print(f"wrote {path}")

@@ -116,12 +116,8 @@ def _fmt(value) -> str:
 @click.option("--no-images", is_flag=True, help="Do not write the per-view PNGs.")
 @click.option("--supersample", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
               help="Render K x K rays per pixel and average them (anti-aliased; K^2 times the work).")
-@click.option("--sample-offsets", type=click.IntRange(min=1), default=1, show_default=True, metavar="M",
-              help="Render every ray M times with its samples shifted along it by 0, 1/M, ... of a step "
-                   "and average (a finer rendering integral along the same rays; M times the work; "
-                   "Instant-NGP's test script averages 8 shifted renders of each pixel centre).")
 @RUNS_ROOT_OPTION
-def eval_(run_dir, split, views, no_images, supersample, sample_offsets, runs_root) -> None:
+def eval_(run_dir, split, views, no_images, supersample, runs_root) -> None:
     """Render the views of a split and score them against the ground truth: on white for scenes
     with transparent images, on black (the background their training composites) for opaque ones.
 
@@ -138,13 +134,11 @@ def eval_(run_dir, split, views, no_images, supersample, sample_offsets, runs_ro
     with _progress() as progress:
         task = progress.add_task(f"eval {split}", total=views)
         result = evaluate_run(run, split=split, n_views=views, write_images=not no_images,
-                              supersample=supersample, sample_offsets=sample_offsets,
-                              on_view=lambda _: progress.advance(task))
+                              supersample=supersample, on_view=lambda _: progress.advance(task))
     background = "black" if result.background == (0.0, 0.0, 0.0) else "white"
     table = Table(title=f"{run_dir.name}: {split} split",
                   caption=f"{result.width}x{result.height}, {background} background"
-                          + (f", {supersample}x{supersample} rays per pixel" if supersample > 1 else "")
-                          + (f", {sample_offsets} sample offsets a ray" if sample_offsets > 1 else ""))
+                          + (f", {supersample}x{supersample} rays per pixel" if supersample > 1 else ""))
     table.add_column("view", justify="right")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")
