@@ -17,7 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..fields import RadianceField, make_field
-from ..kernels.occupancy import OccupancyGrid
+from ..rendering.occupancy import OccupancyGrid
 from .checkpoint import load_checkpoint
 from .run_state import unprefixed
 

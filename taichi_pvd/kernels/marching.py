@@ -41,6 +41,7 @@ Two passes, no Python loop over rays or samples: a count kernel, ``torch.cumsum`
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import taichi as ti
 import torch
@@ -49,7 +50,6 @@ from taichi_pvd import backend
 from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE, contract
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.errors import ConfigError
-from taichi_pvd.kernels.occupancy import OccupancyGrid
 
 _VEC3D = ti.types.vector(3, ti.f64)
 #: Threads per block of the one-thread-per-ray loops: small, so that a batch of 8192 rays
@@ -57,6 +57,27 @@ _VEC3D = ti.types.vector(3, ti.f64)
 _RAYS_PER_BLOCK = 64
 #: Stands for "no intersection" / "never" along a ray (finite: the kernels avoid infinities).
 _FAR_AWAY = 1e300
+
+
+class OccupancyLookup(Protocol):
+    """What marching reads of an occupancy grid
+    (:class:`~taichi_pvd.rendering.occupancy.OccupancyGrid` is one): ``resolution^3`` cells over
+    the box ``bounds``, cell ``(ix, iy, iz)`` at flat index ``(ix * R + iy) * R + iz``, its
+    occupancy in bit ``c % 8`` of byte ``c // 8`` of ``bitfield``."""
+
+    resolution: int
+    """Cells per axis ``R``."""
+    bounds: tuple[tuple[float, ...], tuple[float, ...]]
+    """``(min, max)`` corners of the box, world units (contracted coordinates when
+    ``contracted``)."""
+    contracted: bool
+    """Whether samples are contracted before their cell is looked up."""
+    bitfield: torch.Tensor
+    """[R^3 / 8] uint8 occupancy bits."""
+
+    def occupied_mask(self) -> torch.Tensor:
+        """[R^3] bool, the bits of ``bitfield`` in flat cell order."""
+        ...
 
 
 @dataclass
@@ -101,7 +122,7 @@ class _Geometry:
     contracted: bool
 
 
-def _geometry(grid: OccupancyGrid) -> _Geometry:
+def _geometry(grid: OccupancyLookup) -> _Geometry:
     lo, hi = grid.bounds
     r = grid.resolution
     return _Geometry(
@@ -340,7 +361,7 @@ def _per_ray(value: float | torch.Tensor, n: int, device: torch.device, name: st
     return value.contiguous()
 
 
-def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid,
+def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyLookup,
                   geo: _Geometry, near: float | torch.Tensor, far: float | torch.Tensor,
                   step_size: float,
                   cone_angle: float, max_samples_per_ray: int, jitter: float | torch.Tensor | None,
@@ -378,7 +399,7 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
     return rays, float(max_step_size)
 
 
-def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
+def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyLookup, *,
                near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
                cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
                jitter: float | torch.Tensor | None = None,
@@ -412,6 +433,7 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
             ``max_samples_per_ray < 1``.
 
     Example:
+        >>> from taichi_pvd.rendering.occupancy import OccupancyGrid
         >>> grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=16)
         >>> s = march_rays(torch.tensor([[-2.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]),
         ...                grid, near=0.0, far=10.0, step_size=0.5)
@@ -448,7 +470,7 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
     return samples
 
 
-def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
+def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyLookup, *,
                          near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
                          cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
                          jitter: float | torch.Tensor | None = None,

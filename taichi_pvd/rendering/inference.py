@@ -23,7 +23,7 @@ from ..data.demo import demo_scene_path
 from ..errors import CheckpointError, ConfigError, SceneError
 from ..fields import RadianceField
 from ..io.runs import LoadedRun, load_run
-from ..kernels.occupancy import OccupancyGrid
+from .occupancy import OccupancyGrid
 from .volume import FieldFn, MarchingConfig, render_rays_chunked
 
 #: Elevation of the orbit cameras above the plane perpendicular to the rig's up, degrees.

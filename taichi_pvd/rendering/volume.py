@@ -12,7 +12,7 @@ import torch
 
 from ..kernels.compositing import composite, composited_counts
 from ..kernels.marching import PackedSamples, march_rays
-from ..kernels.occupancy import OccupancyGrid
+from .occupancy import OccupancyGrid
 
 #: ``(positions [S, 3], directions [S, 3]) -> (sigma [S], rgb [S, 3])``
 FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
