@@ -7,7 +7,7 @@ pixel centres at ``(column + 0.5, row + 0.5)``; float32 torch tensors.
 """
 
 from taichi_pvd.data.camera_paths import look_at, orbit_path, sphere_poses, spiral_path
-from taichi_pvd.data.contraction import ContractedSpace, contract
+from taichi_pvd.data.contracted_space import ContractedSpace
 from taichi_pvd.data.demo import (
     demo_scene_path,
     write_demo_scene,
@@ -25,7 +25,6 @@ __all__ = [
     "RayBatch",
     "RaySampler",
     "Scene",
-    "contract",
     "demo_scene_path",
     "generate_rays",
     "image_rays",

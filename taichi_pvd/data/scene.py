@@ -11,7 +11,7 @@ Unbounded scenes: a json with ``"unbounded": true``, or without that key with an
 above 1 and no explicit ``aabb`` (Instant-NGP writes ``aabb_scale`` 16 or more for captures that
 reach beyond the unit cube), is an unbounded capture. Its world is normalised so that the
 training cameras fit in the unit cube (mean camera centre at the origin, the farthest camera on
-the cube's surface; see :class:`~taichi_pvd.data.contraction.ContractedSpace`), and its fields
+the cube's surface; see :class:`~taichi_pvd.data.contracted_space.ContractedSpace`), and its fields
 see contracted coordinates in ``[-2, 2]^3``: the :class:`Scene` carries ``contraction``, its
 ``aabb`` is that box, ``near`` defaults to :data:`UNBOUNDED_NEAR` and ``far`` to
 :data:`UNBOUNDED_FAR` (normalised units; ``near``/``far`` keys in the json are in its own units
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from taichi_pvd.data.contraction import ContractedSpace
+from taichi_pvd.data.contracted_space import ContractedSpace
 from taichi_pvd.data.ndc import NdcSpace
 from taichi_pvd.errors import ConfigError, SceneError
 
@@ -101,7 +101,7 @@ class Scene:
     #: For unbounded scenes, how the world was normalised before contraction; ``c2w``,
     #: ``near``, ``far`` and ``camera_radius`` are then in normalised units, and rays are
     #: marched in the normalised world with their samples contracted into ``aabb`` (see
-    #: :mod:`taichi_pvd.data.contraction`). None: a bounded scene.
+    #: :mod:`taichi_pvd.kernels.contraction`). None: a bounded scene.
     contraction: ContractedSpace | None = None
 
     def __len__(self) -> int:

@@ -25,9 +25,9 @@ only to ``[near, far)``, and step through world space with steps that grow with 
 world position ``p`` the step is ``max(dt(t), step_size * max(1, |p|_inf)^2)``, always
 incremental (``t_{k+1} = t_k + dt_k``). Inside the unit cube that is the rule above; outside,
 one step spans about ``step_size`` of contracted length (the world length of a contracted
-length there grows as ``|p|^2``, :func:`~taichi_pvd.data.contraction.radial_stretch`), i.e.
+length there grows as ``|p|^2``, :func:`~taichi_pvd.kernels.contraction.radial_stretch`), i.e.
 samples uniform in disparity, so a ray reaches any ``far`` in about ``1 / step_size`` more
-steps. Each candidate's world position is contracted (:mod:`taichi_pvd.data.contraction`) before
+steps. Each candidate's world position is contracted (:mod:`taichi_pvd.kernels.contraction`) before
 its cell is looked up, and a kept sample's position is its contracted point, the coordinate
 fields see; ``t`` and ``dt`` stay world distances, so compositing is unchanged. Empty cells are
 skipped by their exit as above only when the whole cell lies strictly inside the unit cube,
@@ -47,9 +47,10 @@ import taichi as ti
 import torch
 
 from taichi_pvd import backend
-from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE, contract
-from taichi_pvd.kernels.fast_launch import fast_launch
+from taichi_pvd.data.contracted_space import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE
 from taichi_pvd.errors import ConfigError
+from taichi_pvd.kernels.contraction import contract
+from taichi_pvd.kernels.fast_launch import fast_launch
 
 _VEC3D = ti.types.vector(3, ti.f64)
 #: Threads per block of the one-thread-per-ray loops: small, so that a batch of 8192 rays
@@ -166,7 +167,7 @@ def _cell_of(p, lo, inv_cell, resolution):
 
 @ti.func
 def _contract_point(p):
-    """Taichi form of :func:`~taichi_pvd.data.contraction.contract` for one 3-vector ``p``."""
+    """Taichi form of :func:`~taichi_pvd.kernels.contraction.contract` for one 3-vector ``p``."""
     m = ti.max(ti.abs(p[0]), ti.abs(p[1]), ti.abs(p[2]))
     q = p
     if m > INNER_HALF_SIZE:
