@@ -17,7 +17,7 @@ from taichi_pvd.data import generate_rays, load_scene, write_unbounded_demo
 from taichi_pvd.data.camera_rig import CameraRig
 from taichi_pvd.data.contracted_space import contracted_aabb
 from taichi_pvd.data.demo import SKY_RADIUS, UB_ANGLE_X, trace_demo_rays
-from taichi_pvd.data.scene import UNBOUNDED_FAR, UNBOUNDED_NEAR
+from taichi_pvd.data.transforms import UNBOUNDED_FAR, UNBOUNDED_NEAR
 from taichi_pvd.distill.virtual_rays import virtual_cameras
 from taichi_pvd.errors import SceneError
 from taichi_pvd.metrics import psnr

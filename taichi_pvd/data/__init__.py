@@ -17,7 +17,8 @@ from taichi_pvd.data.demo import (
 from taichi_pvd.data.llff import load_llff
 from taichi_pvd.data.ndc import NdcSpace, ndc_points, ndc_rays
 from taichi_pvd.data.rays import RayBatch, RaySampler, generate_rays, image_rays, subpixel_offsets
-from taichi_pvd.data.scene import Scene, load_scene
+from taichi_pvd.data.formats import load_scene
+from taichi_pvd.data.scene import Scene
 
 __all__ = [
     "ContractedSpace",
