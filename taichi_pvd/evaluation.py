@@ -26,7 +26,8 @@ import torch
 from .io.runs import METRICS_NAME, LoadedRun, write_json
 from .metrics import psnr, ssim
 from .rendering.images import write_png
-from .rendering.inference import Frame, render_views, scene_path, split_views
+from .rendering.inference import Frame, render_views
+from .rendering.view_sets import split_views
 from .run_info import EVAL_METRICS
 
 WHITE = (1.0, 1.0, 1.0)
@@ -119,7 +120,7 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
         The :class:`Evaluation`; also written to ``<run>/eval/metrics.json``, and its means
         merged into ``<run>/metrics.json``.
     """
-    views = split_views(scene_path(run), split, n_views)
+    views = split_views(run.scene_path(), split, n_views)
     lpips_fn, lpips_note = load_lpips(run.grid.aabb.device)
     image_dir = run.path / "eval" / split
     scores: list[ViewScore] = []

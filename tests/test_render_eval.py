@@ -23,7 +23,7 @@ from taichi_pvd.errors import ConfigError
 from taichi_pvd.io.runs import load_run
 from taichi_pvd.metrics import psnr
 from taichi_pvd.plots import plot_psnr_vs_time
-from taichi_pvd.rendering import inference
+from taichi_pvd.rendering import inference, view_sets
 from taichi_pvd.rendering.images import colour_depth, error_comparison, error_heatmap, side_by_side
 from taichi_pvd.run_info import latest_run, teacher_chain
 from taichi_pvd.training.api import train
@@ -137,7 +137,7 @@ def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
     assert metrics["model"] == "hash"  # training's entries are kept
     # A scene with transparent images is scored on white, its ground truth composited on white.
     assert result["background"] == [1.0, 1.0, 1.0]
-    assert inference.render_background(load_run(tiny_run, torch.device("cpu"))) == (1.0, 1.0, 1.0)
+    assert load_run(tiny_run, torch.device("cpu")).render_background() == (1.0, 1.0, 1.0)
     assert gt_is_white_behind_the_object(tiny_run / "eval" / "test" / "000-gt.png")
     pred = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-pred.png"), dtype=np.float64) / 255
     gt = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-gt.png"), dtype=np.float64) / 255
@@ -146,7 +146,7 @@ def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
 
 def test_supersampled_views_average_renders_through_shifted_pixel_grids(tiny_run):
     run = load_run(tiny_run)
-    views = inference.split_views(inference.scene_path(run), "test", 1)
+    views = view_sets.split_views(run.scene_path(), "test", 1)
     supersampled = inference.render_views(run, views, supersample=2)[0]
     # The same four rays per pixel, reached another way: moving the principal point by -offset
     # moves every pixel centre's ray to that offset from the pixel's corner.
@@ -239,6 +239,13 @@ def test_side_by_side_keeps_height_and_adds_widths():
     assert out[:12, 30:].min() == 0  # the caption's dark box over the white panel
 
 
+@pytest.mark.parametrize("size", ["0x5", "12x", "12x10x2", "wide"])
+def test_render_refuses_a_size_that_is_not_width_x_height(tiny_run, tmp_path, size):
+    result = CliRunner().invoke(main, ["render", "--run", str(tiny_run), "--size", size, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--size" in result.output and "640x480" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_spiral_render_writes_the_requested_frames(tiny_run, tmp_path):
     out = tmp_path / "spiral"
     _invoke("render", "--run", tiny_run, "--path", "spiral", "--frames", 2, "--size", "12x10", "--out", out)
@@ -246,8 +253,8 @@ def test_spiral_render_writes_the_requested_frames(tiny_run, tmp_path):
 
 
 def test_other_frame_sizes_keep_square_pixels_and_the_horizontal_view(tiny_run):
-    rig = inference.camera_rig(load_run(tiny_run))
-    fx, fy, cx, cy = inference.rig_intrinsics(rig, 1, 2 * rig.width, rig.height)[0].tolist()
+    rig = load_run(tiny_run).camera_rig()
+    fx, fy, cx, cy = view_sets.rig_intrinsics(rig, 1, 2 * rig.width, rig.height)[0].tolist()
     assert fx == pytest.approx(2 * rig.fx) and fy == pytest.approx(2 * rig.fy)
     assert cx == pytest.approx(2 * rig.cx) and cy == pytest.approx(rig.cy)
 

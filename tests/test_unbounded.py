@@ -180,7 +180,8 @@ def test_hash_model_learns_the_far_background_and_distils_into_a_grid(ub_dir: Pa
 
     from cli.main import main
     from taichi_pvd.io.runs import load_run
-    from taichi_pvd.rendering.inference import render_views, split_views
+    from taichi_pvd.rendering.inference import render_views
+    from taichi_pvd.rendering.view_sets import split_views
     from taichi_pvd.training.api import train
 
     seen: dict[str, object] = {}
