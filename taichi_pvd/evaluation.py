@@ -5,9 +5,8 @@ Scenes with transparent images follow the NeRF-Synthetic convention: predictions
 on white and compared with the ground truth composited on white. Opaque scenes (LLFF captures)
 are rendered on the black their training composited behind them. Results go to
 ``<run>/eval/metrics.json`` (per view and mean), per-view PNGs to ``<run>/eval/<split>/``, and
-the means into the run's
-``metrics.json`` (``test_psnr_db``, ``test_ssim``, ``test_lpips`` for the test split,
-``eval_<split>_...`` for another split).
+the means into the run's ``metrics.json`` (``test_psnr_db``, ``test_ssim``, ``test_lpips`` for
+the test split, ``eval_<split>_...`` for another split).
 """
 
 from __future__ import annotations
