@@ -31,7 +31,7 @@ from taichi_pvd.kernels.hash_encoding import (  # noqa: E402
     init_hash_table,
 )
 from taichi_pvd.kernels.marching import march_rays  # noqa: E402
-from taichi_pvd.kernels.occupancy import OccupancyGrid  # noqa: E402
+from taichi_pvd.rendering.occupancy import OccupancyGrid  # noqa: E402
 
 
 def timed(fn, repeats: int, device: torch.device) -> float:

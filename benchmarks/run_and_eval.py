@@ -35,23 +35,22 @@ def _recorded_evaluation(run_dir: Path, test_views: int | None) -> dict[str, Any
         return None
     recorded = json.loads(path.read_text())
     if (recorded.get("split") != "test" or recorded.get("n_views") != test_views
-            or recorded.get("supersample", 1) != 1 or recorded.get("sample_offsets", 1) != 1):
+            or recorded.get("supersample", 1) != 1):
         return None
     return recorded
 
 
-def score(run_dir: Path, test_views: int | None, *, reuse: bool = False, supersample: int = 1,
-          sample_offsets: int = 1) -> dict[str, Any]:
+def score(run_dir: Path, test_views: int | None, *, reuse: bool = False,
+          supersample: int = 1) -> dict[str, Any]:
     """Test-split PSNR/SSIM of a run (``test_views`` evenly spaced views, all when None),
-    rendered with ``supersample x supersample`` rays per pixel, each averaged over
-    ``sample_offsets`` shifts of its samples. ``reuse``: take the run's
+    rendered with ``supersample x supersample`` rays per pixel. ``reuse``: take the run's
     recorded one-ray-per-pixel evaluation of the same views when it is newer than the
     checkpoint (a teacher scored once for several students)."""
-    recorded = _recorded_evaluation(run_dir, test_views) if reuse and supersample == sample_offsets == 1 else None
+    recorded = _recorded_evaluation(run_dir, test_views) if reuse and supersample == 1 else None
     t0 = time.perf_counter()
     if recorded is None:
         evaluation = evaluate_run(load_run(run_dir, backend.device()), split="test", n_views=test_views,
-                                  write_images=False, supersample=supersample, sample_offsets=sample_offsets)
+                                  write_images=False, supersample=supersample)
         recorded = {"psnr_db": evaluation.psnr_db, "ssim": evaluation.ssim, "n_views": len(evaluation.views)}
     return {
         "test_psnr_db": recorded["psnr_db"],

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/train.py --model hash --data .device-kit/data/nerf_synthetic/lego \
-        [--steps N] [--batch-rays B] [--test-views 50] [--supersample K] [--sample-offsets M]
+        [--steps N] [--batch-rays B] [--test-views 50] [--supersample K]
         [--set key=value ...]
 
 Writes (or updates the entry for this model in) ``benchmarks/results/train-<scene>-<card>.json``:
@@ -56,9 +56,6 @@ def main() -> None:
     parser.add_argument("--train-set", dest="train_sets", action="append", default=[], help="training option key=value")
     parser.add_argument("--supersample", type=int, default=1, metavar="K",
                         help="also score the test views with K x K rays per pixel (recorded under 'supersampled')")
-    parser.add_argument("--sample-offsets", type=int, default=1, metavar="M",
-                        help="also score the test views averaging M shifts of each ray's samples "
-                             "(recorded under 'sample_offsets')")
     parser.add_argument("--label", default=None,
                         help="tells this run from others of the same model in the results file (e.g. 20min)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
@@ -92,11 +89,6 @@ def main() -> None:
         entry["supersampled"] = {"rays_per_pixel": args.supersample**2, "test_psnr_db": supersampled["test_psnr_db"],
                                  "test_ssim": supersampled["test_ssim"]}
         print(f"{args.model}: {supersampled['test_psnr_db']:.2f} dB test PSNR with {args.supersample**2} rays a pixel")
-    if args.sample_offsets > 1:
-        shifted = score(run_dir, args.test_views, sample_offsets=args.sample_offsets)
-        entry["sample_offsets"] = {"renders_per_ray": args.sample_offsets, "test_psnr_db": shifted["test_psnr_db"],
-                                   "test_ssim": shifted["test_ssim"]}
-        print(f"{args.model}: {shifted['test_psnr_db']:.2f} dB test PSNR with {args.sample_offsets} sample offsets a ray")
     out_dir = Path(args.out_dir or os.environ.get("PVD_RESULTS_DIR") or RESULTS_DIR)
     path = out_dir / f"train-{args.data.name}-{card_slug(card_name())}.json"
     keep_previous(path)

@@ -1,5 +1,6 @@
-"""Parsing helpers shared by the commands: ``--set key=value`` overrides, and the choices of
-``--model``-like and ``--preset`` options, read from the library only when a command needs them."""
+"""Parsing helpers shared by the commands: ``--set key=value`` overrides, ``WxH`` sizes, and the
+choices of ``--model``-like and ``--preset`` options, read from the library only when a command
+needs them."""
 
 from __future__ import annotations
 
@@ -57,3 +58,23 @@ def _presets() -> tuple[str, ...]:
 ARCHITECTURES = LazyChoice(_architectures)
 #: The presets (``auto``, ``cpu``, ``gpu``, ``full``), any case.
 PRESETS = LazyChoice(_presets, case_sensitive=False)
+
+
+class ImageSize(click.ParamType):
+    """``"WxH"`` (or a single ``"N"`` for N x N) -> ``(width, height)`` in pixels."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            values = [int(p) for p in str(value).lower().split("x")]
+        except ValueError:
+            values = []
+        if len(values) == 1:
+            values = values * 2
+        if len(values) != 2 or min(values) < 1:
+            self.fail(f"expected width x height in pixels, both positive (e.g. 640x480), got {value!r}",
+                      param, ctx)
+        return values[0], values[1]

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .options import ImageSize
+
 _console = Console(stderr=True)
 _out = Console()
 
@@ -50,7 +52,7 @@ def _captions(paths: list[Path]) -> list[str]:
 @click.option("--frames", type=click.IntRange(min=1), default=None,
               help="Number of frames (orbit/spiral: 120; test: every test view, evenly spaced "
                    "when fewer).")
-@click.option("--size", default=None, metavar="WxH",
+@click.option("--size", type=ImageSize(), default=None, metavar="WxH",
               help="Frame size in pixels (default: the training image size; on the test path the "
                    "images' size divided by a whole number).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
@@ -69,29 +71,28 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
     nothing was hit."""
     from taichi_pvd import backend
     from taichi_pvd.io.runs import load_run
-    from taichi_pvd.rendering import inference
     from taichi_pvd.rendering.images import PathWriter
+    from taichi_pvd.rendering.inference import render_path
+    from taichi_pvd.rendering.view_sets import orbit_views, spiral_views, split_views
 
     run_dir = _resolve_run(run_dir, runs_root)
     backend.init()
     device = backend.device()
     paths = [run_dir] + ([compare] if compare is not None else [])
     runs = [load_run(p, device) for p in paths]
-    wh = inference.parse_size(size) if size else None
-    background = inference.render_background(runs[0])
+    background = runs[0].render_background()
     if path_kind == "orbit":
-        views = inference.orbit_views(inference.camera_rig(runs[0]), frames or 120, wh, background=background)
+        views = orbit_views(runs[0].camera_rig(), frames or 120, size, background=background)
     elif path_kind == "spiral":
-        views = inference.spiral_views(inference.camera_rig(runs[0]), inference.scene_path(runs[0]),
-                                       frames or 120, wh, background=background)
+        views = spiral_views(runs[0].camera_rig(), runs[0].scene_path(), frames or 120, size, background=background)
     else:
-        views = inference.split_views(inference.scene_path(runs[0]), "test", frames, wh)
+        views = split_views(runs[0].scene_path(), "test", frames, size)
     out = out if out is not None else run_dir / "render" / path_kind
-    unbounded = inference.camera_rig(runs[0]).contraction is not None
+    unbounded = runs[0].camera_rig().contraction is not None
     writer = PathWriter(out, _captions(paths), views.near, views.far, fps, log_depth=unbounded)
     with _progress() as progress:
         task = progress.add_task(f"render {path_kind}", total=len(views))
-        for i, rendered in inference.render_path(runs, views):
+        for i, rendered in render_path(runs, views):
             gt = None if views.ground_truth is None else views.ground_truth[i].cpu().numpy()
             writer.add([f.rgb for f in rendered], [f.depth for f in rendered],
                        [f.opacity for f in rendered], gt)
@@ -116,12 +117,8 @@ def _fmt(value) -> str:
 @click.option("--no-images", is_flag=True, help="Do not write the per-view PNGs.")
 @click.option("--supersample", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
               help="Render K x K rays per pixel and average them (anti-aliased; K^2 times the work).")
-@click.option("--sample-offsets", type=click.IntRange(min=1), default=1, show_default=True, metavar="M",
-              help="Render every ray M times with its samples shifted along it by 0, 1/M, ... of a step "
-                   "and average (a finer rendering integral along the same rays; M times the work; "
-                   "Instant-NGP's test script averages 8 shifted renders of each pixel centre).")
 @RUNS_ROOT_OPTION
-def eval_(run_dir, split, views, no_images, supersample, sample_offsets, runs_root) -> None:
+def eval_(run_dir, split, views, no_images, supersample, runs_root) -> None:
     """Render the views of a split and score them against the ground truth: on white for scenes
     with transparent images, on black (the background their training composites) for opaque ones.
 
@@ -138,13 +135,11 @@ def eval_(run_dir, split, views, no_images, supersample, sample_offsets, runs_ro
     with _progress() as progress:
         task = progress.add_task(f"eval {split}", total=views)
         result = evaluate_run(run, split=split, n_views=views, write_images=not no_images,
-                              supersample=supersample, sample_offsets=sample_offsets,
-                              on_view=lambda _: progress.advance(task))
+                              supersample=supersample, on_view=lambda _: progress.advance(task))
     background = "black" if result.background == (0.0, 0.0, 0.0) else "white"
     table = Table(title=f"{run_dir.name}: {split} split",
                   caption=f"{result.width}x{result.height}, {background} background"
-                          + (f", {supersample}x{supersample} rays per pixel" if supersample > 1 else "")
-                          + (f", {sample_offsets} sample offsets a ray" if sample_offsets > 1 else ""))
+                          + (f", {supersample}x{supersample} rays per pixel" if supersample > 1 else ""))
     table.add_column("view", justify="right")
     table.add_column("PSNR (dB)", justify="right")
     table.add_column("SSIM", justify="right")

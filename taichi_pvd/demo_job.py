@@ -275,17 +275,18 @@ class DemoJob:
         training image size; returns the colour and depth video paths.
         ``on_frame(done, total)`` is called after each frame."""
         from .io.runs import load_run
-        from .rendering import inference
         from .rendering.images import PathWriter
+        from .rendering.inference import render_path
+        from .rendering.view_sets import orbit_views
 
         start = time.perf_counter()
         device = backend.device()
         runs = [load_run(self.paths.teacher, device), load_run(self.paths.student, device)]
         frames = self.preset.video_frames
-        views = inference.orbit_views(inference.camera_rig(runs[0]), frames)
+        views = orbit_views(runs[0].camera_rig(), frames)
         writer = PathWriter(self.paths.orbit, [f"{TEACHER_MODEL} teacher", f"{STUDENT_MODEL} student"],
                             views.near, views.far, fps=max(frames / VIDEO_SECONDS, 1.0))
-        for i, rendered in inference.render_path(runs, views):
+        for i, rendered in render_path(runs, views):
             writer.add([f.rgb for f in rendered], [f.depth for f in rendered], [f.opacity for f in rendered])
             if on_frame is not None:
                 on_frame(i + 1, len(views))

@@ -5,9 +5,8 @@ Scenes with transparent images follow the NeRF-Synthetic convention: predictions
 on white and compared with the ground truth composited on white. Opaque scenes (LLFF captures)
 are rendered on the black their training composited behind them. Results go to
 ``<run>/eval/metrics.json`` (per view and mean), per-view PNGs to ``<run>/eval/<split>/``, and
-the means into the run's
-``metrics.json`` (``test_psnr_db``, ``test_ssim``, ``test_lpips`` for the test split,
-``eval_<split>_...`` for another split).
+the means into the run's ``metrics.json`` (``test_psnr_db``, ``test_ssim``, ``test_lpips`` for
+the test split, ``eval_<split>_...`` for another split).
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ import torch
 from .io.runs import METRICS_NAME, LoadedRun, write_json
 from .metrics import psnr, ssim
 from .rendering.images import write_png
-from .rendering.inference import Frame, render_views, scene_path, split_views
+from .rendering.inference import Frame, render_views
+from .rendering.view_sets import split_views
 from .run_info import EVAL_METRICS
 
 WHITE = (1.0, 1.0, 1.0)
@@ -89,9 +89,6 @@ class Evaluation:
     """Colour rendered behind the scene (black for opaque scenes, see :func:`split_views`)."""
     supersample: int = 1
     """Rays per pixel side the views were rendered with (``supersample**2`` rays per pixel)."""
-    sample_offsets: int = 1
-    """Renders averaged per ray, its samples shifted along it (see
-    :func:`~taichi_pvd.rendering.inference.render_views`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form (as written to ``eval/metrics.json``)."""
@@ -105,7 +102,7 @@ def metric_prefix(split: str) -> str:
 
 
 def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = None,
-                 write_images: bool = True, supersample: int = 1, sample_offsets: int = 1,
+                 write_images: bool = True, supersample: int = 1,
                  on_view: Callable[[ViewScore], None] | None = None) -> Evaluation:
     """Render ``n_views`` views of ``split`` (evenly spaced; all when None) and score them.
 
@@ -116,15 +113,13 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
         write_images: write ``<run>/eval/<split>/NNN-pred.png`` and ``NNN-gt.png``.
         supersample: render ``k x k`` rays per pixel and average them (see
             :func:`~taichi_pvd.rendering.inference.render_views`); 1: pixel centres.
-        sample_offsets: average this many renders of each ray, its samples shifted along it
-            (see :func:`~taichi_pvd.rendering.inference.render_views`); 1: one render.
         on_view: called with each view's score as soon as it is known.
 
     Returns:
         The :class:`Evaluation`; also written to ``<run>/eval/metrics.json``, and its means
         merged into ``<run>/metrics.json``.
     """
-    views = split_views(scene_path(run), split, n_views)
+    views = split_views(run.scene_path(), split, n_views)
     lpips_fn, lpips_note = load_lpips(run.grid.aabb.device)
     image_dir = run.path / "eval" / split
     scores: list[ViewScore] = []
@@ -147,7 +142,7 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
             on_view(result)
         last = time.perf_counter()
 
-    render_views(run, views, supersample=supersample, sample_offsets=sample_offsets, on_frame=score)
+    render_views(run, views, supersample=supersample, on_frame=score)
     evaluation = Evaluation(
         split=split, views=scores,
         psnr_db=float(np.mean([s.psnr_db for s in scores])),
@@ -155,7 +150,6 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
         lpips=None if lpips_fn is None else float(np.mean([s.lpips for s in scores])),
         lpips_note=lpips_note, width=views.width, height=views.height,
         render_seconds=render_seconds, background=views.background, supersample=supersample,
-        sample_offsets=sample_offsets,
     )
     _record(run.path, evaluation)
     return evaluation

@@ -65,7 +65,7 @@ def test_arch_defaults_to_the_environment_variable(runner, monkeypatch):
 
 
 def test_scene_demo_writes_a_loadable_scene(runner, tmp_path):
-    from taichi_pvd.data.scene import load_scene
+    from taichi_pvd.data import load_scene
 
     out = tmp_path / "demo"
     result = runner.invoke(
@@ -83,7 +83,7 @@ def test_scene_demo_writes_a_loadable_scene(runner, tmp_path):
 
 
 def test_scene_forward_facing_writes_an_llff_scene_in_ndc(runner, tmp_path):
-    from taichi_pvd.data.scene import load_scene
+    from taichi_pvd.data import load_scene
 
     out = tmp_path / "ff"
     result = runner.invoke(main, ["scene", "forward-facing", "--out", str(out), "--width", "20", "--height", "16",
@@ -96,7 +96,7 @@ def test_scene_forward_facing_writes_an_llff_scene_in_ndc(runner, tmp_path):
 
 
 def test_scene_unbounded_writes_a_contracted_transforms_scene(runner, tmp_path):
-    from taichi_pvd.data.scene import load_scene
+    from taichi_pvd.data import load_scene
 
     out = tmp_path / "ub"
     result = runner.invoke(main, ["scene", "unbounded", "--out", str(out), "--size", "12", "--n-train", "4",

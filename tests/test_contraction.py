@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from taichi_pvd import backend
-from taichi_pvd.data.contraction import contract, contracted_aabb, radial_stretch
+from taichi_pvd.data.contracted_space import contracted_aabb
 from taichi_pvd.errors import ConfigError
+from taichi_pvd.kernels.contraction import contract, radial_stretch
 from taichi_pvd.kernels.marching import march_rays, march_rays_reference
-from taichi_pvd.kernels.occupancy import OccupancyGrid, pack_bitfield
+from taichi_pvd.rendering.occupancy import OccupancyGrid, pack_bitfield
 
 backend.init("cpu")
 

@@ -255,9 +255,7 @@ def test_hash_model_trains_on_a_forward_facing_scene(ff_dir: Path, tmp_path: Pat
 
     evaluation = evaluate_run(load_run(tmp_path / "run", torch.device("cpu")), split="test", write_images=False)
     assert evaluation.background == (0.0, 0.0, 0.0)
-    from taichi_pvd.rendering.inference import render_background
-
-    assert render_background(load_run(tmp_path / "run", torch.device("cpu"))) == (0.0, 0.0, 0.0)
+    assert load_run(tmp_path / "run", torch.device("cpu")).render_background() == (0.0, 0.0, 0.0)
     assert evaluation.psnr_db == pytest.approx(seen["trainer"].validate(), abs=0.05)
 
     # The forward-facing teacher distils into a grid, on virtual cameras in the training cameras'

@@ -8,7 +8,7 @@ import torch
 from taichi_pvd import backend
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.marching import PackedSamples, march_rays, march_rays_reference
-from taichi_pvd.kernels.occupancy import OccupancyGrid, pack_bitfield
+from taichi_pvd.rendering.occupancy import OccupancyGrid, pack_bitfield
 
 backend.init("cpu")
 

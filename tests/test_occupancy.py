@@ -8,7 +8,7 @@ import torch
 
 from taichi_pvd import backend
 from taichi_pvd.errors import ConfigError, TrainingDiverged
-from taichi_pvd.kernels.occupancy import FLAT_FIELD_TOLERANCE, OccupancyGrid, pack_bitfield, unpack_bitfield
+from taichi_pvd.rendering.occupancy import FLAT_FIELD_TOLERANCE, OccupancyGrid, pack_bitfield, unpack_bitfield
 
 backend.init("cpu")
 

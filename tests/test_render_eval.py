@@ -1,4 +1,4 @@
-"""Seeing the result: the inference renderer, `pvd-ti render`, `pvd-ti eval`, `pvd-ti info` and the
+"""Seeing the result: rendering views, `pvd-ti render`, `pvd-ti eval`, `pvd-ti info` and the
 PSNR-against-time plot, on one tiny trained run shared by the module."""
 
 import dataclasses
@@ -18,15 +18,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from taichi_pvd_cli.main import main
-from taichi_pvd.data import generate_rays
 from taichi_pvd.data.demo import write_demo_scene
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.io.runs import load_run
 from taichi_pvd.metrics import psnr
 from taichi_pvd.plots import plot_psnr_vs_time
-from taichi_pvd.rendering import inference
+from taichi_pvd.rendering import inference, view_sets
 from taichi_pvd.rendering.images import colour_depth, error_comparison, error_heatmap, side_by_side
-from taichi_pvd.rendering.volume import render_rays, render_rays_chunked
 from taichi_pvd.run_info import latest_run, teacher_chain
 from taichi_pvd.training.api import train
 
@@ -68,57 +66,6 @@ def _invoke(*args):
 
 def _frame_sizes(folder):
     return [Image.open(p).size for p in sorted(folder.glob("[0-9][0-9][0-9][0-9].png"))]
-
-
-class _CountingField:
-    """Wraps a field, counting the sample points it is asked about."""
-
-    def __init__(self, field):
-        self.field = field
-        self.points = 0
-
-    def __call__(self, x, d):
-        self.points += x.shape[0]
-        return self.field(x, d)
-
-
-def _orbit_rays(run, n_frames=2):
-    views = inference.orbit_views(inference.camera_rig(run), n_frames, (SIZE, SIZE))
-    origins, directions = generate_rays(views.c2w, views.intrinsics, SIZE, SIZE)
-    return origins.reshape(-1, 3).contiguous(), directions.reshape(-1, 3).contiguous(), views
-
-
-def test_live_ray_renderer_equals_the_training_renderer(tiny_run):
-    run = load_run(tiny_run)
-    origins, directions, views = _orbit_rays(run)
-    kwargs = {"near": views.near, "far": views.far, "background": torch.tensor([1.0, 1.0, 1.0]),
-              "marching": inference.marching_config(run), "chunk": 500}
-    got = inference.render_image(run.field, run.grid, origins, directions, live_rays=True, **kwargs)
-    want = render_rays_chunked(inference.inference_fn(run.field), run.grid, origins, directions,
-                               near=views.near, far=views.far, background=kwargs["background"],
-                               config=kwargs["marching"])
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
-    assert 0.05 < float(want[2].mean()) < 0.95  # the views see both the object and empty space
-
-
-def test_live_ray_renderer_stops_behind_an_opaque_wall():
-    """A ray through uniform dense matter is evaluated only until it is opaque."""
-    from taichi_pvd.kernels.occupancy import OccupancyGrid
-    from taichi_pvd.rendering.volume import MarchingConfig
-
-    grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=8)
-    dense = _CountingField(lambda x, d: (torch.full((x.shape[0],), 50.0), torch.full((x.shape[0], 3), 0.5)))
-    origins = torch.tensor([[-2.0, 0.0, 0.0], [0.0, -2.0, 0.3]])
-    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    marching = MarchingConfig(steps_across_box=256)
-    rgb, _, opacity = inference.render_image(dense, grid, origins, directions, near=0.0, far=10.0,
-                                             background=torch.zeros(3), marching=marching,
-                                             live_rays=True)
-    # sigma * dt = 50 * 2 sqrt(3) / 256 = 0.68 per sample: T < 1e-4 after 14 samples, of 148 per ray.
-    assert dense.points == 2 * inference.FIRST_WINDOW
-    torch.testing.assert_close(rgb, torch.full((2, 3), 0.5), atol=1e-4, rtol=0)
-    torch.testing.assert_close(opacity, torch.ones(2), atol=1e-4, rtol=0)
 
 
 def test_orbit_render_writes_the_requested_frames(tiny_run, tmp_path):
@@ -190,7 +137,7 @@ def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
     assert metrics["model"] == "hash"  # training's entries are kept
     # A scene with transparent images is scored on white, its ground truth composited on white.
     assert result["background"] == [1.0, 1.0, 1.0]
-    assert inference.render_background(load_run(tiny_run, torch.device("cpu"))) == (1.0, 1.0, 1.0)
+    assert load_run(tiny_run, torch.device("cpu")).render_background() == (1.0, 1.0, 1.0)
     assert gt_is_white_behind_the_object(tiny_run / "eval" / "test" / "000-gt.png")
     pred = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-pred.png"), dtype=np.float64) / 255
     gt = np.asarray(Image.open(tiny_run / "eval" / "test" / "000-gt.png"), dtype=np.float64) / 255
@@ -199,7 +146,7 @@ def test_eval_writes_metrics_with_the_psnr_of_the_rendered_view(tiny_run):
 
 def test_supersampled_views_average_renders_through_shifted_pixel_grids(tiny_run):
     run = load_run(tiny_run)
-    views = inference.split_views(inference.scene_path(run), "test", 1)
+    views = view_sets.split_views(run.scene_path(), "test", 1)
     supersampled = inference.render_views(run, views, supersample=2)[0]
     # The same four rays per pixel, reached another way: moving the principal point by -offset
     # moves every pixel centre's ray to that offset from the pixel's corner.
@@ -219,41 +166,10 @@ def test_supersampled_views_average_renders_through_shifted_pixel_grids(tiny_run
         inference.render_views(run, views, supersample=0)
 
 
-
-
-@pytest.mark.parametrize("live_rays", [False, True])
-def test_sample_offsets_average_renders_with_the_samples_shifted_along_each_ray(tiny_run, live_rays):
-    run = load_run(tiny_run)
-    views = inference.split_views(inference.scene_path(run), "test", 1)
-    averaged = inference.render_views(run, views, sample_offsets=4, live_rays=live_rays)[0]
-    # The same renders, reached through the marcher's per-ray jitter: shifts 0, 1/4, 1/2, 3/4.
-    origins, directions = generate_rays(views.c2w[:1], views.intrinsics[:1], views.height, views.width)
-    origins, directions = origins.reshape(-1, 3).contiguous(), directions.reshape(-1, 3).contiguous()
-    field_fn = inference.inference_fn(run.field)
-    background = torch.tensor(views.background)
-    marching = inference.marching_config(run)
-    renders = []
-    for shift in (0.0, 0.25, 0.5, 0.75):
-        jitter = torch.full((origins.shape[0],), shift)
-        with torch.no_grad():
-            out = render_rays(field_fn, run.grid, origins, directions, near=views.near, far=views.far,
-                              background=background, config=marching, jitter=jitter)
-        renders.append((out.rgb, out.depth, out.opacity))
-    for k, name in enumerate(("rgb", "depth", "opacity")):
-        expected = torch.stack([r[k] for r in renders]).mean(0).reshape(getattr(averaged, name).shape).numpy()
-        np.testing.assert_allclose(getattr(averaged, name), expected, atol=1e-5)
-    single = inference.render_views(run, views, live_rays=live_rays)[0]
-    assert np.abs(averaged.rgb - single.rgb).max() > 1e-4
-    with pytest.raises(ConfigError, match="sample_offsets"):
-        inference.render_views(run, views, sample_offsets=0)
-
-
-@pytest.mark.parametrize("option, key, other", [("--supersample", "supersample", "sample_offsets"),
-                                                ("--sample-offsets", "sample_offsets", "supersample")])
-def test_eval_render_options_are_recorded(tiny_run, option, key, other):
-    _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", option, 2)
+def test_eval_records_its_supersampling(tiny_run):
+    _invoke("eval", "--run", tiny_run, "--views", 1, "--no-images", "--supersample", 2)
     result = json.loads((tiny_run / "eval" / "metrics.json").read_text())
-    assert result[key] == 2 and result[other] == 1 and math.isfinite(result["psnr_db"])
+    assert result["supersample"] == 2 and math.isfinite(result["psnr_db"])
 
 
 def gt_is_white_behind_the_object(path) -> bool:
@@ -323,6 +239,13 @@ def test_side_by_side_keeps_height_and_adds_widths():
     assert out[:12, 30:].min() == 0  # the caption's dark box over the white panel
 
 
+@pytest.mark.parametrize("size", ["0x5", "12x", "12x10x2", "wide"])
+def test_render_refuses_a_size_that_is_not_width_x_height(tiny_run, tmp_path, size):
+    result = CliRunner().invoke(main, ["render", "--run", str(tiny_run), "--size", size, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--size" in result.output and "640x480" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_spiral_render_writes_the_requested_frames(tiny_run, tmp_path):
     out = tmp_path / "spiral"
     _invoke("render", "--run", tiny_run, "--path", "spiral", "--frames", 2, "--size", "12x10", "--out", out)
@@ -330,8 +253,8 @@ def test_spiral_render_writes_the_requested_frames(tiny_run, tmp_path):
 
 
 def test_other_frame_sizes_keep_square_pixels_and_the_horizontal_view(tiny_run):
-    rig = inference.camera_rig(load_run(tiny_run))
-    fx, fy, cx, cy = inference.rig_intrinsics(rig, 1, 2 * rig.width, rig.height)[0].tolist()
+    rig = load_run(tiny_run).camera_rig()
+    fx, fy, cx, cy = view_sets.rig_intrinsics(rig, 1, 2 * rig.width, rig.height)[0].tolist()
     assert fx == pytest.approx(2 * rig.fx) and fy == pytest.approx(2 * rig.fy)
     assert cx == pytest.approx(2 * rig.cx) and cy == pytest.approx(rig.cy)
 

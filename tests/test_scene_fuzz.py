@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taichi_pvd.data.demo import write_demo_scene
-from taichi_pvd.data.scene import load_scene
+from taichi_pvd.data import load_scene
 from taichi_pvd.errors import ConfigError, SceneError
 
 #: Instant-NGP style keys added to the second base file: explicit intrinsics, box and range.

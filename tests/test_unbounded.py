@@ -15,9 +15,9 @@ from PIL import Image
 
 from taichi_pvd.data import generate_rays, load_scene, write_unbounded_demo
 from taichi_pvd.data.camera_rig import CameraRig
-from taichi_pvd.data.contraction import contracted_aabb
+from taichi_pvd.data.contracted_space import contracted_aabb
 from taichi_pvd.data.demo import SKY_RADIUS, UB_ANGLE_X, trace_demo_rays
-from taichi_pvd.data.scene import UNBOUNDED_FAR, UNBOUNDED_NEAR
+from taichi_pvd.data.transforms import UNBOUNDED_FAR, UNBOUNDED_NEAR
 from taichi_pvd.distill.virtual_rays import virtual_cameras
 from taichi_pvd.errors import SceneError
 from taichi_pvd.metrics import psnr
@@ -180,7 +180,8 @@ def test_hash_model_learns_the_far_background_and_distils_into_a_grid(ub_dir: Pa
 
     from taichi_pvd_cli.main import main
     from taichi_pvd.io.runs import load_run
-    from taichi_pvd.rendering.inference import render_views, split_views
+    from taichi_pvd.rendering.inference import render_views
+    from taichi_pvd.rendering.view_sets import split_views
     from taichi_pvd.training.api import train
 
     seen: dict[str, object] = {}

@@ -7,7 +7,7 @@ pixel centres at ``(column + 0.5, row + 0.5)``; float32 torch tensors.
 """
 
 from taichi_pvd.data.camera_paths import look_at, orbit_path, sphere_poses, spiral_path
-from taichi_pvd.data.contraction import ContractedSpace, contract
+from taichi_pvd.data.contracted_space import ContractedSpace
 from taichi_pvd.data.demo import (
     demo_scene_path,
     write_demo_scene,
@@ -17,7 +17,8 @@ from taichi_pvd.data.demo import (
 from taichi_pvd.data.llff import load_llff
 from taichi_pvd.data.ndc import NdcSpace, ndc_points, ndc_rays
 from taichi_pvd.data.rays import RayBatch, RaySampler, generate_rays, image_rays, subpixel_offsets
-from taichi_pvd.data.scene import Scene, load_scene
+from taichi_pvd.data.formats import load_scene
+from taichi_pvd.data.scene import Scene
 
 __all__ = [
     "ContractedSpace",
@@ -25,7 +26,6 @@ __all__ = [
     "RayBatch",
     "RaySampler",
     "Scene",
-    "contract",
     "demo_scene_path",
     "generate_rays",
     "image_rays",

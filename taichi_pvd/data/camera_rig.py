@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from .camera_paths import axes_focus_point
-from .contraction import INNER_HALF_SIZE
+from .contracted_space import INNER_HALF_SIZE
 from .llff import average_pose
 from .ndc import NdcSpace
 from .scene import Scene
@@ -47,7 +47,7 @@ class CameraRig:
     backward); each virtual camera takes one of them."""
     contraction: dict | None = None
     """The normalisation of an unbounded scene (fields of
-    :class:`~taichi_pvd.data.contraction.ContractedSpace`), whose samples are contracted; None
+    :class:`~taichi_pvd.data.contracted_space.ContractedSpace`), whose samples are contracted; None
     for a bounded scene."""
 
     @classmethod

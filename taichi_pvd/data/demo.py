@@ -2,7 +2,7 @@
 
 No downloaded data: the scene is rendered here, in torch on the CPU, and written in the
 NeRF-Synthetic layout (``transforms_{train,val,test}.json`` + RGBA PNGs in ``train/``, ``val/``,
-``test/``), so everything that reads lego reads it too. World +Z is up; every object lies inside
+``test/``), so everything that reads NeRF-Synthetic scenes reads it too. World +Z is up; every object lies inside
 [-1, 1]^3 (well within the default scene box [-1.5, 1.5]^3) on a transparent background:
 
 - a sphere with a checker texture and a sharp Blinn-Phong highlight (view-dependent colour),
@@ -115,8 +115,8 @@ def _rotation_x(angle_deg: float) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _one_torch_thread() -> Iterator[None]:
-    """Run torch ops on one thread: the renderer's many mid-sized ops gain little from more, and
-    on a busy machine (tests, a trainer beside it) contended threads make it 10-20x slower."""
+    """Run torch ops on one thread: the renderer's many mid-sized ops gain little from more,
+    and threads contending with other processes slow it down."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

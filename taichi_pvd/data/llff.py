@@ -96,7 +96,8 @@ def split_indices(n_images: int, split: str) -> list[int]:
 
 def load_llff(path: str | os.PathLike[str], split: str = "train", *, downscale: int = 1,
               device: torch.device | str = "cpu") -> Scene:
-    """Read one split of an LLFF scene folder (checked arguments; see :func:`load_scene`).
+    """Read one split of an LLFF scene folder (checked arguments; see
+    :func:`~taichi_pvd.data.formats.load_scene`).
 
     Images come from ``images_<downscale>/`` when that folder exists, else from ``images/``
     area-averaged by ``downscale``. Returns a :class:`Scene` with ``alphas=None`` and ``ndc``

@@ -21,7 +21,7 @@ from ..data.camera_rig import CameraRig
 from ..errors import ConfigError, OptionValueError
 from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
-from ..kernels.occupancy import OccupancyGrid
+from ..rendering.occupancy import OccupancyGrid
 from ..metrics import psnr
 from ..rendering.inference import inference_fn
 from ..rendering.slot_compositing import composite_slots

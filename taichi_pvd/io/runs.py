@@ -15,9 +15,12 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..data.camera_rig import CameraRig
+from ..data.demo import demo_scene_path
+from ..errors import CheckpointError, SceneError
 from ..fields import RadianceField, make_field
-from ..kernels.occupancy import OccupancyGrid
+from ..rendering.occupancy import OccupancyGrid
+from ..rendering.volume import MarchingConfig
 from .checkpoint import load_checkpoint
 from .run_state import unprefixed
 
@@ -30,7 +33,8 @@ SNAPSHOTS_DIR = "snapshots"
 
 @dataclass
 class LoadedRun:
-    """A field and its occupancy grid restored from a run directory."""
+    """A field and its occupancy grid restored from a run directory, with the settings its
+    config records (marching, camera rig, scene)."""
 
     path: Path
     field: RadianceField
@@ -42,6 +46,41 @@ class LoadedRun:
     def model(self) -> str:
         """Architecture name (``hash``, ``vm``, ``mlp``, ``grid``)."""
         return str(self.config["model"])
+
+    def marching_config(self) -> MarchingConfig:
+        """The marching settings the run was trained or distilled with (defaults if unrecorded)."""
+        for section in ("train", "distill"):
+            recorded = self.config.get(section, {}).get("marching")
+            if recorded is not None:
+                return MarchingConfig(**recorded)
+        return MarchingConfig()
+
+    def camera_rig(self) -> CameraRig:
+        """The camera rig recorded in the run's config; :class:`CheckpointError` if absent."""
+        if "camera_rig" not in self.config:
+            raise CheckpointError(f"{self.path} records no camera rig: retrain or re-distil it with this version")
+        return CameraRig(**self.config["camera_rig"])
+
+    def scene_path(self) -> Path:
+        """The scene folder the run was trained on (the teacher's, for a distilled run).
+
+        A demo-scene run whose cached scene was deleted gets it rendered again."""
+        scene = self.config.get("scene") or {}
+        if scene.get("path") and Path(scene["path"]).exists():
+            return Path(scene["path"])
+        if scene.get("demo"):
+            return demo_scene_path()
+        raise SceneError(
+            f"the scene of {self.path} ({scene.get('path') or 'not recorded'}) is not on this machine: "
+            "put the scene folder back at that path"
+        )
+
+    def render_background(self) -> tuple[float, float, float]:
+        """The colour to render the run on along free camera paths: white for a scene with
+        transparent images (and for runs that do not record which), black for an opaque scene,
+        the background its training composited behind it."""
+        scene = self.config.get("scene") or {}
+        return (0.0, 0.0, 0.0) if scene.get("transparent") is False else (1.0, 1.0, 1.0)
 
 
 def checkpoint_path(run_dir: str | os.PathLike) -> Path:

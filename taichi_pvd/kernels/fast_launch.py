@@ -1,11 +1,10 @@
 """A leaner launch path for Taichi kernels called with torch tensors.
 
 Taichi's ``Kernel.__call__`` re-derives the compiled instance and converts every argument in
-Python on every call: 120 to 400 us per launch on an H100 host for 2 to 10 tensor arguments
-(``benchmarks/launch_overhead.py``), several milliseconds of each training step. The wrapper
-below lets Taichi compile and launch the first call of each argument signature (dtypes,
-dimensions, device, template values) as usual, keeps what that call compiled, and from then on
-fills the launch context directly: one pybind call per argument.
+Python on every call, hundreds of microseconds per launch (``benchmarks/launch_overhead.py``
+measures it). The wrapper below lets Taichi compile and launch the first call of each argument
+signature (dtypes, dimensions, device, template values) as usual, keeps what that call
+compiled, and from then on fills the launch context directly: one pybind call per argument.
 
 It relies on the launch API of Taichi 1.7 (``make_launch_context``, ``compile_kernel``,
 ``launch_kernel``); a kernel it cannot serve that way (an unknown argument type, a return

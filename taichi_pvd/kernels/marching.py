@@ -25,9 +25,9 @@ only to ``[near, far)``, and step through world space with steps that grow with 
 world position ``p`` the step is ``max(dt(t), step_size * max(1, |p|_inf)^2)``, always
 incremental (``t_{k+1} = t_k + dt_k``). Inside the unit cube that is the rule above; outside,
 one step spans about ``step_size`` of contracted length (the world length of a contracted
-length there grows as ``|p|^2``, :func:`~taichi_pvd.data.contraction.radial_stretch`), i.e.
+length there grows as ``|p|^2``, :func:`~taichi_pvd.kernels.contraction.radial_stretch`), i.e.
 samples uniform in disparity, so a ray reaches any ``far`` in about ``1 / step_size`` more
-steps. Each candidate's world position is contracted (:mod:`taichi_pvd.data.contraction`) before
+steps. Each candidate's world position is contracted (:mod:`taichi_pvd.kernels.contraction`) before
 its cell is looked up, and a kept sample's position is its contracted point, the coordinate
 fields see; ``t`` and ``dt`` stay world distances, so compositing is unchanged. Empty cells are
 skipped by their exit as above only when the whole cell lies strictly inside the unit cube,
@@ -41,15 +41,16 @@ Two passes, no Python loop over rays or samples: a count kernel, ``torch.cumsum`
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import taichi as ti
 import torch
 
 from taichi_pvd import backend
-from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE, contract
-from taichi_pvd.kernels.fast_launch import fast_launch
+from taichi_pvd.data.contracted_space import CONTRACTED_HALF_SIZE, INNER_HALF_SIZE
 from taichi_pvd.errors import ConfigError
-from taichi_pvd.kernels.occupancy import OccupancyGrid
+from taichi_pvd.kernels.contraction import contract
+from taichi_pvd.kernels.fast_launch import fast_launch
 
 _VEC3D = ti.types.vector(3, ti.f64)
 #: Threads per block of the one-thread-per-ray loops: small, so that a batch of 8192 rays
@@ -57,6 +58,27 @@ _VEC3D = ti.types.vector(3, ti.f64)
 _RAYS_PER_BLOCK = 64
 #: Stands for "no intersection" / "never" along a ray (finite: the kernels avoid infinities).
 _FAR_AWAY = 1e300
+
+
+class OccupancyLookup(Protocol):
+    """What marching reads of an occupancy grid
+    (:class:`~taichi_pvd.rendering.occupancy.OccupancyGrid` is one): ``resolution^3`` cells over
+    the box ``bounds``, cell ``(ix, iy, iz)`` at flat index ``(ix * R + iy) * R + iz``, its
+    occupancy in bit ``c % 8`` of byte ``c // 8`` of ``bitfield``."""
+
+    resolution: int
+    """Cells per axis ``R``."""
+    bounds: tuple[tuple[float, ...], tuple[float, ...]]
+    """``(min, max)`` corners of the box, world units (contracted coordinates when
+    ``contracted``)."""
+    contracted: bool
+    """Whether samples are contracted before their cell is looked up."""
+    bitfield: torch.Tensor
+    """[R^3 / 8] uint8 occupancy bits."""
+
+    def occupied_mask(self) -> torch.Tensor:
+        """[R^3] bool, the bits of ``bitfield`` in flat cell order."""
+        ...
 
 
 @dataclass
@@ -101,7 +123,7 @@ class _Geometry:
     contracted: bool
 
 
-def _geometry(grid: OccupancyGrid) -> _Geometry:
+def _geometry(grid: OccupancyLookup) -> _Geometry:
     lo, hi = grid.bounds
     r = grid.resolution
     return _Geometry(
@@ -145,7 +167,7 @@ def _cell_of(p, lo, inv_cell, resolution):
 
 @ti.func
 def _contract_point(p):
-    """Taichi form of :func:`~taichi_pvd.data.contraction.contract` for one 3-vector ``p``."""
+    """Taichi form of :func:`~taichi_pvd.kernels.contraction.contract` for one 3-vector ``p``."""
     m = ti.max(ti.abs(p[0]), ti.abs(p[1]), ti.abs(p[2]))
     q = p
     if m > INNER_HALF_SIZE:
@@ -340,7 +362,7 @@ def _per_ray(value: float | torch.Tensor, n: int, device: torch.device, name: st
     return value.contiguous()
 
 
-def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid,
+def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyLookup,
                   geo: _Geometry, near: float | torch.Tensor, far: float | torch.Tensor,
                   step_size: float,
                   cone_angle: float, max_samples_per_ray: int, jitter: float | torch.Tensor | None,
@@ -378,7 +400,7 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
     return rays, float(max_step_size)
 
 
-def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
+def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyLookup, *,
                near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
                cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
                jitter: float | torch.Tensor | None = None,
@@ -412,6 +434,7 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
             ``max_samples_per_ray < 1``.
 
     Example:
+        >>> from taichi_pvd.rendering.occupancy import OccupancyGrid
         >>> grid = OccupancyGrid(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=16)
         >>> s = march_rays(torch.tensor([[-2.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]),
         ...                grid, near=0.0, far=10.0, step_size=0.5)
@@ -448,7 +471,7 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyG
     return samples
 
 
-def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyGrid, *,
+def march_rays_reference(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyLookup, *,
                          near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
                          cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
                          jitter: float | torch.Tensor | None = None,

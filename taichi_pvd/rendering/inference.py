@@ -1,58 +1,29 @@
-"""Inference rendering of a trained field: images from cameras, without gradients.
+"""Rendering a trained field without gradients: rays (:func:`render_image`), every camera of a
+:class:`~taichi_pvd.rendering.view_sets.ViewSet` (:func:`render_views`), and a camera path
+with several runs side by side (:func:`render_path`).
 
-:func:`render_image` renders with the training renderer
-(:func:`~taichi_pvd.rendering.volume.render_rays_chunked`: march, evaluate every marched sample,
-composite) under ``torch.no_grad`` and float16 autocast on CUDA. With ``live_rays=True`` it
-takes a second path instead, which evaluates the field only on rays that are still live: it
-marches once (the same packed samples), then evaluates in rounds over windows of each ray's
-samples (the first 16, the next 32, ... up to 256 at a time), compositing incrementally and
-dropping rays that are opaque (transmittance below the threshold) or out of samples after each
-round. The result equals the default path up to float32 rounding (tested to 1e-4).
-
-Why the live-ray path is not the default: it saves only the samples behind the point where a
-ray turns opaque, and pays a few small operations and one field call per round. Measured on
-the 2-core CPU (64x64 orbit frames, a hash run trained 2000 steps on the 64-pixel demo scene,
-median of 3 x 8 frames): 3.85 fps live rays against 3.76 fps default with one torch thread,
-and 0.35 against 1.77 fps with two threads on the busy shared machine (every extra parallel
-region waits on the other processes). Only ~5 % of the pixels of such a run reach
-transmittance 1e-4 at all (most object pixels stop near 3e-3), so there is little to skip;
-a run with hard opaque surfaces (lego, long training, GPU) skips far more. Not clearly faster
-on the CPU, so the default stays the training renderer; ``benchmarks/render_fps.py`` records
-both (``fps``, ``fps_live_rays``) on any device.
-
-Why windows over one march rather than re-marching each round from where a ray stopped: the
-marcher anchors each ray's sample lattice at its box entry in float64, and a restart distance
-passed as float32 would shift the lattice by up to half an ulp, which can move a sample across
-a cell face and change the image. Marching costs little next to field evaluation.
+Rendering uses the training renderer (:func:`~taichi_pvd.rendering.volume.render_rays_chunked`:
+march, evaluate every marched sample, composite) under ``torch.no_grad`` and float16 autocast
+on CUDA.
 """
-
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from .. import backend
-from ..data import generate_rays, load_scene, orbit_path, spiral_path, subpixel_offsets
+from ..data import generate_rays, subpixel_offsets
 from ..data.camera_rig import CameraRig
-from ..data.demo import demo_scene_path
-from ..errors import CheckpointError, ConfigError, OptionValueError, SceneError
+from ..errors import ConfigError
 from ..fields import RadianceField
-from ..io.runs import LoadedRun, load_run
-from ..kernels.occupancy import OccupancyGrid
-from .volume import FieldFn, MarchingConfig, march, render_rays_chunked
-
-#: Samples per ray evaluated in the first round; each later round doubles it up to
-#: :data:`MAX_WINDOW`.
-FIRST_WINDOW = 16
-MAX_WINDOW = 256
-#: Elevation of the orbit cameras above the plane perpendicular to the rig's up, degrees.
-ORBIT_ELEVATION_DEG = 30.0
+from .occupancy import OccupancyGrid
+from .view_sets import ViewSet
+from .volume import FieldFn, MarchingConfig, render_rays_chunked
 
 
 def inference_fn(field: RadianceField) -> FieldFn:
@@ -67,48 +38,10 @@ def inference_fn(field: RadianceField) -> FieldFn:
     return field_fn
 
 
-def _composite_live(field_fn: FieldFn, samples, n_rays: int, threshold: float,
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Composite packed ``samples`` of ``n_rays`` rays, evaluating ``field_fn`` in rounds only
-    on rays whose transmittance is still at or above ``threshold``. Same rule as
-    :func:`~taichi_pvd.kernels.compositing.composite`: sample ``i`` contributes
-    ``T_i (1 - exp(-sigma_i dt_i))`` while ``T_i >= threshold``. Transmittance within a round is
-    ``T_in exp(-(optical depth in front))``, the optical depths summed in float64."""
-    device = samples.t.device
-    counts = samples.ray_counts.long()
-    starts = samples.ray_starts.long()
-    colour = torch.zeros(n_rays, 3, device=device)
-    depth = torch.zeros(n_rays, device=device)
-    opacity = torch.zeros(n_rays, device=device)
-    trans = torch.ones(n_rays, dtype=torch.float64, device=device)
-    live = torch.nonzero(counts > 0).squeeze(1)
-    offset, width = 0, FIRST_WINDOW
-    while live.numel() > 0:
-        n_new = (counts[live] - offset).clamp(max=width)
-        ray_of = torch.repeat_interleave(torch.arange(live.numel(), device=device), n_new)
-        first = torch.cumsum(n_new, 0) - n_new
-        index = (starts[live] + offset - first)[ray_of] + torch.arange(ray_of.numel(), device=device)
-        sigma, rgb = field_fn(samples.positions[index], samples.directions[index])
-        optical = sigma.double() * samples.dt[index].double()
-        before = torch.cumsum(optical, 0) - optical
-        before = before - before[first][ray_of]
-        trans_before = trans[live][ray_of] * torch.exp(-before)
-        weights = torch.where(trans_before >= threshold, trans_before * -torch.expm1(-optical), 0.0).float()
-        colour.index_add_(0, live[ray_of], weights[:, None] * rgb)
-        depth.index_add_(0, live[ray_of], weights * samples.t[index])
-        opacity.index_add_(0, live[ray_of], weights)
-        optical_sum = torch.zeros(live.numel(), dtype=torch.float64, device=device).index_add_(0, ray_of, optical)
-        trans[live] = trans[live] * torch.exp(-optical_sum)
-        offset += width
-        live = live[(counts[live] > offset) & (trans[live] >= threshold)]
-        width = min(2 * width, MAX_WINDOW)
-    return colour, depth, opacity
-
-
 def render_image(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor,
                  directions: torch.Tensor, *, near: float, far: float, background: torch.Tensor,
-                 marching: MarchingConfig, chunk: int = 1 << 16, live_rays: bool = False,
-                 sample_shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 marching: MarchingConfig, chunk: int = 1 << 16,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render N rays of a trained field without gradients.
 
     Args:
@@ -119,76 +52,17 @@ def render_image(field: RadianceField, grid: OccupancyGrid, origins: torch.Tenso
         background: [3] or [N, 3] colour in [0, 1] behind the scene.
         marching: step size, sample cap and early-termination threshold (the run's own).
         chunk: rays marched at once (bounds the memory of the packed samples).
-        live_rays: evaluate the field in rounds, only on rays not yet opaque (see the module
-            notes); False evaluates every marched sample, as training does.
-        sample_shift: shift of every ray's first sample along it, in [0, 1) steps (training
-            draws it at random per ray; 0: the samples start where the ray enters the box).
 
     Returns:
         ``(rgb [N, 3], depth [N], opacity [N])`` float32: colour over ``background``, the
-        opacity-weighted distance ``sum_i w_i t_i`` (world units) and ``sum_i w_i``; the two
-        paths agree up to float32 rounding.
+        opacity-weighted distance ``sum_i w_i t_i`` (world units) and ``sum_i w_i``.
     """
     backend.init()
     if chunk < 1:
         raise ConfigError(f"chunk must be positive, got {chunk}")
-    field_fn = inference_fn(field)
-    if not live_rays:
-        with torch.no_grad():
-            return render_rays_chunked(field_fn, grid, origins, directions, near=near, far=far,
-                                       background=background, config=marching, chunk=chunk,
-                                       sample_shift=sample_shift)
-    rgbs, depths, opacities = [], [], []
     with torch.no_grad():
-        for i in range(0, origins.shape[0], chunk):
-            o, d = origins[i : i + chunk], directions[i : i + chunk]
-            samples = march(grid, o, d, near=near, far=far, config=marching, jitter=sample_shift)
-            rgb, depth, opacity = _composite_live(field_fn, samples, o.shape[0],
-                                                  marching.transmittance_threshold)
-            bg = background if background.dim() == 1 else background[i : i + chunk]
-            rgbs.append(rgb + (1.0 - opacity)[:, None] * bg)
-            depths.append(depth)
-            opacities.append(opacity)
-    if not rgbs:
-        empty = torch.zeros(0, device=origins.device)
-        return empty.reshape(0, 3), empty, empty
-    return torch.cat(rgbs), torch.cat(depths), torch.cat(opacities)
-
-
-# -- views of a run -----------------------------------------------------------------------------
-
-
-@dataclass
-class ViewSet:
-    """Cameras to render, all of one image size, with optional ground truth."""
-
-    c2w: torch.Tensor
-    """[F, 3, 4] camera-to-world (OpenGL convention)."""
-    intrinsics: torch.Tensor
-    """[F, 4] ``(fx, fy, cx, cy)`` in pixels."""
-    width: int
-    height: int
-    near: float
-    """Distance range along the rays, world units."""
-    far: float
-    ground_truth: torch.Tensor | None = None
-    """[F, H, W, 3] float32 images in [0, 1] (composited on ``background``), or None."""
-    view_indices: list[int] | None = None
-    """Index of each camera in its scene split, when the views come from one."""
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Colour rendered behind the scene: white, or for the views of an opaque scene the black
-    that training composites behind it (such a model may leave some light through)."""
-
-    def __len__(self) -> int:
-        return int(self.c2w.shape[0])
-
-    def view(self, i: int) -> ViewSet:
-        """The set holding only camera ``i``."""
-        return ViewSet(self.c2w[i : i + 1], self.intrinsics[i : i + 1], self.width, self.height,
-                       self.near, self.far,
-                       None if self.ground_truth is None else self.ground_truth[i : i + 1],
-                       None if self.view_indices is None else self.view_indices[i : i + 1],
-                       self.background)
+        return render_rays_chunked(inference_fn(field), grid, origins, directions, near=near, far=far,
+                                   background=background, config=marching, chunk=chunk)
 
 
 @dataclass
@@ -203,144 +77,37 @@ class Frame:
     """[H, W] float32 in [0, 1]."""
 
 
-def marching_config(run: LoadedRun) -> MarchingConfig:
-    """The marching settings a run was trained or distilled with (defaults if unrecorded)."""
-    for section in ("train", "distill"):
-        recorded = run.config.get(section, {}).get("marching")
-        if recorded is not None:
-            return MarchingConfig(**recorded)
-    return MarchingConfig()
+class RenderableRun(Protocol):
+    """A trained field with what rendering it needs (:class:`~taichi_pvd.io.runs.LoadedRun`
+    is one)."""
+
+    field: RadianceField
+    grid: OccupancyGrid
+    """The field's occupancy grid, on the field's device."""
+
+    def marching_config(self) -> MarchingConfig:
+        """The marching settings the field was trained with."""
+        ...
+
+    def camera_rig(self) -> CameraRig:
+        """The rig that maps world rays into the space the field is marched in."""
+        ...
 
 
-def camera_rig(run: LoadedRun) -> CameraRig:
-    """The camera rig recorded in a run's config; :class:`CheckpointError` if absent."""
-    if "camera_rig" not in run.config:
-        raise CheckpointError(f"{run.path} records no camera rig: retrain or re-distil it with this version")
-    return CameraRig(**run.config["camera_rig"])
-
-
-def scene_path(run: LoadedRun) -> Path:
-    """The scene folder a run was trained on (the teacher's, for a distilled run).
-
-    A demo-scene run whose cached scene was deleted gets it rendered again."""
-    scene = run.config.get("scene") or {}
-    if scene.get("path") and Path(scene["path"]).exists():
-        return Path(scene["path"])
-    if scene.get("demo"):
-        return demo_scene_path()
-    raise SceneError(
-        f"the scene of {run.path} ({scene.get('path') or 'not recorded'}) is not on this machine: "
-        "put the scene folder back at that path"
-    )
-
-
-def render_background(run: LoadedRun) -> tuple[float, float, float]:
-    """The colour to render a run on along free camera paths: white for a scene with
-    transparent images (and for runs that do not record which), black for an opaque scene, the
-    background its training composited behind it."""
-    scene = run.config.get("scene") or {}
-    return (0.0, 0.0, 0.0) if scene.get("transparent") is False else (1.0, 1.0, 1.0)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` (or a single ``"N"`` for N x N) -> ``(width, height)`` in pixels."""
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise ConfigError(f"size must look like 640x480 (width x height, positive), got {text!r}")
-    return values[0], values[1]
-
-
-def rig_intrinsics(rig: CameraRig, n: int, width: int, height: int) -> torch.Tensor:
-    """[n, 4] ``(fx, fy, cx, cy)`` of the rig's cameras for ``width`` x ``height`` images: the
-    horizontal field of view and square pixels are kept (a different aspect ratio shows more or
-    less above and below), the principal point stays at the same relative place."""
-    scale = width / rig.width
-    values = [rig.fx * scale, rig.fy * scale, rig.cx * scale, rig.cy * height / rig.height]
-    return torch.tensor(values).expand(n, 4).contiguous()
-
-
-def orbit_views(rig: CameraRig, n_frames: int, size: tuple[int, int] | None = None,
-                elevation_deg: float = ORBIT_ELEVATION_DEG,
-                background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ViewSet:
-    """``n_frames`` cameras on a circle around the rig's centre at its radius, ``elevation_deg``
-    above the plane perpendicular to its up vector, with the rig's horizontal field of view at
-    ``size`` ``(width, height)`` (default: the training image size), rendered on
-    ``background`` (see :func:`render_background`)."""
-    width, height = size or (rig.width, rig.height)
-    c2w = orbit_path(n_frames, rig.radius, elevation_deg, rig.centre, rig.up)
-    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far,
-                   background=background)
-
-
-def spiral_views(rig: CameraRig, scene_dir: Path, n_frames: int, size: tuple[int, int] | None = None,
-                 background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ViewSet:
-    """A forward-facing spiral of ``n_frames`` cameras around the training cameras of the
-    scene at ``scene_dir``, with the rig's horizontal field of view at ``size`` (default: the
-    training size), rendered on ``background`` (see :func:`render_background`)."""
-    if n_frames < 1:
-        raise ConfigError(f"a spiral needs at least one frame, got {n_frames}")
-    width, height = size or (rig.width, rig.height)
-    train = load_scene(scene_dir, "train", background=(1.0, 1.0, 1.0))
-    c2w = spiral_path(train.c2w, n_frames)
-    return ViewSet(c2w, rig_intrinsics(rig, n_frames, width, height), width, height, rig.near, rig.far,
-                   background=background)
-
-
-def split_views(scene_dir: Path, split: str = "test", n_views: int | None = None,
-                size: tuple[int, int] | None = None) -> ViewSet:
-    """The posed views of one split of a scene with their images: transparent images on white
-    and rendered on white; opaque ones rendered on black, the background they were trained on.
-
-    Args:
-        scene_dir: the scene folder.
-        split: ``'train'``, ``'val'`` or ``'test'``.
-        n_views: how many views, evenly spaced over the split (None: all).
-        size: ``(width, height)``; must divide the images' size by one integer factor.
-    """
-    scene = load_scene(scene_dir, split)
-    if size is not None and size != (scene.width, scene.height):
-        factor = scene.width // size[0]
-        if factor < 1 or (scene.width // factor, scene.height // factor) != size:
-            raise OptionValueError(
-                "size", f"must be the {split} images' size ({scene.width}x{scene.height}) divided by a whole number"
-            )
-        scene = load_scene(scene_dir, split, downscale=factor)
-    total = len(scene)
-    if n_views is not None and n_views < 1:
-        raise OptionValueError("n_views", f"must be positive, got {n_views}")
-    count = total if n_views is None else min(n_views, total)
-    pick = torch.linspace(0, total - 1, count).round().long().unique()
-    background = (1.0, 1.0, 1.0) if scene.alphas is not None else (0.0, 0.0, 0.0)
-    return ViewSet(scene.c2w[pick], scene.intrinsics[pick], scene.width, scene.height,
-                   scene.near, scene.far, scene.composited(background)[pick], pick.tolist(), background)
-
-
-def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, float, float] | None = None,
-                 live_rays: bool = False, chunk: int = 1 << 16, supersample: int = 1,
-                 sample_offsets: int = 1,
+def render_views(run: RenderableRun, views: ViewSet, *, background: tuple[float, float, float] | None = None,
+                 chunk: int = 1 << 16, supersample: int = 1,
                  on_frame: Callable[[int, Frame], None] | None = None) -> list[Frame]:
     """Render every camera of ``views`` with the field of ``run``.
 
     Args:
-        run: a loaded run (field and grid on one device).
+        run: a trained run (field and grid on one device).
         views: the cameras.
         background: colour behind the scene (None: ``views.background``).
-        live_rays: use the live-ray path of :func:`render_image`.
         chunk: rays marched at once.
         supersample: ``k`` renders ``k x k`` rays per pixel, through the centres of a grid of
             strata over the pixel (:func:`~taichi_pvd.data.subpixel_offsets`), and averages
             colour, depth and opacity (anti-aliased, ``k**2`` times the work); 1: one ray
             through each pixel's centre.
-        sample_offsets: ``m`` renders every ray ``m`` times, its samples shifted along it by
-            ``0, 1/m, ..., (m-1)/m`` of a step, and averages them: a finer estimate of the
-            volume-rendering integral along the same rays (``m`` times the work; Instant-NGP's
-            test script averages 8 randomly shifted renders of each pixel centre's ray).
         on_frame: called with ``(index, frame)`` after each frame (progress display).
 
     Returns:
@@ -351,16 +118,12 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
                       device=device)
     if supersample < 1:
         raise ConfigError(f"supersample must be a positive number of rays per pixel side, got {supersample}")
-    if sample_offsets < 1:
-        raise ConfigError(f"sample_offsets must be a positive number of renders a ray, got {sample_offsets}")
-    shifts = [k / sample_offsets for k in range(sample_offsets)]
-    marching = marching_config(run)
-    rig = camera_rig(run)
+    marching = run.marching_config()
+    rig = run.camera_rig()
     rows, cols = torch.meshgrid(torch.arange(views.height, dtype=torch.float32, device=device),
                                 torch.arange(views.width, dtype=torch.float32, device=device), indexing="ij")
     corners = torch.stack([cols, rows], dim=-1)[None]
     offsets = subpixel_offsets(supersample, device)
-    renders = len(offsets) * len(shifts)
     frames = []
     for i in range(len(views)):
         rgb = depth = opacity = 0.0
@@ -369,11 +132,10 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
                                                 views.intrinsics[i : i + 1].to(device),
                                                 views.height, views.width, pixels=corners + offset)
             origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
-            for shift in shifts:
-                outputs = render_image(run.field, run.grid, origins.contiguous(), directions.contiguous(),
-                                       near=views.near, far=views.far, background=bg, marching=marching,
-                                       chunk=chunk, live_rays=live_rays, sample_shift=shift)
-                rgb, depth, opacity = (total + part / renders for total, part in zip((rgb, depth, opacity), outputs))
+            outputs = render_image(run.field, run.grid, origins.contiguous(), directions.contiguous(),
+                                   near=views.near, far=views.far, background=bg, marching=marching,
+                                   chunk=chunk)
+            rgb, depth, opacity = (total + part / len(offsets) for total, part in zip((rgb, depth, opacity), outputs))
         shape = (views.height, views.width)
         frame = Frame(rgb.reshape(*shape, 3).cpu().numpy(), depth.reshape(shape).cpu().numpy(),
                       opacity.reshape(shape).cpu().numpy())
@@ -383,20 +145,7 @@ def render_views(run: LoadedRun, views: ViewSet, *, background: tuple[float, flo
     return frames
 
 
-@dataclass
-class FpsMeasurement:
-    """Rendering speed of one run."""
-
-    fps: float
-    """Frames per second with :func:`render_image` (every marched sample evaluated)."""
-    fps_live_rays: float
-    """Frames per second with its live-ray path."""
-    frames: int
-    width: int
-    height: int
-
-
-def render_path(runs: Sequence[LoadedRun], views: ViewSet, *,
+def render_path(runs: Sequence[RenderableRun], views: ViewSet, *,
                 background: tuple[float, float, float] | None = None,
                 ) -> Iterator[tuple[int, list[Frame]]]:
     """Render each camera of ``views`` with every run in turn (for side-by-side comparisons),
@@ -404,35 +153,3 @@ def render_path(runs: Sequence[LoadedRun], views: ViewSet, *,
     one camera at a time."""
     for i in range(len(views)):
         yield i, [render_views(run, views.view(i), background=background)[0] for run in runs]
-
-
-def _timed_fps(run: LoadedRun, views: ViewSet, live_rays: bool) -> float:
-    render_views(run, views.view(0), live_rays=live_rays)  # kernels compiled, caches warm
-    if run.grid.aabb.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    render_views(run, views, live_rays=live_rays)
-    if run.grid.aabb.device.type == "cuda":
-        torch.cuda.synchronize()
-    return len(views) / (time.perf_counter() - start)
-
-
-def measure_fps(run: LoadedRun | str | Path, size: int | tuple[int, int], n_frames: int) -> FpsMeasurement:
-    """Frames per second of rendering an orbit of ``run``.
-
-    Args:
-        run: a loaded run, or a run directory (loaded onto :func:`taichi_pvd.backend.device`).
-        size: frame size in pixels, ``N`` (N x N) or ``(width, height)``.
-        n_frames: frames timed (after one untimed warm-up frame), orbiting the scene.
-
-    Returns:
-        :class:`FpsMeasurement` of both paths of :func:`render_image`.
-    """
-    backend.init()
-    if not isinstance(run, LoadedRun):
-        run = load_run(run, backend.device())
-    width, height = (size, size) if isinstance(size, int) else size
-    views = orbit_views(camera_rig(run), n_frames, (width, height))
-    return FpsMeasurement(fps=_timed_fps(run, views, live_rays=False),
-                          fps_live_rays=_timed_fps(run, views, live_rays=True),
-                          frames=n_frames, width=width, height=height)

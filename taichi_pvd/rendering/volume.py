@@ -12,7 +12,7 @@ import torch
 
 from ..kernels.compositing import composite, composited_counts
 from ..kernels.marching import PackedSamples, march_rays
-from ..kernels.occupancy import OccupancyGrid
+from .occupancy import OccupancyGrid
 
 #: ``(positions [S, 3], directions [S, 3]) -> (sigma [S], rgb [S, 3])``
 FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -129,10 +129,9 @@ def render_rays(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
 def render_rays_chunked(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
                         directions: torch.Tensor, *, near: float, far: float,
                         background: torch.Tensor, config: MarchingConfig,
-                        chunk: int = 1 << 16, sample_shift: float = 0.0,
+                        chunk: int = 1 << 16,
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render many rays without gradients in chunks of ``chunk`` rays, every ray's first sample
-    shifted by ``sample_shift`` (in [0, 1), a fraction of a step; see :func:`march`).
+    """Render many rays without gradients in chunks of ``chunk`` rays.
 
     Returns ``(rgb [N, 3], depth [N], opacity [N])``. ``background`` is [3] or [N, 3].
     """
@@ -141,7 +140,7 @@ def render_rays_chunked(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.T
         for i in range(0, origins.shape[0], chunk):
             bg = background if background.dim() == 1 else background[i : i + chunk]
             out = render_rays(field_fn, grid, origins[i : i + chunk], directions[i : i + chunk],
-                              near=near, far=far, background=bg, config=config, jitter=sample_shift)
+                              near=near, far=far, background=bg, config=config)
             rgbs.append(out.rgb)
             depths.append(out.depth)
             opacities.append(out.opacity)

@@ -19,8 +19,8 @@ from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
 from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, write_json
-from ..kernels.occupancy import OccupancyGrid
 from ..rendering.inference import inference_fn
+from ..rendering.occupancy import OccupancyGrid
 from ..rendering.volume import render_rays_chunked
 from .averaging import ParameterAverage, load_parameters
 from .interrupts import stop_requested

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..data import RayBatch, RaySampler, Scene
 from ..fields import RadianceField
-from ..kernels.occupancy import OccupancyGrid
+from ..rendering.occupancy import OccupancyGrid
 from ..metrics import psnr
 from ..kernels.marching import PackedSamples
 from ..rendering.volume import composite_samples, march

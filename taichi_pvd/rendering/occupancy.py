@@ -15,7 +15,7 @@ step of ``min_step_size = sqrt(3) * max box extent / 1024`` (about 5.91 for a un
 value ngp_pl uses), or the grid's mean density when that is lower.
 
 A *contracted* grid covers the box ``[-2, 2]^3`` of contracted coordinates of an unbounded scene
-(:mod:`taichi_pvd.data.contraction`): its cell centres are field coordinates, and the marcher
+(:mod:`taichi_pvd.kernels.contraction`): its cell centres are field coordinates, and the marcher
 contracts world samples before looking them up. Densities stay per world unit, but one minimal
 step of contracted length spans ``radial_stretch`` world units outside the unit cube (``r^2`` at
 world distance ``r``), so a cell there is occupied when its density times its centre's stretch
@@ -33,8 +33,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from taichi_pvd.data.contraction import CONTRACTED_HALF_SIZE, radial_stretch
+from taichi_pvd.data.contracted_space import CONTRACTED_HALF_SIZE
 from taichi_pvd.errors import ConfigError, TrainingDiverged
+from taichi_pvd.kernels.contraction import radial_stretch
 
 #: Instant-NGP's minimal optical thickness of an occupied cell over one minimal step.
 MIN_OPTICAL_THICKNESS = 0.01

@@ -1,0 +1,72 @@
+"""Reading a scene folder in any supported format: :func:`load_scene` picks the loader.
+
+- A folder holding ``poses_bounds.npy`` is a forward-facing LLFF capture
+  (:mod:`taichi_pvd.data.llff`).
+- Anything else is read as ``transforms*.json`` (NeRF-Synthetic / Blender, Instant-NGP,
+  nerfstudio; :mod:`taichi_pvd.data.transforms`), bounded or unbounded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from taichi_pvd.data.llff import is_llff_scene, load_llff
+from taichi_pvd.data.scene import Scene
+from taichi_pvd.data.transforms import load_transforms
+from taichi_pvd.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+def load_scene(
+    path: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    downscale: int = 1,
+    background: tuple[float, float, float] | None = None,
+    device: torch.device | str = "cpu",
+) -> Scene:
+    """Read one split of a scene into memory.
+
+    Args:
+        path: the scene folder, or a ``transforms*.json`` file. A folder holding
+            ``poses_bounds.npy`` is read by :func:`~taichi_pvd.data.llff.load_llff`
+            (``background`` does not apply), anything else by
+            :func:`~taichi_pvd.data.transforms.load_transforms`.
+        split: ``'train'``, ``'val'`` or ``'test'``.
+        downscale: integer factor; each output pixel is the mean of a ``downscale`` x
+            ``downscale`` block.
+        background: ``(r, g, b)`` in [0, 1] to composite RGBA images onto, giving
+            ``alphas=None``; ``None`` keeps the alpha channel (see :class:`Scene`).
+        device: where the tensors go.
+
+    Returns:
+        The :class:`Scene`. Raises :class:`ConfigError` for a bad ``split``, ``downscale`` or
+        ``background``, and the loader's :class:`SceneError` for a folder it cannot read.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
+        raise ConfigError(f"downscale must be a positive integer, got {downscale!r}")
+    background = _check_background(background)
+    if Path(path).is_dir() and is_llff_scene(path):
+        return load_llff(path, split, downscale=downscale, device=device)
+    return load_transforms(path, split, downscale=downscale, background=background, device=device)
+
+
+def _check_background(background: Any) -> tuple[float, float, float] | None:
+    if background is None:
+        return None
+    try:
+        values = tuple(float(v) for v in background)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
+        raise ConfigError(
+            f"background must be three numbers in [0, 1] (r, g, b), got {background!r}"
+        )
+    return values  # type: ignore[return-value]
