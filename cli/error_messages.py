@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from taichi_pvd.advice import Advice
 from taichi_pvd.errors import (
     ArchitectureMismatch,
     NoRunFound,
@@ -23,7 +24,8 @@ from taichi_pvd.errors import (
 )
 
 #: Library option -> the name of the command parameter that sets it, where they differ.
-_PARAMETER_NAMES = {"n_views": "views"}
+_PARAMETER_NAMES = {"n_views": "views", "time_limit_s": "time_limit", "snapshot_times_s": "snapshot_times",
+                    "scene_size": "size", "video_frames": "frames"}
 
 
 def flag(command: click.Command | None, option: str) -> str | None:
@@ -77,3 +79,21 @@ def user_message(err: PvdError, command: click.Command | None) -> str:
     """The one-line message ``pvd-ti`` prints for ``err`` raised while running ``command``."""
     message = _worded(err, command) or str(err)
     return " ".join(message.split()) or type(err).__name__
+
+
+#: The flag that sets any option of a kind, where the command has no flag of the option's own.
+_SETTERS = {"field": "--set", "training": "--train-set", "distillation": "--distill-set"}
+
+
+def advice_message(advice: Advice, command: click.Command | None) -> str:
+    """``advice`` worded with the flags of ``command``: the option's own flag where it has one
+    (``--batch-rays``), else ``--set`` / ``--train-set`` / ``--distill-set OPTION=VALUE``; the
+    library's words where the command has neither."""
+    own = None if advice.kind == "field" else flag(command, advice.option)
+    if own is not None:
+        return f"{advice.finding}; {advice.remedy(own, separator=' ')}"
+    setter = _SETTERS[advice.kind]
+    params = command.params if command is not None else []
+    if not any(isinstance(p, click.Option) and setter in p.opts for p in params):
+        return str(advice)
+    return f"{advice.finding}; {advice.remedy(f'{setter} {advice.option}')}"

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from taichi_pvd.errors import PvdError
 
+from .error_messages import advice_message
 from .options import ARCHITECTURES, PRESETS, parse_overrides
 from .progress import progress_display
 
@@ -79,9 +80,11 @@ def _print_field(title: str, field) -> None:
     _console.print(f"[bold]{title}[/]: {field.kind} field, {field.num_parameters():,} parameters")
 
 
-def _print_hints(hints: list[str]) -> None:
+def _print_hints(hints: list) -> None:
+    """Print the library's :class:`~taichi_pvd.advice.Advice`, worded with this command's flags."""
+    command = click.get_current_context().command
     for hint in hints:
-        _console.print(f"[yellow]hint[/]: {hint}")
+        _console.print(f"[yellow]hint[/]: {advice_message(hint, command)}", soft_wrap=True)
 
 
 @click.command(short_help="Train a field on a scene (the demo scene by default).")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import backend
-from .errors import ConfigError
+from .errors import ConfigError, OptionValueError
 
 #: Names accepted by :func:`get_preset`.
 PRESET_NAMES = ("auto", "cpu", "gpu", "full")
@@ -137,7 +137,7 @@ class Preset:
             new_fields[model] = merge_settings(new_fields.get(model, {}), options)
         for name, value in (("scene_size", scene_size), ("video_frames", video_frames)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+                raise OptionValueError(name, f"must be a positive integer, got {value!r}")
         changed = dataclasses.replace(
             self,
             scene_size=self.scene_size if scene_size is None else scene_size,

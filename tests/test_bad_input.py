@@ -380,7 +380,7 @@ BAD_DISTILL_OPTIONS = {
     "negative steps": (["--steps", "-1"], "steps must be positive"),
     "zero batch": (["--batch-rays", "0"], "batch-rays must be positive"),
     "negative stage": (["--stage1-steps", "-1"], "stage1-steps must be >= 0"),
-    "no cameras": (["--distill-set", "virtual_cameras=0"], "virtual-cameras must be positive"),
+    "no cameras": (["--distill-set", "virtual_cameras=0"], "virtual_cameras must be positive"),
     "unknown option": (["--distill-set", "bogus=1"], "unknown distillation option(s): bogus"),
     "option of the wrong type": (["--distill-set", "marching=5"],
                                  "marching=5 should be a set of key=value options"),
@@ -428,6 +428,6 @@ def test_arch_cuda_without_a_gpu_falls_back_to_the_cpu_with_a_warning(scene, tmp
 def test_train_hints_at_a_finest_hash_level_far_finer_than_the_images(scene, tmp_path):
     result = _train(scene, tmp_path / "run", "--set", "finest_resolution=512")
     assert result.exit_code == 0, result.output
-    assert "hint: " in result.output and "field option finest_resolution=128" in result.output
+    assert "hint: " in result.output and "try --set finest_resolution=128" in result.output
     quiet = _train(scene, tmp_path / "quiet")
     assert quiet.exit_code == 0 and "hint: " not in quiet.output

@@ -172,7 +172,7 @@ def test_label_rays_can_be_sampled_coarser_than_the_rendering(teachers, scene, t
         assert distiller.config.marching.steps_across_box == DISTILL["marching"]["steps_across_box"]
     # Twice the spacing: half the samples the teacher labels on the block's (same) rays.
     assert labelled[1] == pytest.approx(labelled[0] / 2, rel=0.1)
-    with pytest.raises(ConfigError, match="label-spacing-scale"):
+    with pytest.raises(ConfigError, match="label_spacing_scale"):
         resolve_distill_config("mlp", {"label_spacing_scale": 0.0}).validate()
 
 
@@ -225,4 +225,6 @@ def test_a_teacher_whose_occupancy_grid_is_still_bare_gets_a_hint(teachers, scen
     distiller = make_distiller(teachers, scene, "hash", "grid", tmp_path / "bare", steps=2)
     distiller.grid.mark_all_occupied()
     (hint,) = distiller.hints()
-    assert "100%" in hint and "train the teacher longer" in hint
+    assert "100%" in hint.finding and "train the teacher longer" in hint.finding
+    assert (hint.option, hint.kind, hint.value) == ("batch_rays", "distillation", None)
+    assert str(hint).endswith("lower the distillation option batch_rays")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from taichi_pvd.advice import Advice
 from taichi_pvd.errors import (
     ArchitectureMismatch,
     NoRunFound,
@@ -15,7 +16,7 @@ from taichi_pvd.errors import (
     RunDiverged,
     RunFolderInUse,
 )
-from taichi_pvd_cli.error_messages import user_message
+from taichi_pvd_cli.error_messages import advice_message, user_message
 from taichi_pvd_cli.main import main
 
 CASES = [
@@ -52,3 +53,18 @@ def test_the_library_message_stands_where_the_command_has_no_flag_for_an_option(
     assert "--lr" not in [opt for p in main.commands["demo"].params for opt in p.opts]
     assert user_message(err, main.commands["demo"]) == str(err)
     assert "lr" in str(err)
+
+
+ADVICE_CASES = [
+    ("train", Advice("too fine", "finest_resolution", "field", 512), "too fine; try --set finest_resolution=512"),
+    ("distill", Advice("bare grid", "batch_rays", "distillation"), "bare grid; lower --batch-rays"),
+    ("distill", Advice("few cameras", "virtual_cameras", "distillation", 600),
+     "few cameras; try --distill-set virtual_cameras=600"),
+    ("eval", Advice("too fine", "finest_resolution", "field", 512),
+     "too fine; try the field option finest_resolution=512"),
+]
+
+
+@pytest.mark.parametrize("command,advice,expected", ADVICE_CASES, ids=[f"{c}-{a.option}" for c, a, _ in ADVICE_CASES])
+def test_the_cli_words_advice_with_the_flags_of_the_command(command, advice, expected):
+    assert advice_message(advice, main.commands[command]) == expected

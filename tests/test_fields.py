@@ -422,7 +422,8 @@ def test_the_hash_field_suggests_a_finest_level_for_small_images():
     aabb = torch.tensor([[-1.5] * 3, [1.5] * 3])
     field = make_field("hash", aabb, {"log2_table_size": 10, "n_levels": 2})
     (hint,) = field.hints_for_images(400, 400)
-    assert "field option finest_resolution=512" in hint
+    assert (hint.option, hint.kind, hint.value) == ("finest_resolution", "field", 512)
+    assert str(hint).endswith("try the field option finest_resolution=512")
     assert field.hints_for_images(800, 800) == []
     assert make_field("hash", aabb, {"log2_table_size": 10, "n_levels": 2,
                                       "finest_resolution": 512}).hints_for_images(400, 400) == []

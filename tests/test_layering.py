@@ -21,7 +21,7 @@ PACKAGE = "taichi_pvd"
 #: The layers, lowest first: a module may import modules of its own layer and of the layers
 #: below it. An entry names a module, or a package together with every module inside it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("taichi_pvd", "taichi_pvd.errors", "taichi_pvd.backend", "taichi_pvd.metrics",
+    ("foundation", ("taichi_pvd", "taichi_pvd.errors", "taichi_pvd.advice", "taichi_pvd.backend", "taichi_pvd.metrics",
                     "taichi_pvd.option_types")),
     ("data", ("taichi_pvd.data",)),
     ("kernels", ("taichi_pvd.kernels",)),

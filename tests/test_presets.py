@@ -159,9 +159,9 @@ def test_training_and_distillation_share_the_loop_options_without_declaring_them
     for config in (TrainConfig, DistillConfig):
         assert issubclass(config, LoopConfig)
         assert not loop & set(config.__dict__.get("__annotations__", {}))
-    with pytest.raises(ConfigError, match="ema-decay"):
+    with pytest.raises(ConfigError, match="ema_decay"):
         DistillConfig(ema_decay=1.0).validate()
-    with pytest.raises(ConfigError, match="grid-decay"):
+    with pytest.raises(ConfigError, match="grid_decay"):
         TrainConfig(grid_decay=1.0).validate()
 
 

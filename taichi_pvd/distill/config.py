@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionValueError
 from ..rendering.volume import MarchingConfig
 from ..training.loop_config import LoopConfig
 
@@ -84,14 +84,14 @@ class DistillConfig(LoopConfig):
         super().validate()
         for name in ("virtual_cameras", "val_size", "label_block_steps"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise OptionValueError(name, f"must be positive, got {getattr(self, name)}")
         for name in ("stage1_steps", "stage2_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+                raise OptionValueError(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.label_spacing_scale > 0:
-            raise ConfigError(f"label-spacing-scale must be positive, got {self.label_spacing_scale}")
+            raise OptionValueError("label_spacing_scale", f"must be positive, got {self.label_spacing_scale}")
         if not self.density_clip_min < self.density_clip_max:
-            raise ConfigError("density-clip-min must be below density-clip-max")
+            raise ConfigError("density_clip_min must be below density_clip_max")
         if not -90 <= self.elevation_min_deg <= self.elevation_max_deg <= 90:
             raise ConfigError("elevations must satisfy -90 <= min <= max <= 90 degrees")
 

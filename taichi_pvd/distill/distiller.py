@@ -16,14 +16,15 @@ from typing import Any
 
 import torch
 
+from ..advice import Advice
 from ..data import generate_rays
 from ..data.camera_rig import CameraRig
 from ..errors import ConfigError, OptionValueError
 from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
-from ..rendering.occupancy import OccupancyGrid
 from ..metrics import psnr
 from ..rendering.inference import inference_fn
+from ..rendering.occupancy import OccupancyGrid
 from ..rendering.slot_compositing import composite_slots
 from ..rendering.volume import keep_composited, march, render_rays_chunked
 from ..training.loop import OptimizationLoop
@@ -92,17 +93,16 @@ class Distiller(OptimizationLoop):
         self.graphs = StepGraphs(config.cuda_graphs and self.device.type == "cuda" and student.graph_capturable
                                  and not self.scaler.is_enabled(), before_capture=self.make_optimizer_capturable)
 
-    def hints(self) -> list[str]:
-        """Advice before the first step (one line each): a teacher whose occupancy grid still
-        marks most of the box occupied gives rays of many samples, slow and memory-hungry."""
+    def hints(self) -> list[Advice]:
+        """Advice before the first step: a teacher whose occupancy grid still marks most of the
+        box occupied gives rays of many samples, slow and memory-hungry."""
         fraction = self.grid.occupancy_fraction()
         if fraction <= BARE_GRID_FRACTION:
             return []
-        return [
-            f"the teacher's occupancy grid marks {fraction:.0%} of the scene box occupied (trained teachers "
-            "mark a few percent): its rays carry many samples, which is slow and can run out of memory; "
-            "train the teacher longer (resume it) or use fewer rays a step (batch_rays)"
-        ]
+        finding = (f"the teacher's occupancy grid marks {fraction:.0%} of the scene box occupied (trained teachers "
+                   "mark a few percent): its rays carry many samples, which is slow and can run out of memory; "
+                   "train the teacher longer (resume it), or use fewer rays a step")
+        return [Advice(finding, "batch_rays", "distillation")]
 
     # -- pseudo-labels, a block of steps at a time ----------------------------------------------
 

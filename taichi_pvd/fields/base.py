@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..advice import Advice
 from ..errors import ConfigError
 
 
@@ -109,9 +110,9 @@ class RadianceField(nn.Module):
         feats = self.features(x)
         return density_from_raw(feats[:, 0]), self.colour(feats, directions)
 
-    def hints_for_images(self, width: int, height: int) -> list[str]:
-        """Advice on this field's options for training images of ``width`` x ``height`` pixels
-        (one line each, with the option to pass); none by default."""
+    def hints_for_images(self, width: int, height: int) -> list[Advice]:
+        """Advice on this field's options for training images of ``width`` x ``height`` pixels;
+        none by default."""
         return []
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

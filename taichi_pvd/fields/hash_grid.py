@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..advice import Advice
 from ..kernels.hash_encoding import hash_encode, hash_grid_layout, init_hash_table
 from .base import RadianceField
 from .colour_head import ColourHead, HeadColour
@@ -73,16 +74,15 @@ class HashGridField(HeadColour, RadianceField):
         enc = hash_encode(self.normalise(x), self.table, self.layout)
         return self.density_net(enc).float()
 
-    def hints_for_images(self, width: int, height: int) -> list[str]:
+    def hints_for_images(self, width: int, height: int) -> list[Advice]:
         """Suggest a coarser finest level when it exceeds three times the images' larger side."""
         side = max(width, height)
         suggested = suggested_finest_resolution(side)
         if self.config.finest_resolution <= 3 * side or suggested >= self.config.finest_resolution:
             return []
-        return [
-            f"the finest hash level ({self.config.finest_resolution}) is over three times finer than the "
-            f"{side}-pixel images resolve, which only adds hash collisions; try the field option finest_resolution={suggested}"
-        ]
+        finding = (f"the finest hash level ({self.config.finest_resolution}) is over three times finer than the "
+                   f"{side}-pixel images resolve, which only adds hash collisions")
+        return [Advice(finding, "finest_resolution", "field", suggested)]
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         nets = list(self.density_net.parameters()) + list(self.head.parameters())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionValueError
 from .loop_config import LoopConfig
 
 
@@ -33,8 +33,8 @@ class TrainConfig(LoopConfig):
         super().validate()
         for name in ("grid_resolution", "grid_update_every", "downscale"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise OptionValueError(name, f"must be positive, got {getattr(self, name)}")
         if self.grid_warmup_steps < 0:
-            raise ConfigError(f"grid-warmup-steps must be >= 0, got {self.grid_warmup_steps}")
+            raise OptionValueError("grid_warmup_steps", f"must be >= 0, got {self.grid_warmup_steps}")
         if not 0 < self.grid_decay < 1:
-            raise ConfigError(f"grid-decay must be in (0, 1), got {self.grid_decay}")
+            raise OptionValueError("grid_decay", f"must be in (0, 1), got {self.grid_decay}")

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OptionValueError
 from ..rendering.volume import MarchingConfig
 
 #: Options that earlier versions had and this one does not. A stored config (a checkpoint's)
@@ -76,22 +76,22 @@ class LoopConfig:
         """Raise :class:`ConfigError` for values out of range."""
         for name in ("steps", "batch_rays", "val_views"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise OptionValueError(name, f"must be positive, got {getattr(self, name)}")
         for name in ("val_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+                raise OptionValueError(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+            raise OptionValueError("lr", f"must be positive, got {self.lr}")
         if not 0 < self.lr_final_ratio <= 1:
-            raise ConfigError(f"lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
+            raise OptionValueError("lr_final_ratio", f"must be in (0, 1], got {self.lr_final_ratio}")
         if self.time_limit_s < 0:
-            raise ConfigError(f"time-limit must be >= 0 seconds, got {self.time_limit_s}")
+            raise OptionValueError("time_limit_s", f"must be >= 0 seconds, got {self.time_limit_s}")
         if not all(isinstance(t, (int, float)) and t > 0 for t in self.snapshot_times_s):
-            raise ConfigError(f"snapshot times must be positive seconds, got {list(self.snapshot_times_s)}")
+            raise OptionValueError("snapshot_times_s", f"must be positive seconds, got {list(self.snapshot_times_s)}")
         if not 0 <= self.adam_beta2 < 1:
-            raise ConfigError(f"adam-beta2 must be in [0, 1), got {self.adam_beta2}")
+            raise OptionValueError("adam_beta2", f"must be in [0, 1), got {self.adam_beta2}")
         if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"ema-decay must be in [0, 1) (0: off), got {self.ema_decay}")
+            raise OptionValueError("ema_decay", f"must be in [0, 1) (0: off), got {self.ema_decay}")
 
     @classmethod
     def from_dict(cls: type[Config], data: dict[str, Any]) -> Config:
