@@ -19,6 +19,7 @@ from taichi_pvd.errors import (
     OptionValueError,
     OutputFolderUnusable,
     PvdError,
+    ResumeMismatch,
     RunDiverged,
     RunFolderInUse,
 )
@@ -69,6 +70,10 @@ def _worded(err: PvdError, command: click.Command | None) -> str | None:
                 f"{err.what_is_wrong()}: pass {source} {err.found} or a {err.expected} run as {teacher}")
         out = flag(command, "out")
         return out and f"{err.what_is_wrong()}: resume with the same architecture or choose another {out}"
+    if isinstance(err, ResumeMismatch):
+        resume, force = flag(command, "resume"), flag(command, "force")
+        return resume and force and (f"{err.what_is_wrong()}: resume with the same {err.what}, or pass "
+                                     f"{resume} {force} to continue anyway")
     if isinstance(err, RunDiverged):
         lr, seed = flag(command, "lr"), flag(command, "seed")
         return lr and seed and f"{err.what_happened()}. Try a lower {lr} or another {seed}"
