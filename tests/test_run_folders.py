@@ -192,8 +192,9 @@ def test_two_runs_started_together_into_one_folder_one_is_refused(scenes, tmp_pa
     results = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
-    refused = next(output for code, output in results if code == 2)
-    _error_line(refused, "is in use by another run")
+    refused = _error_line(next(output for code, output in results if code == 2))
+    # Refused by the lock; or, where the first finished before the second started, by its run.
+    assert "is in use by another run" in refused or "already holds a run" in refused
     assert [r["step"] for r in read_history(out)] == [30]
     assert load_checkpoint(out / CHECKPOINT_NAME).meta["step"] == 30
 
@@ -453,3 +454,17 @@ def test_arch_cuda_without_a_gpu_warns_once(monkeypatch):
         for _ in range(7):
             backend.init("cuda")
     assert [str(w.message) for w in caught] == ["no CUDA GPU is visible to torch: falling back to the CPU"]
+
+
+def test_the_library_raises_typed_errors_worded_with_its_own_options(scenes, run_copy, monkeypatch):
+    from taichi_pvd.errors import OutputNotWritable, ResumeMismatch
+    from taichi_pvd.evaluation import evaluate_run
+    from taichi_pvd.io.runs import load_run
+
+    with pytest.raises(ResumeMismatch, match=r"pass force=True to continue anyway"):
+        train(data=scenes[1], model="hash", out=run_copy, field_overrides=HASH,
+              train_overrides={**TRAIN, "steps": 4}, resume=True)
+    monkeypatch.setattr("taichi_pvd.evaluation.write_png", _read_only)
+    with pytest.raises(OutputNotWritable, match="the file system is read-only") as caught:
+        evaluate_run(load_run(run_copy), n_views=1)
+    assert caught.value.errno == errno.EROFS

@@ -219,13 +219,17 @@ _SMALL_SCENE_FILES = (".json", ".npy", ".txt")
 
 
 def scene_fingerprint(path: str | os.PathLike) -> str:
-    """A fingerprint of a scene's content: the bytes of its small description files (transforms
-    JSON, poses), and the name and size of every other file (the images). A scene copied
+    """A fingerprint of a scene's content (a folder, or one transforms .json file): the bytes of
+    its small description files (transforms JSON, poses), and the name and size of every other
+    file (the images). A scene copied
     elsewhere keeps its fingerprint; another scene, or the same with other poses, does not."""
     path = Path(path)
-    root = path if path.is_dir() else path.parent
+    if path.is_dir():
+        root, files = path, path.rglob("*")
+    else:  # one transforms .json file: it and the other transforms files beside it
+        root, files = path.parent, [path, *path.parent.glob("transforms*.json")]
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    for file in sorted({p for p in files if p.is_file() and not p.name.startswith(".")}):
         rel = file.relative_to(root).as_posix()
         size = file.stat().st_size
         digest.update(f"{rel}\0{size}\0".encode())
