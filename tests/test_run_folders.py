@@ -468,3 +468,53 @@ def test_the_library_raises_typed_errors_worded_with_its_own_options(scenes, run
     with pytest.raises(OutputNotWritable, match="the file system is read-only") as caught:
         evaluate_run(load_run(run_copy), n_views=1)
     assert caught.value.errno == errno.EROFS
+
+
+@pytest.mark.parametrize("number, reason", [
+    (errno.ENOSPC, "no space left on the device"), (errno.EROFS, "the file system is read-only"),
+    (errno.EACCES, "permission denied"), (errno.ENOTDIR, "a part of the path is a file"),
+    (errno.EEXIST, "a file is in the way"),
+])
+def test_storage_refusals_the_user_can_fix_become_typed_errors(number, reason):
+    from taichi_pvd.errors import OutputNotWritable
+    from taichi_pvd.io.storage import storage_error, storage_errors
+
+    with pytest.raises(OutputNotWritable, match=f"cannot write /out/checkpoint.pt: {reason}"):
+        with storage_errors():
+            try:
+                raise OSError(number, os.strerror(number), "/out/checkpoint.pt")
+            except OSError as err:
+                raise RuntimeError("unexpected pos 64 vs 0") from err
+    assert storage_error(OSError(errno.EIO, "I/O error")) is None  # not the user's to fix: a bug report
+    assert storage_error(ValueError("a bug")) is None
+
+
+def _hook_second_ctrl_c_turned_into_another_error():
+    """Two Ctrl-C during step 1; a library re-raises the KeyboardInterrupt of the second as a
+    RuntimeError."""
+    from taichi_pvd.training.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def train_step(self):
+        result = original(self)
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            except KeyboardInterrupt as err:
+                raise RuntimeError("a C extension's wrapping of the interrupt") from err
+            raise AssertionError("the second Ctrl-C did not interrupt")
+        return result
+
+    Trainer.train_step = train_step
+
+
+def test_a_second_ctrl_c_wrapped_by_a_library_still_saves_and_exits_130(scenes, tmp_path):
+    out = tmp_path / "run"
+    done = _drive("_hook_second_ctrl_c_turned_into_another_error",
+                  ["train", "--data", scenes[0], *TINY, "--steps", "50", "--out", out])
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    saved = load_checkpoint(out / CHECKPOINT_NAME).meta["step"]
+    assert f"stopped at step {saved}: checkpoint saved in {out}" in done.stderr

@@ -25,6 +25,11 @@ def request_stop() -> None:
     _stop.set()
 
 
+def interrupted_at_once() -> bool:
+    """Whether a second Ctrl-C raised KeyboardInterrupt in the middle of a step."""
+    return bool(_state["interrupted"])
+
+
 def interruption() -> KeyboardInterrupt:
     """The exception that stops a run asked to stop: :class:`RunTerminated` after SIGTERM,
     KeyboardInterrupt otherwise."""

@@ -23,7 +23,7 @@ from ..rendering.inference import inference_fn
 from ..rendering.occupancy import OccupancyGrid
 from ..rendering.volume import render_rays_chunked
 from .averaging import ParameterAverage, load_parameters
-from .interrupts import interruption, stop_requested, uninterruptible
+from .interrupts import interrupted_at_once, interruption, stop_requested, uninterruptible
 from .loop_config import LoopConfig
 
 #: Checkpoint prefix of the trained parameter values when the field's tensors hold their
@@ -389,6 +389,13 @@ class OptimizationLoop:
         except KeyboardInterrupt:
             self.save()
             raise
+        except Exception as exc:
+            if not interrupted_at_once():
+                raise
+            # A second Ctrl-C that a library turned into another error on its way out of a step:
+            # still an interruption, saved as one.
+            self.save()
+            raise interruption() from exc
         self.save()
         append_history(self.out_dir, self._history_record(loss_value, parts_value, figures))
         metrics = {
