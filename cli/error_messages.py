@@ -22,6 +22,7 @@ from taichi_pvd.errors import (
     ResumeMismatch,
     RunDiverged,
     RunFolderInUse,
+    RunFolderLocked,
 )
 
 #: Library option -> the name of the command parameter that sets it, where they differ.
@@ -52,6 +53,10 @@ def _worded(err: PvdError, command: click.Command | None) -> str | None:
         return resume and overwrite and out and (
             f"{err.folder} already holds a run: pass {resume} to continue it, {overwrite} to replace it, "
             f"or choose another {out}")
+    if isinstance(err, RunFolderLocked):
+        out = flag(command, "out")
+        by = f" ({err.holder})" if err.holder else ""
+        return out and f"{err.folder} is in use by another run{by}: wait for it to finish or choose another {out}"
     if isinstance(err, NothingToResume):
         resume = flag(command, "resume")
         return resume and (f"nothing to resume: {err.folder} holds no {err.checkpoint}; "

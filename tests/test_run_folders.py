@@ -175,7 +175,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused(scenes, hash_run, tmp_path
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = _invoke("train", "--data", scenes[0], *TINY, "--out", out)
-        _assert_user_error(result, f"{out} is in use by another run (process 4242)")
+        _assert_user_error(result, f"{out} is in use by another run (process 4242)", "choose another --out")
         distilled = _invoke("distill", *DISTILL, "--teacher", hash_run, "--out", out)
         _assert_user_error(distilled, "is in use by another run")
     assert not (out / CHECKPOINT_NAME).exists() and not (out / HISTORY_NAME).exists()
