@@ -448,7 +448,7 @@ def test_history_and_metrics_write_nan_as_null(tmp_path):
 
 def test_arch_cuda_without_a_gpu_warns_once(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.delitem(backend._state, "warned_fallback", raising=False)
+    monkeypatch.setitem(backend._state, "warned_fallback", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(7):
@@ -518,3 +518,15 @@ def test_a_second_ctrl_c_wrapped_by_a_library_still_saves_and_exits_130(scenes, 
     assert "Traceback" not in done.stderr
     saved = load_checkpoint(out / CHECKPOINT_NAME).meta["step"]
     assert f"stopped at step {saved}: checkpoint saved in {out}" in done.stderr
+
+
+def test_resume_drops_history_logged_after_the_checkpoint_and_a_half_written_line(scenes, run_copy):
+    """What a killed run logged after its last checkpoint (step 3) is redone once, not repeated."""
+    with open(run_copy / HISTORY_NAME, "a") as f:
+        f.write('{"step": 4, "loss": 0.1}\n{"step": 5, "lo')
+    assert [r["step"] for r in read_history(run_copy)] == [3, 4]
+    result = _invoke("train", "--data", scenes[0], *TINY, "--steps", "5", "--resume", "--out", run_copy)
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_history(run_copy)] == [3, 5]
+    for line in (run_copy / HISTORY_NAME).read_text().splitlines():
+        _strict_json(line)

@@ -157,8 +157,39 @@ def append_history(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
 
 
 def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of the run's history log, oldest first (empty if there is none)."""
+    """The records of the run's history log, oldest first (empty if there is none). A line a
+    killed process left half-written is skipped."""
     path = Path(run_dir) / HISTORY_NAME
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def trim_history(run_dir: str | os.PathLike, last_step: int) -> None:
+    """Keep only the history records up to ``last_step`` (the step of the checkpoint a run
+    resumes from): what a killed run logged after its last checkpoint is redone, not repeated."""
+    path = Path(run_dir) / HISTORY_NAME
+    if not path.exists():
+        return
+    records = read_history(run_dir)
+    kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= last_step]
+    text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in kept)
+    if text == path.read_text(errors="replace"):
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        honour_umask(fd)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

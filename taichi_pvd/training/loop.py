@@ -18,7 +18,7 @@ from ..errors import ArchitectureMismatch, RunDiverged
 from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
-from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, write_json
+from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, trim_history, write_json
 from ..rendering.inference import inference_fn
 from ..rendering.occupancy import OccupancyGrid
 from ..rendering.volume import render_rays_chunked
@@ -294,6 +294,7 @@ class OptimizationLoop:
         self.load_extra_state(ckpt.tensors)
         self.step = int(ckpt.meta["step"])
         self.saved_step = self.step
+        trim_history(self.out_dir, self.step)
         self.train_seconds = float(ckpt.meta["train_seconds"])
         self.last_val_psnr = ckpt.meta.get("val_psnr_db")
         # A run saved without the loss scale (float32, bfloat16) resumed under float16 starts
