@@ -19,8 +19,10 @@ from taichi_pvd.errors import (
     OptionValueError,
     OutputFolderUnusable,
     PvdError,
+    ResumeMismatch,
     RunDiverged,
     RunFolderInUse,
+    RunFolderLocked,
 )
 
 #: Library option -> the name of the command parameter that sets it, where they differ.
@@ -51,6 +53,10 @@ def _worded(err: PvdError, command: click.Command | None) -> str | None:
         return resume and overwrite and out and (
             f"{err.folder} already holds a run: pass {resume} to continue it, {overwrite} to replace it, "
             f"or choose another {out}")
+    if isinstance(err, RunFolderLocked):
+        out = flag(command, "out")
+        by = f" ({err.holder})" if err.holder else ""
+        return out and f"{err.folder} is in use by another run{by}: wait for it to finish or choose another {out}"
     if isinstance(err, NothingToResume):
         resume = flag(command, "resume")
         return resume and (f"nothing to resume: {err.folder} holds no {err.checkpoint}; "
@@ -69,6 +75,10 @@ def _worded(err: PvdError, command: click.Command | None) -> str | None:
                 f"{err.what_is_wrong()}: pass {source} {err.found} or a {err.expected} run as {teacher}")
         out = flag(command, "out")
         return out and f"{err.what_is_wrong()}: resume with the same architecture or choose another {out}"
+    if isinstance(err, ResumeMismatch):
+        resume, force = flag(command, "resume"), flag(command, "force")
+        return resume and force and (f"{err.what_is_wrong()}: resume with the same {err.what}, or pass "
+                                     f"{resume} {force} to continue anyway")
     if isinstance(err, RunDiverged):
         lr, seed = flag(command, "lr"), flag(command, "seed")
         return lr and seed and f"{err.what_happened()}. Try a lower {lr} or another {seed}"

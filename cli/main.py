@@ -7,7 +7,10 @@ Exit codes:
 - 2: a usage error, or a problem with the user's input or environment
   (:class:`taichi_pvd.errors.PvdError`), printed as one line ``Error: <message>`` worded with
   the command's flags (:mod:`.error_messages`);
-- 130: interrupted with Ctrl-C.
+- 130: interrupted with Ctrl-C; 143: stopped by SIGTERM (a run saves its checkpoint first).
+
+A file-system refusal the user can fix (full disk, read-only mount, no permission) is a user
+error wherever it happens (:mod:`taichi_pvd.io.storage`).
 
 This module and the command modules import only click, rich and the library's light modules;
 each command imports what it needs (Taichi, torch) when it runs, so that ``pvd-ti --help``
@@ -27,7 +30,7 @@ from rich.table import Table
 
 import taichi_pvd
 from taichi_pvd import backend
-from taichi_pvd.errors import PvdError
+from taichi_pvd.errors import PvdError, RunTerminated
 
 from .demo_command import demo
 from .error_messages import user_message
@@ -36,6 +39,7 @@ from .view_commands import eval_, info, render
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 #: Where ``pvd-ti train`` and ``pvd-ti distill`` put their run folders by default.
 RUNS_DIR = Path("runs")
@@ -56,12 +60,24 @@ class PvdGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PvdError as err:
-            name = ctx.invoked_subcommand
-            command = self.get_command(ctx, name) if name else None
-            raise UserError(user_message(err, command)) from err
+            raise UserError(user_message(err, self._command(ctx))) from err
+        except RunTerminated:
+            click.echo("Terminated.", err=True)
+            raise click.exceptions.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except Exception as err:
+            from taichi_pvd.io.storage import storage_error
+
+            refusal = storage_error(err)
+            if refusal is None:
+                raise
+            raise UserError(user_message(refusal, self._command(ctx))) from err
+
+    def _command(self, ctx: click.Context) -> click.Command | None:
+        name = ctx.invoked_subcommand
+        return self.get_command(ctx, name) if name else None
 
 
 @click.group(cls=PvdGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -70,9 +70,11 @@ def _user_facing_failures(command: str, batch_rays: int | None, started: dict) -
         ) from None
     except KeyboardInterrupt:
         loop = started.get("loop")
-        if loop is not None:
-            _console.print(f"[yellow]stopped[/] at step {loop.step}: checkpoint saved in {loop.out_dir}; "
+        if loop is not None and loop.saved_step is not None:
+            _console.print(f"[yellow]stopped[/] at step {loop.saved_step}: checkpoint saved in {loop.out_dir}; "
                            f"continue with the same `pvd-ti {command}` command plus --resume")
+        elif loop is not None:
+            _console.print(f"[yellow]stopped[/] before the first checkpoint: nothing saved in {loop.out_dir}")
         raise
 
 
@@ -114,14 +116,21 @@ def _print_hints(hints: list) -> None:
                    "or full (the paper-sized settings); "
                    "auto picks by the backend. Default: auto on the demo scene, full on --data scenes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a run already in --out (kept until the new run writes its first checkpoint).")
+@click.option("--force", is_flag=True, help="With --resume: continue even on another scene than the run's.")
 def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
           time_limit, snapshot_times, mixed_precision, field_sets, train_sets, preset_name, resume,
-          overwrite) -> None:
+          overwrite, force) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
     from taichi_pvd.presets import settings_lines, training_preset
     from taichi_pvd.training.api import train as train_run
+    from taichi_pvd.training.interrupts import graceful_termination
+
+    # From here on Ctrl-C and SIGTERM ask the run to stop (answered once it can save), so a signal
+    # during start-up is never lost in Taichi's or torch's start.
+    click.get_current_context().with_resource(graceful_termination())
 
     options = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
                    val_every=val_every, checkpoint_every=checkpoint_every,
@@ -145,7 +154,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
             progress_display(_console, f"train {model}") as on_progress:
         metrics = train_run(
             data=data, model=model, out=out, preset=preset, field_overrides=field_options,
-            train_overrides=overrides, resume=resume, overwrite=overwrite, on_progress=on_progress,
+            train_overrides=overrides, resume=resume, overwrite=overwrite, force=force, on_progress=on_progress,
             on_ready=on_ready,
         )
     psnr = metrics.get("val_psnr_db")
@@ -187,16 +196,20 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 @click.option("--runs-root", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Where to look for the latest teacher.")
 @click.option("--resume", is_flag=True, help="Continue the distillation in --out.")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a run already in --out (kept until the new run writes its first checkpoint).")
+@click.option("--force", is_flag=True, help="With --resume: continue even from another teacher than the run's.")
 def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, batch_rays, lr, seed,
             no_feature_loss, no_density_clip, no_blockwise, init_head_from_teacher, val_every,
             checkpoint_every, time_limit, snapshot_times, mixed_precision, student_sets, distill_sets, preset_name, runs_root, resume,
-            overwrite) -> None:
+            overwrite, force) -> None:
     """Distil a trained field into another architecture without the training images."""
     from taichi_pvd.distill.api import distill as distill_run
     from taichi_pvd.distill.api import teacher_run_dir, trained_on_demo_scene
     from taichi_pvd.presets import settings_lines, training_preset
+    from taichi_pvd.training.interrupts import graceful_termination
 
+    click.get_current_context().with_resource(graceful_termination())
     overrides = parse_overrides(distill_sets, "--distill-set")
     options = dict(steps=steps, stage1_steps=stage1_steps, stage2_steps=stage2_steps, batch_rays=batch_rays,
                    lr=lr, seed=seed, val_every=val_every, checkpoint_every=checkpoint_every,
@@ -229,7 +242,7 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
         metrics = distill_run(
             source=source, target=target, teacher=teacher, out=out, preset=preset,
             student_overrides=student_options, distill_overrides=overrides,
-            resume=resume, overwrite=overwrite, runs_root=runs_root, on_progress=on_progress,
+            resume=resume, overwrite=overwrite, force=force, runs_root=runs_root, on_progress=on_progress,
             on_ready=on_ready,
         )
     _console.print(

@@ -68,7 +68,9 @@ def _resolve_arch(arch: str | None) -> str:
     if arch == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if arch == "cuda" and not torch.cuda.is_available():
-        warnings.warn("no CUDA GPU is visible to torch: falling back to the CPU", stacklevel=3)
+        if not _state.get("warned_fallback"):  # once, not at every kernel launch's init()
+            _state["warned_fallback"] = True
+            warnings.warn("no CUDA GPU is visible to torch: falling back to the CPU", stacklevel=3)
         return "cpu"
     return arch
 

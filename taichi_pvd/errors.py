@@ -161,3 +161,59 @@ class RunDiverged(TrainingDiverged):
     def what_happened(self) -> str:
         """The facts, without advice."""
         return f"{self.what} at step {self.step}; the last good checkpoint in {self.run_folder} is kept"
+
+
+class OutputNotWritable(PvdError):
+    """A file or folder that could not be written: no space left, a read-only file system, no
+    permission, or a file where a folder is needed. Earlier files are left as they were.
+
+    Attributes:
+        path: what was being written (``None`` when the system did not say).
+        reason: the system's reason, in words (``"no space left on the device"``).
+        errno: the system's error number.
+    """
+
+    def __init__(self, path: Path | None, reason: str, errno: int, advice: str):
+        self.path, self.reason, self.errno = path, reason, errno
+        where = f"cannot write {path}" if path is not None else "cannot write the output"
+        super().__init__(f"{where}: {reason}; {advice}")
+
+
+class RunFolderLocked(ConfigError):
+    """A run folder that another run (training, distillation) is writing into right now.
+
+    Attributes:
+        folder: the run folder.
+        holder: what the lock file says of the run holding it (e.g. ``"process 1234"``), or ``""``.
+    """
+
+    def __init__(self, folder: Path, holder: str):
+        self.folder, self.holder = folder, holder
+        by = f" ({holder})" if holder else ""
+        super().__init__(f"{folder} is in use by another run{by}: wait for it to finish or write the "
+                         "new run to another folder")
+
+
+class ResumeMismatch(CheckpointError):
+    """``resume=True`` with another scene or teacher than the one the run recorded.
+
+    Attributes:
+        folder: the run folder.
+        what: ``"scene"`` or ``"teacher"``.
+        recorded: how the run describes what it was made from (path, architecture).
+        given: the same for what was given now.
+    """
+
+    def __init__(self, folder: Path, what: str, recorded: str, given: str):
+        self.folder, self.what, self.recorded, self.given = folder, what, recorded, given
+        super().__init__(f"{self.what_is_wrong()}: resume with the same {what}, or pass force=True "
+                         "to continue anyway")
+
+    def what_is_wrong(self) -> str:
+        """The facts, without advice."""
+        return f"the run in {self.folder} was made from the {self.what} {self.recorded}, not {self.given}"
+
+
+class RunTerminated(KeyboardInterrupt):
+    """A run stopped by SIGTERM (rather than Ctrl-C); like :class:`KeyboardInterrupt`, its
+    resumable checkpoint was saved first. Not a :class:`PvdError`: nothing was wrong."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .io.runs import METRICS_NAME, LoadedRun, write_json
+from .io.storage import storage_errors
 from .metrics import psnr, ssim
 from .rendering.images import write_png
 from .rendering.inference import Frame, render_views
@@ -101,6 +102,7 @@ def metric_prefix(split: str) -> str:
     return "test" if split == "test" else f"eval_{split}"
 
 
+@storage_errors()
 def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = None,
                  write_images: bool = True, supersample: int = 1,
                  on_view: Callable[[ViewScore], None] | None = None) -> Evaluation:

@@ -14,6 +14,7 @@ from typing import Any
 from .errors import ConfigError
 from .io.checkpoint import load_checkpoint
 from .io.runs import checkpoint_path, read_history
+from .io.storage import storage_errors
 
 #: A run directory, or ``(label, history records)`` with ``elapsed_s`` and ``val_psnr_db``.
 RunSpec = str | os.PathLike | tuple[str, Sequence[dict[str, Any]]]
@@ -56,6 +57,7 @@ def _curves(runs: Sequence[RunSpec]) -> list[tuple[str, list[float], list[float]
     return curves
 
 
+@storage_errors()
 def plot_psnr_vs_time(runs: Sequence[RunSpec], out_png: str | os.PathLike, *,
                       title: str = "Validation PSNR against time") -> Path:
     """Plot validation PSNR (dB) against elapsed optimisation seconds for one or more runs.

@@ -14,13 +14,14 @@ from ..data.camera_rig import CameraRig
 from ..errors import ArchitectureMismatch, CheckpointError, NoRunFound
 from ..fields import field_class, make_field
 from ..io.checkpoint import load_checkpoint
+from ..io.run_folder import check_resume_matches, claim_run_folder, file_fingerprint
 from ..io.runs import CHECKPOINT_NAME, load_run
+from ..io.storage import storage_errors
 from ..option_types import check_option_types, config_with_options
 from ..presets import Preset, get_preset, merge_settings, training_preset
 from ..rendering.volume import MarchingConfig
-from ..training.api import prepare_run_dir
 from ..training.config import TrainConfig
-from ..training.interrupts import graceful_termination
+from ..training.interrupts import graceful_termination, raise_if_stop_requested
 from ..training.loop import ProgressFn, ValidateFn
 from .config import DistillConfig
 from .distiller import Distiller
@@ -76,7 +77,7 @@ def default_distill_dir(teacher_dir: Path, student_model: str) -> Path:
 def distill(*, source: str, target: str, teacher: str | Path | None = None, out: str | Path | None = None,
             preset: str | Preset | None = None, student_overrides: dict[str, Any] | None = None,
             distill_overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
-            runs_root: str | Path = "runs", on_progress: ProgressFn | None = None, on_ready=None,
+            force: bool = False, runs_root: str | Path = "runs", on_progress: ProgressFn | None = None, on_ready=None,
             on_validate: ValidateFn | None = None) -> dict[str, Any]:
     """Distil the ``source``-architecture run ``teacher`` (default: the latest such run under
     ``runs_root``) into a new ``target``-architecture student written to ``out``.
@@ -87,11 +88,23 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     ``run_dir``). ``on_ready(distiller)`` is called before the first step;
     ``on_validate(distiller)`` after every validation, its figures recorded in the run's history
     (e.g. the student scored on ground-truth views, which the losses never see).
+
+    The run folder is claimed as :func:`~taichi_pvd.io.run_folder.claim_run_folder` says.
+    ``resume`` continues the distillation there from the teacher it recorded (same architecture,
+    same checkpoint content); ``force`` continues it from another teacher.
     """
     field_class(source)
     check_option_types(field_class(target).config_class, student_overrides or {}, f"{target} field option")
     teacher_dir = teacher_run_dir(source, teacher, runs_root)
+    with graceful_termination(), storage_errors():
+        return _distill(source, target, teacher_dir, out, preset, student_overrides, distill_overrides,
+                        resume, overwrite, force, on_progress, on_ready, on_validate)
+
+
+def _distill(source, target, teacher_dir, out, preset, student_overrides, distill_overrides, resume, overwrite,
+             force, on_progress, on_ready, on_validate) -> dict[str, Any]:
     backend.init()
+    raise_if_stop_requested()
     device = backend.device()
     loaded = load_run(teacher_dir, device)
     if loaded.model != source:
@@ -104,25 +117,32 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     if config.marching == MarchingConfig() and "train" in loaded.config:
         config = dataclasses.replace(config, marching=TrainConfig.from_dict(loaded.config["train"]).marching)
     out_dir = Path(out) if out is not None else default_distill_dir(teacher_dir, target)
-    resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    student_options = {**chosen.field_options(target, distill_steps=config.steps), **(student_overrides or {})}
-    student = make_field(target, loaded.field.aabb.detach().cpu(), student_options, generator=generator)
-    run_info = {
-        "scene": loaded.config.get("scene", {}),
-        "teacher": {
+    with claim_run_folder(out_dir, resume=resume, overwrite=overwrite) as folder:
+        raise_if_stop_requested()
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        student_options = {**chosen.field_options(target, distill_steps=config.steps), **(student_overrides or {})}
+        student = make_field(target, loaded.field.aabb.detach().cpu(), student_options, generator=generator)
+        teacher_facts = {
             "path": str(teacher_dir.resolve()),
             "model": loaded.model,
-            "val_psnr_db": loaded.meta.get("val_psnr_db"),
-            "provenance": loaded.config.get("teacher"),
-        },
-    }
-    distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info)
-    if resuming:
-        distiller.resume()
-    if on_ready is not None:
-        on_ready(distiller)
-    with graceful_termination():
+            "fingerprint": file_fingerprint(teacher_dir / CHECKPOINT_NAME),
+        }
+        run_info = {
+            "scene": loaded.config.get("scene", {}),
+            "teacher": {
+                **teacher_facts,
+                "val_psnr_db": loaded.meta.get("val_psnr_db"),
+                "provenance": loaded.config.get("teacher"),
+            },
+        }
+        distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info)
+        if folder.resuming:
+            distiller.resume(check=lambda recorded: check_resume_matches(out_dir, recorded, {"teacher": teacher_facts},
+                                                                         force=force))
+        if on_ready is not None:
+            on_ready(distiller)
+        folder.replace_earlier_run()
+        distiller.on_checkpoint = folder.on_checkpoint
         metrics = distiller.run(on_progress, on_validate)
     return {**metrics, "teacher": str(teacher_dir), "run_dir": str(out_dir)}

@@ -32,6 +32,8 @@ import torch
 
 from taichi_pvd.errors import CheckpointError
 
+from .storage import honour_umask
+
 #: Version of the on-disk layout written by this build; older versions stay readable.
 FORMAT_VERSION = 1
 
@@ -148,6 +150,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        honour_umask(fd)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

@@ -7,6 +7,7 @@ carries the architecture, its config, the training or distillation settings and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..rendering.occupancy import OccupancyGrid
 from ..rendering.volume import MarchingConfig
 from .checkpoint import load_checkpoint
 from .run_state import unprefixed
+from .storage import honour_umask
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.json"
@@ -119,13 +121,26 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     return LoadedRun(path=run_dir, field=field, grid=grid, config=config, meta=ckpt.meta)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (``null``): JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON atomically (temporary file, then rename)."""
+    """Write ``data`` as indented JSON atomically (temporary file, then rename); NaN and
+    infinities are written as ``null``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        honour_umask(fd)
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
+            json.dump(json_safe(data), f, indent=2, allow_nan=False)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -134,14 +149,47 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def append_history(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one JSON line to the run's history log (steps, time, losses, PSNR)."""
+    """Append one JSON line to the run's history log (steps, time, losses, PSNR); NaN and
+    infinities are written as ``null``."""
+    line = json.dumps(json_safe(record), allow_nan=False) + "\n"
     with open(Path(run_dir) / HISTORY_NAME, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(line)
 
 
 def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of the run's history log, oldest first (empty if there is none)."""
+    """The records of the run's history log, oldest first (empty if there is none). A line a
+    killed process left half-written is skipped."""
     path = Path(run_dir) / HISTORY_NAME
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def trim_history(run_dir: str | os.PathLike, last_step: int) -> None:
+    """Keep only the history records up to ``last_step`` (the step of the checkpoint a run
+    resumes from): what a killed run logged after its last checkpoint is redone, not repeated."""
+    path = Path(run_dir) / HISTORY_NAME
+    if not path.exists():
+        return
+    records = read_history(run_dir)
+    kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= last_step]
+    text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in kept)
+    if text == path.read_text(errors="replace"):
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        honour_umask(fd)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

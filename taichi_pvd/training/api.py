@@ -3,7 +3,6 @@ preset, then train."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,45 +11,19 @@ import torch
 from .. import backend
 from ..data import demo_scene_path, load_scene
 from ..data.camera_rig import CameraRig
-from ..errors import NothingToResume, OptionConflict, RunFolderInUse
 from ..fields import field_class, make_field
-from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
+from ..io.run_folder import check_resume_matches, claim_run_folder, scene_fingerprint
+from ..io.storage import storage_errors
 from ..option_types import check_option_types, config_with_options
 from ..presets import Preset, get_preset, merge_settings, training_preset
 from .config import TrainConfig
-from .interrupts import graceful_termination
+from .interrupts import graceful_termination, raise_if_stop_requested
 from .loop import ProgressFn, ValidateFn
 from .trainer import Trainer
-
-RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, HISTORY_NAME)
-
 
 def default_run_dir(scene_path: Path, model: str, demo: bool, root: Path = Path("runs")) -> Path:
     """``runs/demo-<model>`` for the demo scene, ``runs/<scene folder>-<model>`` otherwise."""
     return root / (f"demo-{model}" if demo else f"{scene_path.name}-{model}")
-
-
-def prepare_run_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> bool:
-    """Check ``out_dir`` for an earlier run. Returns True when training should resume.
-
-    A folder holding a run is refused unless ``resume`` (continue it) or ``overwrite``
-    (delete its run files first) is given.
-    """
-    if resume and overwrite:
-        raise OptionConflict("resume", "overwrite")
-    has_run = (out_dir / CHECKPOINT_NAME).exists()
-    if resume:
-        if not has_run:
-            raise NothingToResume(out_dir, CHECKPOINT_NAME)
-        return True
-    if has_run or (out_dir / METRICS_NAME).exists():
-        if not overwrite:
-            raise RunFolderInUse(out_dir)
-        for name in RUN_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-        for sub in ("eval", "render"):
-            shutil.rmtree(out_dir / sub, ignore_errors=True)
-    return False
 
 
 def resolve_train_config(model: str, overrides: dict[str, Any] | None = None,
@@ -67,7 +40,7 @@ def resolve_train_config(model: str, overrides: dict[str, Any] | None = None,
 def train(*, data: str | Path | None = None, model: str = "hash", out: str | Path | None = None,
           preset: str | Preset | None = None, field_overrides: dict[str, Any] | None = None,
           train_overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
-          on_progress: ProgressFn | None = None, on_ready=None,
+          force: bool = False, on_progress: ProgressFn | None = None, on_ready=None,
           on_validate: ValidateFn | None = None) -> dict[str, Any]:
     """Train a field of architecture ``model`` on the scene at ``data`` (the embedded demo
     scene when ``None``) into ``out``; returns the final metrics dict.
@@ -77,6 +50,11 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     ``field_overrides``. ``on_ready(trainer)`` is called once everything is loaded, before the
     first step; ``on_validate(trainer)`` after every validation, its figures recorded in the
     run's history.
+
+    The run folder is claimed as :func:`~taichi_pvd.io.run_folder.claim_run_folder` says: with
+    ``overwrite`` an earlier run there is replaced only once the new run has written its first
+    checkpoint. ``resume`` continues the run there, on the scene it recorded (same content);
+    ``force`` continues it on another scene.
     """
     check_option_types(field_class(model).config_class, field_overrides or {}, f"{model} field option")
     demo = data is None
@@ -84,23 +62,29 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     out_dir = Path(out) if out is not None else default_run_dir(scene_path, model, demo)
     chosen = training_preset(preset, demo_scene=demo)
     config = resolve_train_config(model, train_overrides, chosen)
-    resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    backend.init()
-    device = backend.device()
-    torch.manual_seed(config.seed)
-    train_scene = load_scene(scene_path, "train", downscale=config.downscale, device=device)
-    val_scene = load_scene(scene_path, "val", downscale=config.downscale, background=(1.0, 1.0, 1.0), device=device)
-    generator = torch.Generator().manual_seed(config.seed)
-    field = make_field(model, train_scene.aabb.cpu(), {**chosen.field_options(model), **(field_overrides or {})},
-                       generator=generator)
-    trainer = Trainer(field, train_scene, val_scene, config, out_dir,
-                      run_info={"scene": {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo,
-                                          "transparent": train_scene.alphas is not None},
-                                "camera_rig": CameraRig.from_scene(train_scene).to_dict()})
-    if resuming:
-        trainer.resume()
-    if on_ready is not None:
-        on_ready(trainer)
-    with graceful_termination():
+    with graceful_termination(), storage_errors(), \
+            claim_run_folder(out_dir, resume=resume, overwrite=overwrite) as folder:
+        backend.init()
+        raise_if_stop_requested()
+        device = backend.device()
+        torch.manual_seed(config.seed)
+        train_scene = load_scene(scene_path, "train", downscale=config.downscale, device=device)
+        val_scene = load_scene(scene_path, "val", downscale=config.downscale, background=(1.0, 1.0, 1.0),
+                               device=device)
+        raise_if_stop_requested()
+        generator = torch.Generator().manual_seed(config.seed)
+        field = make_field(model, train_scene.aabb.cpu(), {**chosen.field_options(model), **(field_overrides or {})},
+                           generator=generator)
+        scene = {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo,
+                 "transparent": train_scene.alphas is not None, "fingerprint": scene_fingerprint(scene_path)}
+        trainer = Trainer(field, train_scene, val_scene, config, out_dir,
+                          run_info={"scene": scene, "camera_rig": CameraRig.from_scene(train_scene).to_dict()})
+        if folder.resuming:
+            trainer.resume(check=lambda recorded: check_resume_matches(out_dir, recorded, {"scene": scene},
+                                                                       force=force))
+        if on_ready is not None:
+            on_ready(trainer)
+        folder.replace_earlier_run()
+        trainer.on_checkpoint = folder.on_checkpoint
         metrics = trainer.run(on_progress, on_validate)
     return {**metrics, "run_dir": str(out_dir)}

@@ -18,12 +18,12 @@ from ..errors import ArchitectureMismatch, RunDiverged
 from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
-from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, write_json
+from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, trim_history, write_json
 from ..rendering.inference import inference_fn
 from ..rendering.occupancy import OccupancyGrid
 from ..rendering.volume import render_rays_chunked
 from .averaging import ParameterAverage, load_parameters
-from .interrupts import stop_requested
+from .interrupts import interrupted_at_once, interruption, stop_requested, uninterruptible
 from .loop_config import LoopConfig
 
 #: Checkpoint prefix of the trained parameter values when the field's tensors hold their
@@ -95,6 +95,10 @@ class OptimizationLoop:
         #: Generator state before a prefetched batch was drawn (None: nothing prefetched); a
         #: checkpoint stores this so that resuming redraws the same batch.
         self.rng_state_before_prefetch: torch.Tensor | None = None
+        #: The step of the last checkpoint written into the run folder (None: none yet).
+        self.saved_step: int | None = None
+        #: Called with the path of each checkpoint written into the run folder.
+        self.on_checkpoint: Callable[[Path], None] | None = None
         self.build_optimizer()
 
     # -- to be provided by subclasses -------------------------------------------------------------
@@ -218,9 +222,13 @@ class OptimizationLoop:
         return all(bool(torch.isfinite(p).all()) for p in self.field.parameters())
 
     def save(self, folder: Path | None = None) -> Path:
-        """Write the resumable checkpoint atomically into ``folder`` (default: the run folder).
-        Non-finite parameters raise :class:`TrainingDiverged` and leave the last good checkpoint
-        in place."""
+        """Write the resumable checkpoint atomically into ``folder`` (default: the run folder);
+        a second Ctrl-C waits until it is written. Non-finite parameters raise
+        :class:`TrainingDiverged` and leave the last good checkpoint in place."""
+        with uninterruptible():
+            return self._save(folder)
+
+    def _save(self, folder: Path | None) -> Path:
         if not self._all_finite():
             raise RunDiverged("parameters became NaN/Inf", self.step, self.out_dir)
         optim_tensors, groups = optimizer_to_flat(self.optimizer)
@@ -253,15 +261,22 @@ class OptimizationLoop:
         folder.mkdir(parents=True, exist_ok=True)
         path = checkpoint_path(folder)
         save_checkpoint(path, kind="run", config=config, tensors=tensors, meta=meta)
+        if folder == self.out_dir:
+            self.saved_step = self.step
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(path)
         return path
 
-    def resume(self) -> None:
+    def resume(self, check: Callable[[dict[str, Any]], None] | None = None) -> None:
         """Continue from the checkpoint in ``out_dir`` (same architecture). The tensors are read
         by name, so those an earlier version saved for options since removed (see
-        :data:`~taichi_pvd.training.loop_config.REMOVED_OPTIONS`) are ignored."""
+        :data:`~taichi_pvd.training.loop_config.REMOVED_OPTIONS`) are ignored. ``check(config)``,
+        given the checkpoint's config before anything is loaded, may refuse to resume."""
         ckpt = load_checkpoint(checkpoint_path(self.out_dir), expected_kind="run")
         if ckpt.config.get("model") != self.field.kind:
             raise ArchitectureMismatch(self.out_dir, ckpt.config.get("model"), self.field.kind, "resume")
+        if check is not None:
+            check(ckpt.config)
         self.field.load_tensors(unprefixed(ckpt.tensors, "field."))
         self.field.to(self.device)
         self.grid.load_state_dict(unprefixed(ckpt.tensors, "grid."))
@@ -278,6 +293,8 @@ class OptimizationLoop:
         self.generator.set_state(ckpt.tensors["rng.generator"])
         self.load_extra_state(ckpt.tensors)
         self.step = int(ckpt.meta["step"])
+        self.saved_step = self.step
+        trim_history(self.out_dir, self.step)
         self.train_seconds = float(ckpt.meta["train_seconds"])
         self.last_val_psnr = ckpt.meta.get("val_psnr_db")
         # A run saved without the loss scale (float32, bfloat16) resumed under float16 starts
@@ -329,6 +346,8 @@ class OptimizationLoop:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         window_start, window_rays, window_samples = time.perf_counter(), 0, 0.0
         loss_value, parts_value, figures = float("nan"), {}, {}
+        if stop_requested():  # asked during start-up: nothing to save yet
+            raise interruption()
         try:
             while self.step < s.steps:
                 t0 = time.perf_counter()
@@ -361,7 +380,7 @@ class OptimizationLoop:
                     on_progress(Progress(self.step, s.steps, loss_value, rate, spr, self.train_seconds, eta,
                                          self.last_val_psnr, losses=parts_value, stage=self.stage()))
                 if stop_requested():
-                    raise KeyboardInterrupt
+                    raise interruption()
                 if out_of_time:
                     break
             if on_progress:
@@ -371,6 +390,13 @@ class OptimizationLoop:
         except KeyboardInterrupt:
             self.save()
             raise
+        except Exception as exc:
+            if not interrupted_at_once():
+                raise
+            # A second Ctrl-C that a library turned into another error on its way out of a step:
+            # still an interruption, saved as one.
+            self.save()
+            raise interruption() from exc
         self.save()
         append_history(self.out_dir, self._history_record(loss_value, parts_value, figures))
         metrics = {
