@@ -242,3 +242,14 @@ def test_unreadable_scene_folder_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(type(folder), "stat", locked_stat)
     with pytest.raises(SceneError, match="cannot read scene folder .*permissions"):
         load_scene(folder, "train")
+
+
+@pytest.mark.parametrize("key", ["camera_angle_x", "camera_angle_y"])
+def test_a_field_of_view_too_small_for_a_focal_length_is_refused(scene_dir, bases, key):
+    """An angle within (0, pi) so small that its focal length overflows (or, for the smallest
+    subnormals, divides by a tangent of zero) is refused with the focal length's message."""
+    meta = copy.deepcopy(bases[0])
+    meta[key] = 1e-300
+    (scene_dir / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(SceneError, match="focal length"):
+        load_scene(scene_dir, "train")

@@ -155,6 +155,14 @@ def load_transforms(
     )
 
 
+def _focal_from_angle(size: int, angle: float) -> float:
+    """Focal length in pixels of an image ``size`` pixels across with a field of view of
+    ``angle`` radians; infinite where the angle is too small to represent one (the caller's
+    range check then refuses it)."""
+    with np.errstate(divide="ignore", over="ignore"):
+        return float(np.float64(0.5 * size) / np.tan(np.float64(0.5 * angle)))
+
+
 def _fits_float32(values: Any) -> bool:
     """Whether every value is a finite number that stays finite as float32 (the tensors' dtype)."""
     try:
@@ -334,7 +342,7 @@ def _frame_intrinsics(
     if "fl_x" in values:
         fx = values["fl_x"]
     elif "camera_angle_x" in values:
-        fx = 0.5 * width / math.tan(0.5 * values["camera_angle_x"])
+        fx = _focal_from_angle(width, values["camera_angle_x"])
     else:
         raise SceneError(
             f"no focal length for frame {index} in {json_path}: add 'camera_angle_x' "
@@ -343,7 +351,7 @@ def _frame_intrinsics(
     if "fl_y" in values:
         fy = values["fl_y"]
     elif "camera_angle_y" in values:
-        fy = 0.5 * height / math.tan(0.5 * values["camera_angle_y"])
+        fy = _focal_from_angle(height, values["camera_angle_y"])
     else:
         fy = fx
     if not (np.float32(fx) > 0.0 and np.float32(fy) > 0.0 and _fits_float32([fx, fy])):
