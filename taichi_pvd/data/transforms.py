@@ -354,7 +354,7 @@ def _frame_intrinsics(
         fy = _focal_from_angle(height, values["camera_angle_y"])
     else:
         fy = fx
-    if not (np.float32(fx) > 0.0 and np.float32(fy) > 0.0 and _fits_float32([fx, fy])):
+    if not (_fits_float32([fx, fy]) and np.float32(fx) > 0.0 and np.float32(fy) > 0.0):
         raise SceneError(
             f"focal length of frame {index} in {json_path} is {fx:g} x {fy:g} pixels: it must be "
             "positive (and within float32 range)"
