@@ -19,6 +19,22 @@ class SceneError(PvdError):
     """A scene folder, ``transforms.json`` or image that cannot be used."""
 
 
+class SceneOutOfView(SceneError):
+    """No ray of a scene's views crosses its box: the poses cannot be right.
+
+    Attributes:
+        views: how many training views the scene has.
+    """
+
+    def __init__(self, views: int):
+        self.views = views
+        super().__init__(
+            f"no ray of the {views} training views hits the scene box: check the pose convention "
+            "(camera-to-world matrices with OpenGL axes: the camera looks down -Z, +Y up; OpenCV "
+            "poses need their y and z axes negated), that the cameras face the scene, their "
+            "distance from it (the scene's scale) and the field of view (camera_angle_x)")
+
+
 class CheckpointError(PvdError):
     """A checkpoint or run directory that is missing, corrupted, of a future format or of the
     wrong architecture."""

@@ -194,8 +194,11 @@ class OptimizationLoop:
 
     def descend(self, loss: torch.Tensor) -> None:
         """Backward pass of ``loss``, Adam step (through the loss scale) and the parameter
-        average."""
+        average. A loss that depends on no parameter (a batch whose rays all missed the
+        occupied cells: no sample) changes nothing."""
         self.optimizer.zero_grad(set_to_none=True)
+        if not loss.requires_grad:
+            return
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import RayBatch, RaySampler, Scene
+from ..data.rays import views_hitting_box
+from ..errors import SceneOutOfView
 from ..fields import RadianceField
 from ..rendering.occupancy import OccupancyGrid
 from ..metrics import psnr
@@ -25,6 +27,7 @@ class Trainer(OptimizationLoop):
 
     The validation split ``val_scene`` (composited on white) is rendered every
     ``config.val_every`` steps. ``run_info`` joins the checkpoint config (scene path...).
+    A scene none of whose training views sees its box raises :class:`SceneOutOfView`.
     """
 
     config: TrainConfig
@@ -32,6 +35,8 @@ class Trainer(OptimizationLoop):
     def __init__(self, field: RadianceField, scene: Scene, val_scene: Scene | None,
                  config: TrainConfig, out_dir: str | Path, run_info: dict[str, Any] | None = None):
         config.validate()
+        if views_hitting_box(scene) == 0:
+            raise SceneOutOfView(len(scene))
         self.scene = scene
         self.val_scene = val_scene
         self.run_info = dict(run_info or {})
