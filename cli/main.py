@@ -97,7 +97,7 @@ main.add_command(distill)
 main.add_command(demo)
 
 
-@main.group()
+@main.group(cls=PvdGroup)
 def scene() -> None:
     """Create scenes."""
 

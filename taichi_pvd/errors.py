@@ -58,6 +58,30 @@ class OptionValueError(ConfigError):
         self.problem = problem
 
 
+def format_bytes(n: float) -> str:
+    """``1.5 GiB`` (binary units, from bytes up to exbibytes)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"
+
+
+class NotEnoughMemory(OptionValueError):
+    """An option's value whose estimated memory (:mod:`taichi_pvd.memory`) exceeds what the
+    device has free.
+
+    Attributes:
+        value: the option's value.
+        needed, available: the estimate and the free memory, in bytes.
+    """
+
+    def __init__(self, option: str, value: object, needed: int, available: int, where: str):
+        self.value, self.needed, self.available = value, needed, available
+        super().__init__(option, f"{value} needs about {format_bytes(needed)} of memory, more than the "
+                                 f"{format_bytes(available)} available {where}: choose a smaller value")
+
+
 class OptionConflict(ConfigError):
     """Two options that cannot be given together.
 

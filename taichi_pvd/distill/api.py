@@ -12,7 +12,8 @@ import torch
 from .. import backend
 from ..data.camera_rig import CameraRig
 from ..errors import ArchitectureMismatch, CheckpointError, NoRunFound
-from ..fields import field_class, make_field
+from ..fields import field_class, make_config, make_field
+from ..memory import check_field_memory, check_loop_memory
 from ..io.checkpoint import load_checkpoint
 from ..io.runs import CHECKPOINT_NAME, load_run
 from ..option_types import check_option_types, config_with_options
@@ -104,10 +105,12 @@ def distill(*, source: str, target: str, teacher: str | Path | None = None, out:
     if config.marching == MarchingConfig() and "train" in loaded.config:
         config = dataclasses.replace(config, marching=TrainConfig.from_dict(loaded.config["train"]).marching)
     out_dir = Path(out) if out is not None else default_distill_dir(teacher_dir, target)
+    student_options = {**chosen.field_options(target, distill_steps=config.steps), **(student_overrides or {})}
+    check_loop_memory(config.batch_rays, device)
+    check_field_memory(make_config(target, student_options), device)
     resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    student_options = {**chosen.field_options(target, distill_steps=config.steps), **(student_overrides or {})}
     student = make_field(target, loaded.field.aabb.detach().cpu(), student_options, generator=generator)
     run_info = {
         "scene": loaded.config.get("scene", {}),

@@ -13,7 +13,8 @@ from .. import backend
 from ..data import demo_scene_path, load_scene
 from ..data.camera_rig import CameraRig
 from ..errors import NothingToResume, OptionConflict, RunFolderInUse
-from ..fields import field_class, make_field
+from ..fields import field_class, make_config, make_field
+from ..memory import check_field_memory, check_loop_memory
 from ..io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME
 from ..option_types import check_option_types, config_with_options
 from ..presets import Preset, get_preset, merge_settings, training_preset
@@ -87,6 +88,8 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     resuming = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
     backend.init()
     device = backend.device()
+    check_loop_memory(config.batch_rays, device, config.grid_resolution)
+    check_field_memory(make_config(model, {**chosen.field_options(model), **(field_overrides or {})}), device)
     torch.manual_seed(config.seed)
     train_scene = load_scene(scene_path, "train", downscale=config.downscale, device=device)
     val_scene = load_scene(scene_path, "val", downscale=config.downscale, background=(1.0, 1.0, 1.0), device=device)
