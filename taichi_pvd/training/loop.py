@@ -310,11 +310,13 @@ class OptimizationLoop:
     def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
         """View ``index`` of ``scene`` rendered with the field as it is now, as an image
         [H, W, 3] on ``background`` ([3], default white) at :attr:`config`'s marching, as
-        ``pvd-ti render`` does (float16 autocast on CUDA)."""
+        ``pvd-ti render`` does (float16 autocast on CUDA). A stop request (Ctrl-C, SIGTERM)
+        interrupts it within about a second: :class:`KeyboardInterrupt`."""
         origins, directions = image_rays(scene, index)
         bg = torch.ones(3, device=self.device) if background is None else background
         rgb, _, _ = render_rays_chunked(inference_fn(self.field), self.grid, origins, directions,
-                                        near=scene.near, far=scene.far, background=bg, config=self.config.marching)
+                                        near=scene.near, far=scene.far, background=bg, config=self.config.marching,
+                                        should_stop=stop_requested)
         return rgb.reshape(scene.height, scene.width, 3)
 
     # -- the loop ----------------------------------------------------------------------------------
