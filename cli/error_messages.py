@@ -26,7 +26,7 @@ from taichi_pvd.errors import (
 
 #: Library option -> the name of the command parameter that sets it, where they differ.
 _PARAMETER_NAMES = {"n_views": "views", "time_limit_s": "time_limit", "snapshot_times_s": "snapshot_times",
-                    "scene_size": "size", "video_frames": "frames"}
+                    "scene_size": "size", "video_frames": "frames", "preset": "preset_name"}
 
 
 def flag(command: click.Command | None, option: str) -> str | None:

@@ -101,3 +101,60 @@ def test_ctrl_c_during_eval_stops_within_seconds(big_scene, tmp_path):
     assert took < ANSWER_WITHIN_S, f"answered after {took:.1f} s"
     assert "Traceback" not in output
     assert {p: p.read_bytes() for p in before} == before
+
+
+# -- a CPU run that will obviously take long says so up front -----------------------------------
+
+
+def _train_cli(scene, out, *extra):
+    from click.testing import CliRunner
+
+    from taichi_pvd_cli.main import main
+
+    return CliRunner().invoke(main, ["train", "--data", str(scene), "--out", str(out), *TINY, "--steps", "2", *extra])
+
+
+def test_a_long_cpu_run_says_so_with_an_estimate_and_the_cpu_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("PVD_ARCH", "cpu")
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setattr("taichi_pvd.training.trainer.LONG_CPU_RUN_S", 0.0)
+    scene = write_demo_scene(tmp_path / "scene", size=16, n_train=2, n_val=1, n_test=1)
+    result = _train_cli(scene, tmp_path / "run", "--preset", "full")
+    assert result.exit_code == 0, result.output
+    hints = [line for line in result.output.splitlines() if line.startswith("hint: on the CPU this run will take about")]
+    assert len(hints) == 1, result.output
+    assert "of training" in hints[0] and "of validation renders" in hints[0] and hints[0].endswith("try --preset cpu")
+
+
+def test_a_cpu_run_on_the_cpu_preset_is_not_told_to_use_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PVD_ARCH", "cpu")
+    monkeypatch.setattr("taichi_pvd.training.trainer.LONG_CPU_RUN_S", 0.0)
+    scene = write_demo_scene(tmp_path / "scene", size=16, n_train=2, n_val=1, n_test=1)
+    result = _train_cli(scene, tmp_path / "run", "--preset", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "on the CPU this run will take" not in result.output
+
+
+def test_the_time_estimate_grows_with_the_steps_and_leaves_the_run_unchanged(tmp_path):
+    import torch
+
+    from taichi_pvd.data import load_scene
+    from taichi_pvd.fields import make_field
+    from taichi_pvd.training.config import TrainConfig
+    from taichi_pvd.training.trainer import Trainer
+
+    scene_dir = write_demo_scene(tmp_path / "scene", size=16, n_train=2, n_val=1, n_test=1)
+    scene, val = load_scene(scene_dir, "train"), load_scene(scene_dir, "val")
+
+    def trainer(steps):
+        field = make_field("hash", scene.aabb, {"log2_table_size": 10, "n_levels": 2, "finest_resolution": 32},
+                           generator=torch.Generator().manual_seed(0))
+        return Trainer(field, scene, val, TrainConfig(steps=steps, batch_rays=64, grid_resolution=16, val_every=0),
+                       tmp_path / f"run{steps}")
+
+    short, long = trainer(10), trainer(10**6)
+    state = short.generator.get_state()
+    short_training, short_validation = short.estimated_seconds()
+    long_training, long_validation = long.estimated_seconds()
+    assert 0 < short_training < long_training and short_validation > 0 and long_validation > 0
+    assert torch.equal(short.generator.get_state(), state)
