@@ -23,6 +23,9 @@ BYTES_PER_TRAINING_RAY = 512
 BYTES_PER_OCCUPANCY_CELL = 24
 #: Bytes the demo renderer holds per traced ray (float64 intermediates), measured.
 BYTES_PER_DEMO_RAY = 400
+#: Bytes a rendered pixel holds at the least: its ray, colour, depth and opacity, their sums
+#: over sub-pixel rays, and the frame handed back.
+BYTES_PER_RENDERED_PIXEL = 96
 #: Copies of every field parameter during training: value, gradient, Adam's two moments.
 COPIES_PER_PARAMETER = 4
 
@@ -72,3 +75,8 @@ def check_demo_memory(option: str, value: int, pixels: int, samples_per_side: in
     """Refuse a demo image size (``option=value``, ``pixels`` per image) whose rendering cannot
     fit in RAM."""
     check_fits(option, value, pixels * samples_per_side**2 * BYTES_PER_DEMO_RAY, "cpu")
+
+
+def check_render_memory(width: int, height: int, device: torch.device | str) -> None:
+    """Refuse a frame size (option ``size``, ``WxH``) whose rendering cannot fit on ``device``."""
+    check_fits("size", f"{width}x{height}", width * height * BYTES_PER_RENDERED_PIXEL, device)

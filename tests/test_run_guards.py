@@ -161,6 +161,16 @@ def test_a_demo_scene_too_large_for_memory_is_refused_and_leaves_no_folder(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_render_size_too_large_for_memory_is_refused_before_writing(scene, tmp_path):
+    trained = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN)
+    assert trained.exit_code == 0, trained.output
+    before = _digest(tmp_path / "run")
+    result = _invoke("render", "--run", tmp_path / "run", "--size", "100000x100000", "--out", tmp_path / "frames")
+    _error_line(result, "--size 100000x100000 needs about", "available in RAM")
+    assert not (tmp_path / "frames").exists()
+    assert _digest(tmp_path / "run") == before
+
+
 # -- other crashes (item 8) -----------------------------------------------------------------------
 
 
