@@ -147,6 +147,22 @@ def test_a_hash_run_too_large_for_memory_is_refused_with_the_figure(scene, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_too_large_for_memory_leaves_the_run_it_would_overwrite(scene, tmp_path):
+    trained = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN)
+    assert trained.exit_code == 0, trained.output
+    before = _digest(tmp_path / "run")
+    result = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN,
+                     "--batch-rays", "1000000000", "--overwrite")
+    _error_line(result, "--batch-rays 1000000000 needs about")
+    assert _digest(tmp_path / "run") == before
+
+    result = _invoke("distill", "--teacher", tmp_path / "run", "--to", "grid", "--out", tmp_path / "student",
+                     "--batch-rays", "1000000000")
+    _error_line(result, "--batch-rays 1000000000 needs about")
+    assert not (tmp_path / "student").exists()
+    assert _digest(tmp_path / "run") == before
+
+
 @pytest.mark.parametrize("model, option", [("grid", "resolution=100000"), ("vm", "resolution_final=1000000"),
                                            ("mlp", "width=10000000")])
 def test_a_field_too_large_for_memory_is_refused_before_it_is_allocated(scene, tmp_path, model, option):
