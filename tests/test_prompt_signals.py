@@ -86,17 +86,21 @@ def test_sigterm_during_the_final_validation_saves_and_stops_within_seconds(big_
     assert load_checkpoint(checkpoint_path(out)).meta["step"] == 2
 
 
-def test_ctrl_c_during_eval_stops_within_seconds(big_scene, tmp_path):
+@pytest.mark.parametrize("command", [["eval", "--supersample", "32", "--no-images"],
+                                     ["render", "--path", "orbit", "--frames", "2", "--size", "1024x1024"]])
+def test_ctrl_c_during_eval_or_render_stops_within_seconds(tmp_path, command):
     small = write_demo_scene(tmp_path / "small", size=16, n_train=2, n_val=1, n_test=1)
     out = tmp_path / "run"
+    # The library's default hash field, as a real run has.
     trained = subprocess.run([sys.executable, "-m", "taichi_pvd_cli", "train", "--data", str(small), "--out", str(out),
-                              *TINY, "--steps", "2"], capture_output=True, text=True, timeout=300,
+                              *TINY[6:], "--steps", "2"], capture_output=True, text=True, timeout=300,
                              env={**os.environ, "PVD_ARCH": "cpu"})
     assert trained.returncode == 0, trained.stderr
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     code, took, output = _signal_when_marked(
         ("taichi_pvd.rendering.inference", "", "render_image"),
-        ["eval", "--run", out, "--supersample", "32", "--no-images"], signal.SIGINT)
+        [*command, "--run", out, *(["--out", tmp_path / "frames"] if command[0] == "render" else [])],
+        signal.SIGINT)
     assert code == 130, output
     assert took < ANSWER_WITHIN_S, f"answered after {took:.1f} s"
     assert "Traceback" not in output
