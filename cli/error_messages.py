@@ -14,6 +14,7 @@ from taichi_pvd.advice import Advice
 from taichi_pvd.errors import (
     ArchitectureMismatch,
     NoRunFound,
+    NotEnoughMemory,
     NothingToResume,
     OptionConflict,
     OptionValueError,
@@ -27,7 +28,7 @@ from taichi_pvd.errors import (
 
 #: Library option -> the name of the command parameter that sets it, where they differ.
 _PARAMETER_NAMES = {"n_views": "views", "time_limit_s": "time_limit", "snapshot_times_s": "snapshot_times",
-                    "scene_size": "size", "video_frames": "frames"}
+                    "scene_size": "size", "video_frames": "frames", "preset": "preset_name"}
 
 
 def flag(command: click.Command | None, option: str) -> str | None:
@@ -42,6 +43,11 @@ def flag(command: click.Command | None, option: str) -> str | None:
 
 def _worded(err: PvdError, command: click.Command | None) -> str | None:
     """The CLI's message for ``err``, or None to keep the library's."""
+    if isinstance(err, NotEnoughMemory):
+        option = flag(command, err.option)
+        if option is None and _has_flag(command, "--set"):
+            return f"--set {err.option}={err.value} {err.problem.removeprefix(str(err.value) + ' ')}"
+        return option and f"{option} {err.problem}"
     if isinstance(err, OptionValueError):
         option = flag(command, err.option)
         return option and f"{option} {err.problem}"
@@ -62,7 +68,7 @@ def _worded(err: PvdError, command: click.Command | None) -> str | None:
         return resume and (f"nothing to resume: {err.folder} holds no {err.checkpoint}; "
                            f"drop {resume} to start a new run")
     if isinstance(err, OutputFolderUnusable):
-        out = flag(command, "out")
+        out = flag(command, "out") or flag(command, "out_dir")
         return out and f"{err.folder} {err.problem}: choose another {out} folder"
     if isinstance(err, NoRunFound):
         picker = flag(command, "teacher") or flag(command, "run_dir")
@@ -83,6 +89,10 @@ def _worded(err: PvdError, command: click.Command | None) -> str | None:
         lr, seed = flag(command, "lr"), flag(command, "seed")
         return lr and seed and f"{err.what_happened()}. Try a lower {lr} or another {seed}"
     return None
+
+
+def _has_flag(command: click.Command | None, name: str) -> bool:
+    return any(isinstance(p, click.Option) and name in p.opts for p in (command.params if command else ()))
 
 
 def user_message(err: PvdError, command: click.Command | None) -> str:

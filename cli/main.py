@@ -113,7 +113,7 @@ main.add_command(distill)
 main.add_command(demo)
 
 
-@main.group()
+@main.group(cls=PvdGroup)
 def scene() -> None:
     """Create scenes."""
 

@@ -149,6 +149,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
         started["loop"] = trainer
         _print_field("training", trainer.field)
         _print_hints(trainer.field.hints_for_images(trainer.scene.width, trainer.scene.height))
+        _print_hints(trainer.hints(preset.name))
 
     with _user_facing_failures("train", batch_rays, started), \
             progress_display(_console, f"train {model}") as on_progress:

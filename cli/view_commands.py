@@ -71,6 +71,7 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
     nothing was hit."""
     from taichi_pvd import backend
     from taichi_pvd.io.runs import load_run
+    from taichi_pvd.memory import check_render_memory
     from taichi_pvd.rendering.images import PathWriter
     from taichi_pvd.rendering.inference import render_path
     from taichi_pvd.rendering.view_sets import orbit_views, spiral_views, split_views
@@ -87,6 +88,7 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
         views = spiral_views(runs[0].camera_rig(), runs[0].scene_path(), frames or 120, size, background=background)
     else:
         views = split_views(runs[0].scene_path(), "test", frames, size)
+    check_render_memory(views.width, views.height, device)
     out = out if out is not None else run_dir / "render" / path_kind
     unbounded = runs[0].camera_rig().contraction is not None
     writer = PathWriter(out, _captions(paths), views.near, views.far, fps, log_depth=unbounded)

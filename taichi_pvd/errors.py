@@ -19,6 +19,22 @@ class SceneError(PvdError):
     """A scene folder, ``transforms.json`` or image that cannot be used."""
 
 
+class SceneOutOfView(SceneError):
+    """No ray of a scene's views crosses its box: the poses cannot be right.
+
+    Attributes:
+        views: how many training views the scene has.
+    """
+
+    def __init__(self, views: int):
+        self.views = views
+        super().__init__(
+            f"no ray of the {views} training views hits the scene box: check the pose convention "
+            "(camera-to-world matrices with OpenGL axes: the camera looks down -Z, +Y up; OpenCV "
+            "poses need their y and z axes negated), that the cameras face the scene, their "
+            "distance from it (the scene's scale) and the field of view (camera_angle_x)")
+
+
 class CheckpointError(PvdError):
     """A checkpoint or run directory that is missing, corrupted, of a future format or of the
     wrong architecture."""
@@ -40,6 +56,30 @@ class OptionValueError(ConfigError):
         super().__init__(f"{option} {problem}")
         self.option = option
         self.problem = problem
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GiB`` (binary units, from bytes up to exbibytes)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"
+
+
+class NotEnoughMemory(OptionValueError):
+    """An option's value whose estimated memory (:mod:`taichi_pvd.memory`) exceeds what the
+    device has free.
+
+    Attributes:
+        value: the option's value.
+        needed, available: the estimate and the free memory, in bytes.
+    """
+
+    def __init__(self, option: str, value: object, needed: int, available: int, where: str):
+        self.value, self.needed, self.available = value, needed, available
+        super().__init__(option, f"{value} needs about {format_bytes(needed)} of memory, more than the "
+                                 f"{format_bytes(available)} available {where}: choose a smaller value")
 
 
 class OptionConflict(ConfigError):

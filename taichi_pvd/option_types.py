@@ -60,8 +60,9 @@ def _fits(value: Any, example: Any) -> bool:
 def check_option_types(config_class: type, values: dict[str, Any], what: str) -> None:
     """Raise :class:`ConfigError` when an entry of ``values`` does not have the type of the
     ``config_class`` field of that name (an integer, a number, true/false, a string, a list).
-    Nested dataclass fields (e.g. ``marching``) are checked against their own class. Names that
-    are not fields are left to the caller's unknown-option check.
+    Nested dataclass fields (e.g. ``marching``) are checked against their own class, unknown
+    names inside them included. Top-level names that are not fields are left to the caller's
+    unknown-option check.
 
     Args:
         config_class: a dataclass type such as :class:`~taichi_pvd.training.config.TrainConfig`.
@@ -75,10 +76,20 @@ def check_option_types(config_class: type, values: dict[str, Any], what: str) ->
         example = _expected(fields[name])
         if dataclasses.is_dataclass(example) and isinstance(value, dict):
             check_option_types(type(example), value, f"{what} {name}.")
+            _check_known(type(example), value, f"{what} {name}")
             continue
         if not _fits(value, example):
             separator = "" if what.endswith(".") else " "
             raise ConfigError(f"{what}{separator}{name}={value!r} should be {_describe(example)}")
+
+
+def _check_known(config_class: type, values: dict[str, Any], what: str) -> None:
+    """Raise :class:`ConfigError` naming the entries of ``values`` that are not fields of
+    ``config_class`` (the options ``what`` holds), with the known ones."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {what}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
 
 
 def config_with_options(config_class: type, values: dict[str, Any], what: str) -> Any:

@@ -22,7 +22,7 @@ PACKAGE = "taichi_pvd"
 #: below it. An entry names a module, or a package together with every module inside it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("taichi_pvd", "taichi_pvd.errors", "taichi_pvd.advice", "taichi_pvd.backend", "taichi_pvd.metrics",
-                    "taichi_pvd.option_types")),
+                    "taichi_pvd.option_types", "taichi_pvd.memory")),
     ("data", ("taichi_pvd.data",)),
     ("kernels", ("taichi_pvd.kernels",)),
     ("fields", ("taichi_pvd.fields",)),

@@ -38,7 +38,8 @@ from PIL import Image
 from taichi_pvd.data.camera_paths import look_at, orbit_path, sphere_poses
 from taichi_pvd.data.llff import POSES_BOUNDS, opengl_to_llff
 from taichi_pvd.data.rays import generate_rays
-from taichi_pvd.errors import ConfigError
+from taichi_pvd.errors import ConfigError, OutputFolderUnusable
+from taichi_pvd.memory import check_demo_memory
 
 #: Bumped whenever the rendered images change, so cached copies are regenerated.
 DEMO_VERSION = 1
@@ -454,19 +455,41 @@ def write_demo_scene(
     Train and val cameras are random on the upper hemisphere (:data:`ELEVATION_RANGE_DEG`) at
     :data:`CAMERA_RADIUS` from the origin, looking at it; test cameras are an orbit at
     :data:`TEST_ELEVATION_DEG`. Writes ``transforms_{train,val,test}.json`` and
-    ``{split}/r_{i}.png`` (RGBA, 8 bits) under ``out_dir`` (created if needed).
+    ``{split}/r_{i}.png`` (RGBA, 8 bits) into ``out_dir``, a new or
+    empty folder (see :func:`_into_new_folder`).
 
     Returns:
         ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or view count
         below 1.
     """
     _check_view_counts("demo scene", size=size, n_train=n_train, n_val=n_val, n_test=n_test)
-    out = Path(out_dir)
+    check_demo_memory("size", size, size * size)
     generator = torch.Generator().manual_seed(seed)
     poses = _orbiting_split_poses(n_train, n_val, n_test, CAMERA_RADIUS, ELEVATION_RANGE_DEG, TEST_ELEVATION_DEG,
                                   generator)
-    _write_rendered_splits(out, poses, lambda pose: render_demo_view(pose, size, generator=generator),
-                           {"camera_angle_x": CAMERA_ANGLE_X})
+    return _into_new_folder(Path(out_dir), lambda out: _write_rendered_splits(
+        out, poses, lambda pose: render_demo_view(pose, size, generator=generator), {"camera_angle_x": CAMERA_ANGLE_X}))
+
+
+def _into_new_folder(out: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(folder)`` on a temporary folder beside ``out``, then rename it to ``out``:
+    a failed or interrupted write leaves nothing behind, and a scene is never written over
+    another. ``out`` must not exist or be an empty folder (else :class:`OutputFolderUnusable`).
+    Returns ``out``."""
+    if out.exists() and not out.is_dir():
+        raise OutputFolderUnusable(out, "is a file")
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputFolderUnusable(out, "already exists and is not empty")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        write(staging)
+        if out.is_dir():
+            out.rmdir()
+        os.rename(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     return out
 
 
@@ -597,8 +620,8 @@ def write_forward_facing_demo(
     Cameras from :func:`forward_facing_poses` photograph the objects in front of a textured
     back wall, like a phone capture of a table top. Writes ``images/image_NNN.png`` (RGB, 8 bits)
     and ``poses_bounds.npy`` ([N, 17] float64: LLFF pose ``[down, right, back, centre, hwf]``
-    and each view's near/far content depth, widened by 10%) under ``out_dir`` (created if
-    needed). Load it with :func:`taichi_pvd.data.load_scene`.
+    and each view's near/far content depth, widened by 10%) into ``out_dir``, a new or empty
+    folder (see :func:`_into_new_folder`). Load it with :func:`taichi_pvd.data.load_scene`.
 
     Returns:
         ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or grid count
@@ -610,21 +633,24 @@ def write_forward_facing_demo(
             raise ConfigError(f"forward-facing demo {name} must be a positive integer, got {value!r}")
     if rows * cols < 2:
         raise ConfigError("the forward-facing demo needs at least 2 views (rows * cols >= 2)")
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    check_demo_memory("width" if width >= height else "height", max(width, height), width * height)
     generator = torch.Generator().manual_seed(seed)
     c2w = forward_facing_poses(rows, cols)
     focal = 0.5 * width / math.tan(0.5 * FF_ANGLE_X)
-    rows_out = []
-    for i, pose in enumerate(c2w):
-        rgb, near, far = render_forward_facing_view(pose, width, height, generator=generator)
-        Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(out / "images" / f"image_{i:03d}.png")
-        llff = opengl_to_llff(pose[None].double().numpy())[0]
-        hwf = np.array([[height], [width], [focal]], dtype=np.float64)
-        matrix = np.concatenate([llff, hwf], axis=1)
-        rows_out.append(np.concatenate([matrix.reshape(-1), [0.9 * near, 1.1 * far]]))
-    np.save(out / POSES_BOUNDS, np.stack(rows_out))
-    return out
+
+    def write(out: Path) -> None:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        rows_out = []
+        for i, pose in enumerate(c2w):
+            rgb, near, far = render_forward_facing_view(pose, width, height, generator=generator)
+            Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(out / "images" / f"image_{i:03d}.png")
+            llff = opengl_to_llff(pose[None].double().numpy())[0]
+            hwf = np.array([[height], [width], [focal]], dtype=np.float64)
+            matrix = np.concatenate([llff, hwf], axis=1)
+            rows_out.append(np.concatenate([matrix.reshape(-1), [0.9 * near, 1.1 * far]]))
+        np.save(out / POSES_BOUNDS, np.stack(rows_out))
+
+    return _into_new_folder(Path(out_dir), write)
 
 
 # -- the unbounded (360-degree) variant ---------------------------------------------------------
@@ -665,8 +691,8 @@ def write_unbounded_demo(
     :data:`UB_CAMERA_RADIUS` from the origin, test cameras an orbit at
     :data:`UB_TEST_ELEVATION_DEG`, all looking at the objects, which stand in front of the far sky
     sphere. Writes ``transforms_{train,val,test}.json`` (marked ``"unbounded": true`` and
-    ``"aabb_scale": 16``) and ``{split}/r_{i}.png`` (RGB, 8 bits) under ``out_dir`` (created if
-    needed). :func:`taichi_pvd.data.load_scene` loads it normalised and contracted.
+    ``"aabb_scale": 16``) and ``{split}/r_{i}.png`` (RGB, 8 bits) into ``out_dir``, a new or empty
+    folder (see :func:`_into_new_folder`). :func:`taichi_pvd.data.load_scene` loads it normalised and contracted.
 
     Returns:
         ``out_dir`` as a :class:`Path`. Raises :class:`ConfigError` for a size or view count
@@ -675,10 +701,10 @@ def write_unbounded_demo(
     _check_view_counts("unbounded demo", size=size, n_train=n_train, n_val=n_val, n_test=n_test)
     if n_train < 2:
         raise ConfigError("the unbounded demo needs at least 2 training views (n_train >= 2)")
-    out = Path(out_dir)
+    check_demo_memory("size", size, size * size)
     generator = torch.Generator().manual_seed(seed)
     poses = _orbiting_split_poses(n_train, n_val, n_test, UB_CAMERA_RADIUS, UB_ELEVATION_RANGE_DEG,
                                   UB_TEST_ELEVATION_DEG, generator)
-    _write_rendered_splits(out, poses, lambda pose: render_unbounded_view(pose, size, generator=generator),
-                           {"camera_angle_x": UB_ANGLE_X, "unbounded": True, "aabb_scale": 16})
-    return out
+    return _into_new_folder(Path(out_dir), lambda out: _write_rendered_splits(
+        out, poses, lambda pose: render_unbounded_view(pose, size, generator=generator),
+        {"camera_angle_x": UB_ANGLE_X, "unbounded": True, "aabb_scale": 16}))

@@ -180,9 +180,10 @@ def _read_poses_bounds(path: Path) -> np.ndarray:
     """[N, 17] float64 rows of ``poses_bounds.npy``, checked."""
     try:
         raw = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:
+        # An empty or truncated file raises EOFError ("No data left in file").
         raise SceneError(
-            f"cannot read {path} ({err}): it must be a NumPy .npy array of shape [N, 17]; "
+            f"cannot read {path} ({err or 'empty file'}): it must be a NumPy .npy array of shape [N, 17]; "
             "regenerate it with LLFF's imgs2poses.py"
         ) from err
     if raw.ndim != 2 or raw.shape[1] != 17 or raw.shape[0] < 1:

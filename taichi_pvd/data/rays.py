@@ -187,3 +187,46 @@ class RaySampler:
             image_index=image_index,
             pixel=pixel,
         )
+
+
+def ray_box_hits(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor,
+                 near: float, far: float) -> torch.Tensor:
+    """Which rays cross the box ``aabb`` ([2, 3]) between distances ``near`` and ``far``.
+
+    Args:
+        origins, directions: [N, 3] rays (directions need not be unit; distances are in their
+            units).
+        aabb: [2, 3] min and max corner.
+        near, far: the distance range along the rays.
+
+    Returns:
+        [N] bool.
+    """
+    inverse = 1.0 / torch.where(directions == 0, torch.full_like(directions, 1e-12), directions)
+    t0 = (aabb[0].to(origins) - origins) * inverse
+    t1 = (aabb[1].to(origins) - origins) * inverse
+    enter = torch.minimum(t0, t1).amax(dim=-1).clamp(min=near)
+    leave = torch.maximum(t0, t1).amin(dim=-1).clamp(max=far)
+    return enter < leave
+
+
+def views_hitting_box(scene: Scene, per_axis: int = 32) -> int:
+    """How many views of ``scene`` see its box: a ``per_axis x per_axis`` grid of rays across
+    each image is tested against ``aabb`` between ``near`` and ``far``. An unbounded scene's
+    contracted box holds every ray: all its views count.
+
+    A scene whose poses were converted wrongly (OpenCV axes, cameras facing away, a scale
+    1000 times too large) has no view that sees the box, and nothing to train on.
+    """
+    if scene.contraction is not None:
+        return len(scene)
+    cols = (torch.arange(per_axis, device=scene.device) + 0.5) * (scene.width / per_axis)
+    rows = (torch.arange(per_axis, device=scene.device) + 0.5) * (scene.height / per_axis)
+    y, x = torch.meshgrid(rows, cols, indexing="ij")
+    pixels = torch.stack([x, y], dim=-1).reshape(1, -1, 2).expand(len(scene), -1, 2)
+    origins, directions = generate_rays(scene.c2w, scene.intrinsics, scene.height, scene.width, pixels=pixels)
+    origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
+    if scene.ndc is not None:
+        origins, directions = scene.ndc.rays(origins, directions)
+    hits = ray_box_hits(origins, directions, scene.aabb, scene.near, scene.far)
+    return int(hits.reshape(len(scene), -1).any(dim=-1).sum())

@@ -12,11 +12,12 @@ import torch
 from .. import backend
 from ..data.camera_rig import CameraRig
 from ..errors import ArchitectureMismatch, CheckpointError, NoRunFound
-from ..fields import field_class, make_field
+from ..fields import field_class, make_config, make_field
 from ..io.checkpoint import load_checkpoint
 from ..io.run_folder import check_resume_matches, claim_run_folder, file_fingerprint
 from ..io.runs import CHECKPOINT_NAME, load_run
 from ..io.storage import storage_errors
+from ..memory import check_field_memory, check_loop_memory
 from ..option_types import check_option_types, config_with_options
 from ..presets import Preset, get_preset, merge_settings, training_preset
 from ..rendering.volume import MarchingConfig
@@ -122,6 +123,8 @@ def _distill(source, target, teacher_dir, out, preset, student_overrides, distil
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         student_options = {**chosen.field_options(target, distill_steps=config.steps), **(student_overrides or {})}
+        check_loop_memory(config.batch_rays, device)
+        check_field_memory(make_config(target, student_options), device)
         student = make_field(target, loaded.field.aabb.detach().cpu(), student_options, generator=generator)
         teacher_facts = {
             "path": str(teacher_dir.resolve()),

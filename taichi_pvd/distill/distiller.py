@@ -27,6 +27,7 @@ from ..rendering.inference import inference_fn
 from ..rendering.occupancy import OccupancyGrid
 from ..rendering.slot_compositing import composite_slots
 from ..rendering.volume import keep_composited, march, render_rays_chunked
+from ..training.interrupts import stop_requested
 from ..training.loop import OptimizationLoop
 from ..training.step_graphs import StepGraphs
 from .config import DistillConfig
@@ -267,7 +268,7 @@ class Distiller(OptimizationLoop):
         """``field``'s colours [N, 3] of rays on white, rendered as ``pvd-ti render`` does."""
         rgb, _, _ = render_rays_chunked(inference_fn(field), self.grid, origins, directions, near=self.rig.near,
                                         far=self.rig.far, background=torch.ones(3, device=self.device),
-                                        config=self.config.marching)
+                                        config=self.config.marching, should_stop=stop_requested)
         return rgb
 
     def validate(self) -> float | None:

@@ -39,6 +39,14 @@ class HashGridConfig:
     mlp_weight_decay: float = 1e-6
     """L2 weight decay on the MLPs (not on the hash table)."""
 
+    def parameter_estimate(self) -> tuple[int, dict[str, int]]:
+        """About how many parameters the field holds (at most, the hash table's), and the
+        options that set it."""
+        sizes = {"log2_table_size": self.log2_table_size}
+        if self.log2_table_size <= 0:
+            return 0, sizes
+        return self.n_levels * self.features_per_level * 2**self.log2_table_size, sizes
+
 
 def suggested_finest_resolution(image_side: int) -> int:
     """A finest hash level for images of ``image_side`` pixels (their larger side): about 1.25

@@ -31,6 +31,10 @@ class NeRFConfig:
     colour_hidden: int = 64
     """Width of the colour head's two hidden layers."""
 
+    def parameter_estimate(self) -> tuple[int, dict[str, int]]:
+        """About how many parameters the MLP holds, and the option that sets it."""
+        return self.depth * (self.width + 6 * self.frequencies + 3) * self.width, {"width": self.width}
+
     def __post_init__(self) -> None:
         if self.depth < 2:
             raise ConfigError(

@@ -54,6 +54,12 @@ class TensoRFConfig:
     colour_hidden: int = 64
     """Width of the colour head's two hidden layers."""
 
+    def parameter_estimate(self) -> tuple[int, dict[str, int]]:
+        """About how many parameters the planes and lines hold at the finest resolution, and
+        the option that sets it."""
+        r = max(self.resolution_init, self.resolution_final)
+        return 3 * (self.density_rank + self.appearance_rank) * (r * r + r), {"resolution_final": r}
+
     def __post_init__(self) -> None:
         for name in ("density_shift", "init_scale", "l1_weight", "network_lr_ratio"):
             setattr(self, name, float(getattr(self, name)))

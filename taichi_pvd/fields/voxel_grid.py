@@ -40,6 +40,11 @@ class VoxelGridConfig:
     l1_density_weight: float = 1e-5
     """Weight of the mean density sigma at the sampled voxels (L1 sparsity of empty space)."""
 
+    def parameter_estimate(self) -> tuple[int, dict[str, int]]:
+        """How many parameters the grid holds (density and SH colour per point), and the option
+        that sets it."""
+        return self.resolution**3 * (1 + 3 * SH_COEFFS), {"resolution": self.resolution}
+
     def __post_init__(self) -> None:
         for name in ("init_raw_density", "tv_density_weight", "tv_sh_weight", "l1_density_weight"):
             setattr(self, name, float(getattr(self, name)))

@@ -20,6 +20,7 @@ from .. import backend
 from ..data import generate_rays, subpixel_offsets
 from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
+from ..memory import check_render_memory
 from ..fields import RadianceField
 from .occupancy import OccupancyGrid
 from .view_sets import ViewSet
@@ -114,6 +115,7 @@ def render_views(run: RenderableRun, views: ViewSet, *, background: tuple[float,
         One :class:`Frame` per camera, in order.
     """
     device = run.grid.aabb.device
+    check_render_memory(views.width, views.height, device)
     bg = torch.tensor(views.background if background is None else background, dtype=torch.float32,
                       device=device)
     if supersample < 1:

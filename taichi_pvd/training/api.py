@@ -11,9 +11,10 @@ import torch
 from .. import backend
 from ..data import demo_scene_path, load_scene
 from ..data.camera_rig import CameraRig
-from ..fields import field_class, make_field
+from ..fields import field_class, make_config, make_field
 from ..io.run_folder import check_resume_matches, claim_run_folder, scene_fingerprint
 from ..io.storage import storage_errors
+from ..memory import check_field_memory, check_loop_memory
 from ..option_types import check_option_types, config_with_options
 from ..presets import Preset, get_preset, merge_settings, training_preset
 from .config import TrainConfig
@@ -67,14 +68,16 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
         backend.init()
         raise_if_stop_requested()
         device = backend.device()
+        field_options = {**chosen.field_options(model), **(field_overrides or {})}
+        check_loop_memory(config.batch_rays, device, config.grid_resolution)
+        check_field_memory(make_config(model, field_options), device)
         torch.manual_seed(config.seed)
         train_scene = load_scene(scene_path, "train", downscale=config.downscale, device=device)
         val_scene = load_scene(scene_path, "val", downscale=config.downscale, background=(1.0, 1.0, 1.0),
                                device=device)
         raise_if_stop_requested()
         generator = torch.Generator().manual_seed(config.seed)
-        field = make_field(model, train_scene.aabb.cpu(), {**chosen.field_options(model), **(field_overrides or {})},
-                           generator=generator)
+        field = make_field(model, train_scene.aabb.cpu(), field_options, generator=generator)
         scene = {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo,
                  "transparent": train_scene.alphas is not None, "fingerprint": scene_fingerprint(scene_path)}
         trainer = Trainer(field, train_scene, val_scene, config, out_dir,

@@ -198,8 +198,11 @@ class OptimizationLoop:
 
     def descend(self, loss: torch.Tensor) -> None:
         """Backward pass of ``loss``, Adam step (through the loss scale) and the parameter
-        average."""
+        average. A loss that depends on no parameter (a batch whose rays all missed the
+        occupied cells: no sample) changes nothing."""
         self.optimizer.zero_grad(set_to_none=True)
+        if not loss.requires_grad:
+            return
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -324,11 +327,13 @@ class OptimizationLoop:
     def render_view(self, scene: Scene, index: int, background: torch.Tensor | None = None) -> torch.Tensor:
         """View ``index`` of ``scene`` rendered with the field as it is now, as an image
         [H, W, 3] on ``background`` ([3], default white) at :attr:`config`'s marching, as
-        ``pvd-ti render`` does (float16 autocast on CUDA)."""
+        ``pvd-ti render`` does (float16 autocast on CUDA). A stop request (Ctrl-C, SIGTERM)
+        interrupts it within about a second: :class:`KeyboardInterrupt`."""
         origins, directions = image_rays(scene, index)
         bg = torch.ones(3, device=self.device) if background is None else background
         rgb, _, _ = render_rays_chunked(inference_fn(self.field), self.grid, origins, directions,
-                                        near=scene.near, far=scene.far, background=bg, config=self.config.marching)
+                                        near=scene.near, far=scene.far, background=bg, config=self.config.marching,
+                                        should_stop=stop_requested)
         return rgb.reshape(scene.height, scene.width, 3)
 
     # -- the loop ----------------------------------------------------------------------------------

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..data import RayBatch, RaySampler, Scene
+from ..advice import Advice
+from ..data import RayBatch, RaySampler, Scene, image_rays
+from ..data.rays import views_hitting_box
+from ..errors import SceneOutOfView
 from ..fields import RadianceField
 from ..rendering.occupancy import OccupancyGrid
 from ..metrics import psnr
@@ -18,6 +22,11 @@ from ..rendering.volume import composite_samples, march
 from .config import TrainConfig
 from .loop import OptimizationLoop
 
+#: A CPU run estimated to take longer than this (seconds) is told so before it starts.
+LONG_CPU_RUN_S = 15 * 60
+#: A training sample (forward and backward passes) costs about this many field evaluations.
+TRAINING_SAMPLE_COST = 3.0
+
 
 class Trainer(OptimizationLoop):
     """Trains ``field`` on ``scene`` (the training split) into ``out_dir``: random ray batches
@@ -25,6 +34,7 @@ class Trainer(OptimizationLoop):
 
     The validation split ``val_scene`` (composited on white) is rendered every
     ``config.val_every`` steps. ``run_info`` joins the checkpoint config (scene path...).
+    A scene none of whose training views sees its box raises :class:`SceneOutOfView`.
     """
 
     config: TrainConfig
@@ -32,6 +42,8 @@ class Trainer(OptimizationLoop):
     def __init__(self, field: RadianceField, scene: Scene, val_scene: Scene | None,
                  config: TrainConfig, out_dir: str | Path, run_info: dict[str, Any] | None = None):
         config.validate()
+        if views_hitting_box(scene) == 0:
+            raise SceneOutOfView(len(scene))
         self.scene = scene
         self.val_scene = val_scene
         self.run_info = dict(run_info or {})
@@ -113,5 +125,61 @@ class Trainer(OptimizationLoop):
         self.last_val_psnr = float(sum(values) / len(values))
         return self.last_val_psnr
 
+    def estimated_seconds(self) -> tuple[float, float]:
+        """A rough measure of how long the remaining steps and the validation renders take on
+        this device, in seconds ``(training, validation)``: rays of a batch and of a validation
+        view are marched through the grid as it is, and the field is timed on their samples (a
+        training sample costs about :data:`TRAINING_SAMPLE_COST` evaluations). Draws nothing
+        from the run's generator."""
+        c = self.config
+        sampler = RaySampler(self.scene, min(c.batch_rays, 4096), torch.Generator(device=self.device).manual_seed(0))
+        batch = sampler.sample()
+        with torch.no_grad():
+            samples = march(self.grid, batch.origins, batch.directions, near=self.scene.near, far=self.scene.far,
+                            config=c.marching)
+            if samples.n_samples == 0:
+                return 0.0, 0.0
+            n = min(samples.n_samples, 1 << 14)
+            x, d = samples.positions[:n], samples.directions[:n]
+            self.field_fn(x[:256], d[:256])  # kernel compilation is not part of the rate
+            start = time.perf_counter()
+            self.field_fn(x, d)
+            per_sample = (time.perf_counter() - start) / n
+            steps_left = c.steps - self.step
+            samples_per_ray = samples.n_samples / batch.origins.shape[0]
+            training = steps_left * c.batch_rays * samples_per_ray * TRAINING_SAMPLE_COST * per_sample
+            if c.time_limit_s:
+                training = min(training, c.time_limit_s)
+            if self.val_scene is None:
+                return training, 0.0
+            origins, directions = image_rays(self.val_scene, 0)
+            view = march(self.grid, origins, directions, near=self.val_scene.near, far=self.val_scene.far,
+                         config=c.marching)
+        renders = (steps_left // c.val_every if c.val_every else 0) + 1
+        views = min(c.val_views, len(self.val_scene))
+        return training, renders * views * view.n_samples * per_sample
+
+    def hints(self, preset: str | None = None) -> list[Advice]:
+        """Advice before the first step: a run on the CPU estimated (:meth:`estimated_seconds`)
+        to take over :data:`LONG_CPU_RUN_S` seconds, unless it already uses the ``preset``
+        ``cpu``."""
+        if self.device.type != "cpu" or (preset or "").split("+")[0] == "cpu":
+            return []
+        training, validation = self.estimated_seconds()
+        if training + validation <= LONG_CPU_RUN_S:
+            return []
+        finding = (f"on the CPU this run will take about {_duration(training + validation)} by a rough estimate "
+                   f"({_duration(training)} of training, {_duration(validation)} of validation renders)")
+        return [Advice(finding, "preset", "training", "cpu")]
+
     def checkpoint_config(self) -> dict[str, Any]:
         return {**self.run_info, "train": dataclasses.asdict(self.config)}
+
+
+def _duration(seconds: float) -> str:
+    """``3 h 20 min``, ``12 min``, ``40 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+    if seconds >= 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds)} s"
