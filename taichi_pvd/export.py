@@ -342,17 +342,35 @@ class PointCloud:
     """[N, 3] uint8 RGB."""
 
 
+def _unmixed_pixels(hit: torch.Tensor, depth: torch.Tensor, max_depth_jump: float) -> torch.Tensor:
+    """[H, W] bool: the pixels of ``hit`` whose four neighbours are hits too, at depths within
+    ``max_depth_jump`` times their own (not on a silhouette, where the mean depth of a pixel
+    mixes two surfaces and lies between them)."""
+    padded_hit = torch.nn.functional.pad(hit[None, None].float(), (1, 1, 1, 1))[0, 0] > 0
+    padded_depth = torch.nn.functional.pad(depth[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    keep = hit.clone()
+    h, w = hit.shape
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        keep &= padded_hit[dy:dy + h, dx:dx + w]
+        keep &= (padded_depth[dy:dy + h, dx:dx + w] - depth).abs() <= max_depth_jump * depth
+    return keep
+
+
 def extract_points(run: LoadedRun, views: ViewSet, *, n_points: int = 1_000_000, min_opacity: float = 0.9,
-                   box: np.ndarray | None = None, seed: int = 0,
+                   max_depth_jump: float = 0.01, box: np.ndarray | None = None, seed: int = 0,
                    on_progress: Progress | None = None) -> PointCloud:
     """A coloured point cloud from depth renders of ``views``: each pixel whose rendered opacity
     reaches ``min_opacity`` gives the point at its mean depth along its ray, with its colour
-    (unmixed from the background); points outside the export box (:func:`export_box` of
-    ``box``) are dropped, and ``n_points`` of the rest are kept at random (``seed``)."""
+    (unmixed from the background), unless a neighbouring pixel is no hit or lies more than
+    ``max_depth_jump`` times its depth nearer or farther (a silhouette); points outside the
+    export box (:func:`export_box` of ``box``) are dropped, and ``n_points`` of the rest are
+    kept at random (``seed``)."""
     if n_points < 1:
         raise OptionValueError("n_points", f"must be positive, got {n_points}")
     if not 0.0 < min_opacity <= 1.0:
         raise OptionValueError("min_opacity", f"must be in (0, 1], got {min_opacity}")
+    if not max_depth_jump > 0:
+        raise OptionValueError("max_depth_jump", f"must be positive, got {max_depth_jump}")
     backend.init()
     device = run.grid.aabb.device
     region = torch.as_tensor(export_box(run, box), dtype=torch.float32, device=device)
@@ -365,11 +383,12 @@ def extract_points(run: LoadedRun, views: ViewSet, *, n_points: int = 1_000_000,
         origins, directions = generate_rays(views.c2w[i:i + 1].to(device), views.intrinsics[i:i + 1].to(device),
                                             views.height, views.width)
         origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
-        opacity = torch.from_numpy(frame.opacity.reshape(-1)).to(device)
-        depth = torch.from_numpy(frame.depth.reshape(-1)).to(device)
+        opacity = torch.from_numpy(frame.opacity).to(device)
+        depth = torch.from_numpy(frame.depth).to(device) / opacity.clamp_min(1e-6)
+        hit = _unmixed_pixels(opacity >= min_opacity, depth, max_depth_jump).reshape(-1)
+        opacity, depth = opacity.reshape(-1), depth.reshape(-1)
         rgb = torch.from_numpy(frame.rgb.reshape(-1, 3))
-        hit = opacity >= min_opacity
-        x = origins[hit] + directions[hit] * (depth[hit] / opacity[hit])[:, None]
+        x = origins[hit] + directions[hit] * depth[hit, None]
         inside = ((x >= region[0]) & (x <= region[1])).all(dim=-1)
         a = opacity[hit][inside].cpu()[:, None]
         unmixed = ((rgb[hit.cpu()][inside.cpu()] - (1 - a) * background) / a).clamp(0, 1)
