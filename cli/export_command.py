@@ -68,7 +68,8 @@ def export(run_dir, kind, out, resolution, threshold, keep_largest, min_componen
     \b
     mesh    marching cubes of the density sigma at --threshold, vertex colours seen along the
             surface normal; .ply, .obj or .glb.
-    points  one point per pixel of depth renders (rendered opacity >= 0.9), with its colour; .ply.
+    points  one point per pixel of depth renders (rendered opacity >= 0.9, silhouettes
+            skipped), with its colour; .ply.
     volume  .npz: data = numpy.load(FILE);
               data["density"]  [nx, ny, nz] float32, sigma (1/world unit) at
                                data["box"][0] + data["voxel_size"] * (i, j, k)
