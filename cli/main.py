@@ -34,6 +34,7 @@ from taichi_pvd.errors import PvdError, RunTerminated
 
 from .demo_command import demo
 from .error_messages import user_message
+from .export_command import export
 from .run_commands import distill, train
 from .view_commands import eval_, info, render
 
@@ -106,6 +107,7 @@ def main(ctx: click.Context, arch: str, verbose: bool) -> None:
 main.add_command(render)
 main.add_command(eval_)
 main.add_command(info)
+main.add_command(export)
 
 
 main.add_command(train)

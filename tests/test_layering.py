@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("presets", ("taichi_pvd.presets",)),
     ("training", ("taichi_pvd.training",)),
     ("distill", ("taichi_pvd.distill",)),
-    ("jobs", ("taichi_pvd.evaluation", "taichi_pvd.run_info", "taichi_pvd.plots", "taichi_pvd.demo_job")),
+    ("jobs", ("taichi_pvd.evaluation", "taichi_pvd.run_info", "taichi_pvd.plots", "taichi_pvd.demo_job",
+              "taichi_pvd.export")),
 ]
 
 
