@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from taichi_pvd_cli.main import main
 from taichi_pvd.data.demo import write_demo_scene
 from taichi_pvd.io.checkpoint import FORMAT_VERSION, load_checkpoint
 from taichi_pvd.io.runs import CHECKPOINT_NAME
 from taichi_pvd.training.api import train
+from tests.cli_checks import assert_user_error, invoke
 
 #: A tiny model trained for 3 steps: enough to exercise every command quickly.
 TINY = ["--set", "log2_table_size=10", "--set", "n_levels=2", "--set", "finest_resolution=32",
@@ -61,24 +60,12 @@ def run_copy(hash_run, tmp_path):
     return Path(shutil.copytree(hash_run, tmp_path / "run"))
 
 
-def _invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def _assert_user_error(result, *fragments: str) -> str:
-    """Exit code 2, no traceback, exactly one ``Error:`` line holding every fragment; returns
-    that line."""
-    assert result.exit_code == 2, result.output + repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
-    return errors[0]
 
 
 def _train(scene, out, *extra):
-    return _invoke("train", "--data", scene, "--out", out, *TINY, *extra)
+    return invoke("train", "--data", scene, "--out", out, *TINY, *extra)
 
 
 # -- scenes ------------------------------------------------------------------------------------
@@ -86,25 +73,25 @@ def _train(scene, out, *extra):
 
 def test_missing_scene_folder(tmp_path):
     result = _train(tmp_path / "no-such-scene", tmp_path / "run")
-    _assert_user_error(result, "no-such-scene does not exist", "transforms_train.json")
+    assert_user_error(result, "no-such-scene does not exist", "transforms_train.json")
     assert not (tmp_path / "run").exists()
 
 
 def test_scene_path_that_is_a_file(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a scene")
-    _assert_user_error(_train(notes, tmp_path / "run"), "neither a scene folder nor a transforms .json file")
+    assert_user_error(_train(notes, tmp_path / "run"), "neither a scene folder nor a transforms .json file")
 
 
 def test_scene_folder_without_transforms(tmp_path):
     (tmp_path / "empty").mkdir()
-    _assert_user_error(_train(tmp_path / "empty", tmp_path / "run"), "no transforms_train.json",
+    assert_user_error(_train(tmp_path / "empty", tmp_path / "run"), "no transforms_train.json",
                        "NeRF-Synthetic or Instant-NGP")
 
 
 def test_scene_without_a_validation_split(scene, tmp_path):
     (scene / "transforms_val.json").unlink()
-    _assert_user_error(_train(scene, tmp_path / "run"), "no transforms_val.json")
+    assert_user_error(_train(scene, tmp_path / "run"), "no transforms_val.json")
 
 
 def _edit(fn):
@@ -160,7 +147,7 @@ BAD_TRANSFORMS = {
 def test_malformed_or_incomplete_transforms(scene, tmp_path, damage, fragments):
     damage(scene)
     result = _train(scene, tmp_path / "run")
-    _assert_user_error(result, "transforms_train.json", *fragments)
+    assert_user_error(result, "transforms_train.json", *fragments)
     assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
 
 
@@ -186,15 +173,15 @@ BAD_IMAGES = {
 @pytest.mark.parametrize("damage, fragments", BAD_IMAGES.values(), ids=BAD_IMAGES.keys())
 def test_missing_truncated_or_mis_sized_images(scene, tmp_path, damage, fragments):
     damage(scene)
-    _assert_user_error(_train(scene, tmp_path / "run"), *fragments)
+    assert_user_error(_train(scene, tmp_path / "run"), *fragments)
 
 
 def test_eval_of_a_run_whose_scene_was_removed(scene, tmp_path):
     out = tmp_path / "run"
     assert _train(scene, out).exit_code == 0
     shutil.rmtree(scene)
-    result = _invoke("eval", "--run", out, "--no-images")
-    _assert_user_error(result, "is not on this machine", "put the scene folder back")
+    result = invoke("eval", "--run", out, "--no-images")
+    assert_user_error(result, "is not on this machine", "put the scene folder back")
 
 
 # -- architectures and teachers ------------------------------------------------------------------
@@ -206,26 +193,26 @@ def test_eval_of_a_run_whose_scene_was_removed(scene, tmp_path):
     ["distill", "--from", "hash", "--to", "plenoctree"],
 ], ids=["train --model", "distill --from", "distill --to"])
 def test_unknown_architecture(args):
-    _assert_user_error(_invoke(*args), "Invalid value for", "is not one of 'grid', 'hash', 'mlp', 'vm'")
+    assert_user_error(invoke(*args), "Invalid value for", "is not one of 'grid', 'hash', 'mlp', 'vm'")
 
 
 @pytest.mark.parametrize("value, message", [("5min", "expected seconds separated by commas"),
                                             ("300,-1", "snapshot times must be positive")])
 @pytest.mark.parametrize("command", ["train", "distill"])
 def test_bad_snapshot_times(command, value, message):
-    _assert_user_error(_invoke(command, "--snapshot-at", value), "Invalid value for '--snapshot-at'", message)
+    assert_user_error(invoke(command, "--snapshot-at", value), "Invalid value for '--snapshot-at'", message)
 
 
 def test_teacher_of_another_architecture_than_from(hash_run, tmp_path):
-    result = _invoke("distill", "--from", "vm", "--to", "grid", "--teacher", hash_run,
+    result = invoke("distill", "--from", "vm", "--to", "grid", "--teacher", hash_run,
                      "--out", tmp_path / "student")
-    _assert_user_error(result, "is a 'hash' model, not 'vm'", "pass --from hash")
+    assert_user_error(result, "is a 'hash' model, not 'vm'", "pass --from hash")
     assert not (tmp_path / "student").exists()
 
 
 def test_missing_teacher(tmp_path):
-    result = _invoke("distill", "--from", "hash", "--to", "grid", "--runs-root", tmp_path / "runs")
-    _assert_user_error(result, "no 'hash' run found", "pvd-ti train --model hash", "--teacher")
+    result = invoke("distill", "--from", "hash", "--to", "grid", "--runs-root", tmp_path / "runs")
+    assert_user_error(result, "no 'hash' run found", "pvd-ti train --model hash", "--teacher")
 
 
 # -- damaged checkpoints ------------------------------------------------------------------------
@@ -271,8 +258,8 @@ COMMANDS = {
 def test_damaged_checkpoint(run_copy, tmp_path, command, damage):
     damage_fn, fragments = DAMAGES[damage]
     damage_fn(run_copy / CHECKPOINT_NAME)
-    result = _invoke(*COMMANDS[command](run_copy, tmp_path))
-    _assert_user_error(result, str(run_copy), *fragments)
+    result = invoke(*COMMANDS[command](run_copy, tmp_path))
+    assert_user_error(result, str(run_copy), *fragments)
     assert not (tmp_path / "student").exists() and not (tmp_path / "frames").exists()
 
 
@@ -299,8 +286,8 @@ def test_checkpoint_carrying_pickled_code_is_refused_and_never_run(run_copy, tmp
     payload["meta"]["note"] = _Payload(mark)
     torch.save(payload, path)
 
-    result = _invoke(*COMMANDS[command](run_copy, tmp_path))
-    _assert_user_error(result, "holds pickled Python objects", "_leave_mark",
+    result = invoke(*COMMANDS[command](run_copy, tmp_path))
+    assert_user_error(result, "holds pickled Python objects", "_leave_mark",
                        "refused because loading it could run code")
     assert not mark.exists()
     torch.load(path, weights_only=False)  # the control: an unsafe loader does run it
@@ -312,29 +299,29 @@ def test_checkpoint_carrying_pickled_code_is_refused_and_never_run(run_copy, tmp
 
 def test_output_folder_holding_a_run_is_refused(scene, run_copy):
     before = (run_copy / CHECKPOINT_NAME).read_bytes()
-    _assert_user_error(_train(scene, run_copy), "already holds a run", "--resume", "--overwrite")
+    assert_user_error(_train(scene, run_copy), "already holds a run", "--resume", "--overwrite")
     assert (run_copy / CHECKPOINT_NAME).read_bytes() == before
 
 
 def test_distilling_into_a_folder_holding_a_run_is_refused(hash_run, run_copy):
     before = (run_copy / CHECKPOINT_NAME).read_bytes()
-    result = _invoke("distill", "--from", "hash", "--to", "grid", "--teacher", hash_run, "--out", run_copy)
-    _assert_user_error(result, "already holds a run", "--resume", "--overwrite")
+    result = invoke("distill", "--from", "hash", "--to", "grid", "--teacher", hash_run, "--out", run_copy)
+    assert_user_error(result, "already holds a run", "--resume", "--overwrite")
     assert (run_copy / CHECKPOINT_NAME).read_bytes() == before
 
 
 def test_resume_without_a_run(scene, tmp_path):
-    _assert_user_error(_train(scene, tmp_path / "run", "--resume"), "nothing to resume", "drop --resume")
+    assert_user_error(_train(scene, tmp_path / "run", "--resume"), "nothing to resume", "drop --resume")
 
 
 def test_resume_and_overwrite_together(scene, run_copy):
-    _assert_user_error(_train(scene, run_copy, "--resume", "--overwrite"), "contradict each other")
+    assert_user_error(_train(scene, run_copy, "--resume", "--overwrite"), "contradict each other")
 
 
 def test_resuming_with_another_architecture_is_refused(scene, run_copy):
-    result = _invoke("train", "--data", scene, "--out", run_copy, "--model", "grid", "--steps", "3",
+    result = invoke("train", "--data", scene, "--out", run_copy, "--model", "grid", "--steps", "3",
                      "--grid-resolution", "16", "--set", "resolution=16", "--resume")
-    _assert_user_error(result, "holds a 'hash' run, not 'grid'")
+    assert_user_error(result, "holds a 'hash' run, not 'grid'")
 
 
 # -- options ------------------------------------------------------------------------------------
@@ -364,7 +351,7 @@ BAD_TRAIN_OPTIONS = {
 
 @pytest.mark.parametrize("extra, fragment", BAD_TRAIN_OPTIONS.values(), ids=BAD_TRAIN_OPTIONS.keys())
 def test_out_of_range_training_options(scene, tmp_path, extra, fragment):
-    _assert_user_error(_train(scene, tmp_path / "run", *extra), fragment)
+    assert_user_error(_train(scene, tmp_path / "run", *extra), fragment)
     assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
 
 
@@ -391,9 +378,9 @@ BAD_DISTILL_OPTIONS = {
 
 @pytest.mark.parametrize("extra, fragment", BAD_DISTILL_OPTIONS.values(), ids=BAD_DISTILL_OPTIONS.keys())
 def test_out_of_range_distillation_options(hash_run, tmp_path, extra, fragment):
-    result = _invoke("distill", "--from", "hash", "--to", "grid", "--teacher", hash_run, "--out",
+    result = invoke("distill", "--from", "hash", "--to", "grid", "--teacher", hash_run, "--out",
                      tmp_path / "student", *extra)
-    _assert_user_error(result, fragment)
+    assert_user_error(result, fragment)
     assert not (tmp_path / "student" / CHECKPOINT_NAME).exists()
 
 
@@ -406,21 +393,21 @@ def _out_of_memory(**kwargs):
 
 def test_gpu_out_of_memory_in_training_gives_advice(scene, tmp_path, monkeypatch):
     monkeypatch.setattr("taichi_pvd.training.api.train", _out_of_memory)
-    _assert_user_error(_train(scene, tmp_path / "run"), "GPU ran out of memory", "Tried to allocate 2.00 GiB",
+    assert_user_error(_train(scene, tmp_path / "run"), "GPU ran out of memory", "Tried to allocate 2.00 GiB",
                        "smaller --batch-rays (e.g. --batch-rays 32)", "--resume")
 
 
 def test_gpu_out_of_memory_in_distillation_gives_advice(hash_run, tmp_path, monkeypatch):
     monkeypatch.setattr("taichi_pvd.distill.api.distill", _out_of_memory)
-    result = _invoke("distill", "--from", "hash", "--to", "grid", "--teacher", hash_run,
+    result = invoke("distill", "--from", "hash", "--to", "grid", "--teacher", hash_run,
                      "--out", tmp_path / "student")
-    _assert_user_error(result, "GPU ran out of memory", "smaller --batch-rays")
+    assert_user_error(result, "GPU ran out of memory", "smaller --batch-rays")
 
 
 def test_arch_cuda_without_a_gpu_falls_back_to_the_cpu_with_a_warning(scene, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="no CUDA GPU is visible to torch: falling back to the CPU"):
-        result = _invoke("--arch", "cuda", "train", "--data", scene, "--out", tmp_path / "run", *TINY)
+        result = invoke("--arch", "cuda", "train", "--data", scene, "--out", tmp_path / "run", *TINY)
     assert result.exit_code == 0, result.output
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME).meta["step"] == 3
 

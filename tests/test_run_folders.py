@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from taichi_pvd import backend
 from taichi_pvd.data.demo import write_demo_scene
@@ -29,7 +28,7 @@ from taichi_pvd.io.checkpoint import load_checkpoint, save_checkpoint
 from taichi_pvd.io.run_folder import LOCK_NAME, REPLACED_DIR, claim_run_folder
 from taichi_pvd.io.runs import CHECKPOINT_NAME, HISTORY_NAME, METRICS_NAME, append_history, read_history, write_json
 from taichi_pvd.training.api import train
-from taichi_pvd_cli.main import main
+from tests.cli_checks import assert_user_error, error_line, invoke
 
 REPO = Path(__file__).resolve().parents[1]
 HASH = {"log2_table_size": 10, "n_levels": 2, "finest_resolution": 32}
@@ -79,22 +78,10 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != LOCK_NAME}
 
 
-def _invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def _error_line(output: str, *fragments: str) -> str:
-    assert "Traceback" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, output
-    for fragment in fragments:
-        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
-    return errors[0]
 
 
-def _assert_user_error(result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output + repr(result.exception)
-    return _error_line(result.output, *fragments)
 
 
 # -- --overwrite keeps the earlier run until the new one has a checkpoint --------------------------
@@ -108,15 +95,15 @@ def _assert_user_error(result, *fragments: str) -> str:
 def test_overwrite_with_wrong_inputs_keeps_the_earlier_run(scenes, run_copy, extra, fragment):
     before = _snapshot(run_copy)
     args = ["train", "--data", scenes[0], *TINY, *extra, "--overwrite", "--out", run_copy]
-    _assert_user_error(_invoke(*args), fragment)
+    assert_user_error(invoke(*args), fragment)
     assert _snapshot(run_copy) == before
 
 
 def test_distill_overwrite_with_wrong_inputs_keeps_the_earlier_run(hash_run, run_copy):
     before = _snapshot(run_copy)
-    result = _invoke("distill", *DISTILL, "--teacher", hash_run, "--set", "bogus=1", "--overwrite",
+    result = invoke("distill", *DISTILL, "--teacher", hash_run, "--set", "bogus=1", "--overwrite",
                      "--out", run_copy)
-    _assert_user_error(result, "bogus")
+    assert_user_error(result, "bogus")
     assert _snapshot(run_copy) == before
 
 
@@ -129,7 +116,7 @@ def test_overwrite_whose_run_crashes_before_its_first_checkpoint_keeps_the_earli
 
     monkeypatch.setattr(Trainer, "train_step", crash)
     before = _snapshot(run_copy)
-    result = _invoke("train", "--data", scenes[0], *TINY, "--overwrite", "--out", run_copy)
+    result = invoke("train", "--data", scenes[0], *TINY, "--overwrite", "--out", run_copy)
     assert result.exit_code == 1 and "a bug in the new run" in str(result.exception)
     assert _snapshot(run_copy) == before
     assert not (run_copy / REPLACED_DIR).exists()
@@ -138,7 +125,7 @@ def test_overwrite_whose_run_crashes_before_its_first_checkpoint_keeps_the_earli
 def test_overwrite_replaces_the_earlier_run_once_the_new_one_is_saved(scenes, run_copy):
     (run_copy / "eval").mkdir()
     (run_copy / "eval" / "old.png").write_bytes(b"old")
-    result = _invoke("train", "--data", scenes[1], *TINY, "--steps", "2", "--overwrite", "--out", run_copy)
+    result = invoke("train", "--data", scenes[1], *TINY, "--steps", "2", "--overwrite", "--out", run_copy)
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run_copy / CHECKPOINT_NAME).meta["step"] == 2
     assert [r["step"] for r in read_history(run_copy)] == [2]
@@ -159,8 +146,8 @@ def test_a_replacement_killed_before_its_checkpoint_is_undone_at_the_next_claim(
 
 
 def test_a_new_run_that_fails_leaves_no_folder_behind(tmp_path):
-    result = _invoke("train", "--data", tmp_path / "TYPO", *TINY, "--out", tmp_path / "new" / "run")
-    _assert_user_error(result, "does not exist")
+    result = invoke("train", "--data", tmp_path / "TYPO", *TINY, "--out", tmp_path / "new" / "run")
+    assert_user_error(result, "does not exist")
     assert not (tmp_path / "new" / "run").exists()
 
 
@@ -174,12 +161,12 @@ def test_a_second_run_into_a_folder_in_use_is_refused(scenes, hash_run, tmp_path
         held.write("process 4242\n")
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = _invoke("train", "--data", scenes[0], *TINY, "--out", out)
-        _assert_user_error(result, f"{out} is in use by another run (process 4242)", "choose another --out")
-        distilled = _invoke("distill", *DISTILL, "--teacher", hash_run, "--out", out)
-        _assert_user_error(distilled, "is in use by another run")
+        result = invoke("train", "--data", scenes[0], *TINY, "--out", out)
+        assert_user_error(result, f"{out} is in use by another run (process 4242)", "choose another --out")
+        distilled = invoke("distill", *DISTILL, "--teacher", hash_run, "--out", out)
+        assert_user_error(distilled, "is in use by another run")
     assert not (out / CHECKPOINT_NAME).exists() and not (out / HISTORY_NAME).exists()
-    assert _invoke("train", "--data", scenes[0], *TINY, "--out", out).exit_code == 0  # free again
+    assert invoke("train", "--data", scenes[0], *TINY, "--out", out).exit_code == 0  # free again
 
 
 def test_two_runs_started_together_into_one_folder_one_is_refused(scenes, tmp_path):
@@ -192,7 +179,7 @@ def test_two_runs_started_together_into_one_folder_one_is_refused(scenes, tmp_pa
     results = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
-    refused = _error_line(next(output for code, output in results if code == 2))
+    refused = error_line(next(output for code, output in results if code == 2))
     # Refused by the lock; or, where the first finished before the second started, by its run.
     assert "is in use by another run" in refused or "already holds a run" in refused
     assert [r["step"] for r in read_history(out)] == [30]
@@ -202,7 +189,7 @@ def test_two_runs_started_together_into_one_folder_one_is_refused(scenes, tmp_pa
 def test_stale_temporary_files_of_killed_saves_are_removed(scenes, run_copy):
     stale = run_copy / ".checkpoint.pt.abc123.tmp"
     stale.write_bytes(b"x" * 1000)
-    result = _invoke("train", "--data", scenes[0], *TINY, "--steps", "4", "--resume", "--out", run_copy)
+    result = invoke("train", "--data", scenes[0], *TINY, "--steps", "4", "--resume", "--out", run_copy)
     assert result.exit_code == 0, result.output
     assert not stale.exists()
     assert not list(run_copy.glob(".*.tmp"))
@@ -214,17 +201,17 @@ def test_stale_temporary_files_of_killed_saves_are_removed(scenes, run_copy):
 def test_resume_on_another_scene_is_refused_unless_forced(scenes, run_copy):
     before = _snapshot(run_copy)
     args = ["train", "--data", scenes[1], *TINY, "--steps", "4", "--out", run_copy, "--resume"]
-    _assert_user_error(_invoke(*args), "was made from the scene", str(scenes[0].resolve()), str(scenes[1].resolve()),
+    assert_user_error(invoke(*args), "was made from the scene", str(scenes[0].resolve()), str(scenes[1].resolve()),
                        "pass --resume --force to continue anyway")
     assert _snapshot(run_copy) == before
-    forced = _invoke(*args, "--force")
+    forced = invoke(*args, "--force")
     assert forced.exit_code == 0, forced.output
     assert load_checkpoint(run_copy / CHECKPOINT_NAME).meta["step"] == 4
 
 
 def test_resume_on_a_copy_of_the_same_scene_is_accepted(scenes, run_copy, tmp_path):
     moved = shutil.copytree(scenes[0], tmp_path / "moved-scene")
-    result = _invoke("train", "--data", moved, *TINY, "--steps", "4", "--out", run_copy, "--resume")
+    result = invoke("train", "--data", moved, *TINY, "--steps", "4", "--out", run_copy, "--resume")
     assert result.exit_code == 0, result.output
 
 
@@ -234,15 +221,15 @@ def test_resume_on_the_same_path_with_other_content_is_refused(scenes, tmp_path)
     meta = json.loads((scene / "transforms_train.json").read_text())
     meta["frames"] = meta["frames"][:3]
     (scene / "transforms_train.json").write_text(json.dumps(meta))
-    result = _invoke("train", "--data", scene, *TINY, "--steps", "4", "--out", out, "--resume")
-    _assert_user_error(result, "(as it was then)", "its present content", "--resume --force")
+    result = invoke("train", "--data", scene, *TINY, "--steps", "4", "--out", out, "--resume")
+    assert_user_error(result, "(as it was then)", "its present content", "--resume --force")
 
 
 @pytest.fixture(scope="module")
 def student(hash_run, scenes, tmp_path_factory):
     """A distillation of ``hash_run`` (3 steps), and another hash teacher and a grid teacher."""
     root = tmp_path_factory.mktemp("students")
-    result = _invoke("distill", *DISTILL, "--teacher", hash_run, "--out", root / "student")
+    result = invoke("distill", *DISTILL, "--teacher", hash_run, "--out", root / "student")
     assert result.exit_code == 0, result.output
     other = _trained(scenes[0], root / "other-hash", seed=9)
     grid = root / "grid"
@@ -259,10 +246,10 @@ def test_distill_resume_from_another_teacher_is_refused_unless_forced(student, t
     before = _snapshot(out)
     args = ["distill", *DISTILL, "--from", source, "--teacher", student[teacher], "--steps", "4", "--out", out,
             "--resume"]
-    _assert_user_error(_invoke(*args), "was made from the teacher", fragment, "--resume --force")
+    assert_user_error(invoke(*args), "was made from the teacher", fragment, "--resume --force")
     assert _snapshot(out) == before
     if teacher == "other":
-        forced = _invoke(*args, "--force")
+        forced = invoke(*args, "--force")
         assert forced.exit_code == 0, forced.output
 
 
@@ -363,11 +350,11 @@ def test_ctrl_c_during_start_up_stops_the_run_and_keeps_the_earlier_one(scenes, 
 # -- unwritable outputs and full disks -----------------------------------------------------------
 
 
-def test_out_under_a_file_or_in_proc_is_an_error_line(scenes, tmp_path):
+def test_out_under_a_file_or_in_proc_is_anerror_line(scenes, tmp_path):
     (tmp_path / "a-file").write_text("x")
-    _assert_user_error(_invoke("train", "--data", scenes[0], *TINY, "--out", tmp_path / "a-file" / "run"),
+    assert_user_error(invoke("train", "--data", scenes[0], *TINY, "--out", tmp_path / "a-file" / "run"),
                        "a part of its path is a file", "choose another --out folder")
-    _assert_user_error(_invoke("train", "--data", scenes[0], *TINY, "--out", "/proc/pvd-ti-run"),
+    assert_user_error(invoke("train", "--data", scenes[0], *TINY, "--out", "/proc/pvd-ti-run"),
                        "cannot be created there")
 
 
@@ -383,16 +370,16 @@ def test_a_full_disk_during_a_save_is_an_error_line_and_keeps_the_last_checkpoin
                                                                                   monkeypatch):
     before = _snapshot(run_copy)
     monkeypatch.setattr("taichi_pvd.io.checkpoint.torch.save", _disk_full)
-    result = _invoke("train", "--data", scenes[0], *TINY, "--steps", "5", "--resume", "--out", run_copy)
-    _assert_user_error(result, "no space left on the device", "free some space")
+    result = invoke("train", "--data", scenes[0], *TINY, "--steps", "5", "--resume", "--out", run_copy)
+    assert_user_error(result, "no space left on the device", "free some space")
     assert _snapshot(run_copy) == before
     assert not list(run_copy.glob(".*.tmp"))
 
 
 def test_a_full_disk_in_a_new_run_leaves_nothing(scenes, tmp_path, monkeypatch):
     monkeypatch.setattr("taichi_pvd.io.checkpoint.torch.save", _disk_full)
-    result = _invoke("train", "--data", scenes[0], *TINY, "--out", tmp_path / "run")
-    _assert_user_error(result, "no space left on the device")
+    result = invoke("train", "--data", scenes[0], *TINY, "--out", tmp_path / "run")
+    assert_user_error(result, "no space left on the device")
     assert not (tmp_path / "run").exists()
 
 
@@ -400,18 +387,18 @@ def _read_only(path, *args, **kwargs):
     raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
 
-def test_eval_of_a_run_on_a_read_only_disk_is_an_error_line(run_copy, monkeypatch):
+def test_eval_of_a_run_on_a_read_only_disk_is_anerror_line(run_copy, monkeypatch):
     monkeypatch.setattr("taichi_pvd.evaluation.write_png", _read_only)
-    result = _invoke("eval", "--run", run_copy, "--views", "1")
-    _assert_user_error(result, "the file system is read-only", str(run_copy / "eval"))
+    result = invoke("eval", "--run", run_copy, "--views", "1")
+    assert_user_error(result, "the file system is read-only", str(run_copy / "eval"))
 
 
 def test_render_and_plot_to_a_path_under_a_file_are_error_lines(run_copy, tmp_path):
     (tmp_path / "a-file").write_text("x")
-    result = _invoke("render", "--run", run_copy, "--frames", "1", "--size", "8x8", "--out", tmp_path / "a-file" / "r")
-    _assert_user_error(result, "cannot write", "a-file")
-    plotted = _invoke("info", run_copy, "--plot", tmp_path / "a-file" / "psnr.png")
-    _assert_user_error(plotted, "cannot write", "a-file")
+    result = invoke("render", "--run", run_copy, "--frames", "1", "--size", "8x8", "--out", tmp_path / "a-file" / "r")
+    assert_user_error(result, "cannot write", "a-file")
+    plotted = invoke("info", run_copy, "--plot", tmp_path / "a-file" / "psnr.png")
+    assert_user_error(plotted, "cannot write", "a-file")
     assert (tmp_path / "a-file").read_text() == "x"
 
 
@@ -525,7 +512,7 @@ def test_resume_drops_history_logged_after_the_checkpoint_and_a_half_written_lin
     with open(run_copy / HISTORY_NAME, "a") as f:
         f.write('{"step": 4, "loss": 0.1}\n{"step": 5, "lo')
     assert [r["step"] for r in read_history(run_copy)] == [3, 4]
-    result = _invoke("train", "--data", scenes[0], *TINY, "--steps", "5", "--resume", "--out", run_copy)
+    result = invoke("train", "--data", scenes[0], *TINY, "--steps", "5", "--resume", "--out", run_copy)
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_history(run_copy)] == [3, 5]
     for line in (run_copy / HISTORY_NAME).read_text().splitlines():

@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from taichi_pvd_cli.main import main
 from taichi_pvd.data.demo import write_demo_scene, write_forward_facing_demo
 from taichi_pvd.data.rays import views_hitting_box
 from taichi_pvd.data import load_scene
 from taichi_pvd.io.runs import CHECKPOINT_NAME, METRICS_NAME
+from tests.cli_checks import assert_user_error, invoke
 
 TINY_HASH = ["--set", "log2_table_size=10", "--set", "n_levels=2", "--set", "finest_resolution=32"]
 TINY_RUN = ["--steps", "3", "--batch-rays", "64", "--val-every", "0", "--checkpoint-every", "0",
@@ -40,19 +39,8 @@ def scene(scene_template, tmp_path):
     return Path(shutil.copytree(scene_template, tmp_path / "scene"))
 
 
-def _invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def _error_line(result, *fragments: str) -> str:
-    """Exit code 2, no traceback, one ``Error:`` line holding every fragment."""
-    assert result.exit_code == 2, result.output + repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
-    return errors[0]
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -102,9 +90,9 @@ def _rewrite_poses(scene: Path, fix) -> None:
 @pytest.mark.parametrize("mistake", WRONG_POSES)
 def test_poses_that_miss_the_scene_box_are_refused_with_one_message(scene, tmp_path, mistake):
     _rewrite_poses(scene, WRONG_POSES[mistake])
-    result = _invoke("train", "--data", scene, "--out", tmp_path / "run", "--model", "grid",
+    result = invoke("train", "--data", scene, "--out", tmp_path / "run", "--model", "grid",
                      "--set", "resolution=16", *TINY_RUN)
-    _error_line(result, "no ray of the 4 training views hits the scene box", "check the pose convention")
+    assert_user_error(result, "no ray of the 4 training views hits the scene box", "check the pose convention")
     assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
     assert not (tmp_path / "run" / METRICS_NAME).exists()
 
@@ -113,8 +101,8 @@ def test_opencv_poses_are_refused_for_every_architecture_that_would_train_on_not
     _rewrite_poses(scene, _opencv_axes)
     for model, options in (("vm", ["--set", "resolution_init=8", "--set", "resolution_final=8"]),
                            ("hash", TINY_HASH)):
-        result = _invoke("train", "--data", scene, "--out", tmp_path / model, "--model", model, *options, *TINY_RUN)
-        _error_line(result, "no ray of the 4 training views hits the scene box")
+        result = invoke("train", "--data", scene, "--out", tmp_path / model, "--model", model, *options, *TINY_RUN)
+        assert_user_error(result, "no ray of the 4 training views hits the scene box")
 
 
 def test_views_hitting_box_counts_the_views_that_see_the_scene(scene):
@@ -125,7 +113,7 @@ def test_views_hitting_box_counts_the_views_that_see_the_scene(scene):
 
 @pytest.mark.parametrize("batch_rays", [1, 8])
 def test_steps_whose_few_rays_all_miss_the_scene_are_skipped(scene, tmp_path, batch_rays):
-    result = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, "--steps", "30",
+    result = invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, "--steps", "30",
                      "--batch-rays", batch_rays, "--val-every", "0", "--checkpoint-every", "0",
                      "--grid-resolution", "16")
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -141,24 +129,24 @@ def test_steps_whose_few_rays_all_miss_the_scene_are_skipped(scene, tmp_path, ba
     (["--set", "log2_table_size=60"], "--set log2_table_size=60 needs about"),
 ])
 def test_a_hash_run_too_large_for_memory_is_refused_with_the_figure(scene, tmp_path, args, fragment):
-    result = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN, *args)
-    line = _error_line(result, fragment, "of memory, more than the", "available in RAM")
+    result = invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN, *args)
+    line = assert_user_error(result, fragment, "of memory, more than the", "available in RAM")
     assert "iB" in line
     assert not (tmp_path / "run").exists()
 
 
 def test_a_run_too_large_for_memory_leaves_the_run_it_would_overwrite(scene, tmp_path):
-    trained = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN)
+    trained = invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN)
     assert trained.exit_code == 0, trained.output
     before = _digest(tmp_path / "run")
-    result = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN,
+    result = invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN,
                      "--batch-rays", "1000000000", "--overwrite")
-    _error_line(result, "--batch-rays 1000000000 needs about")
+    assert_user_error(result, "--batch-rays 1000000000 needs about")
     assert _digest(tmp_path / "run") == before
 
-    result = _invoke("distill", "--teacher", tmp_path / "run", "--to", "grid", "--out", tmp_path / "student",
+    result = invoke("distill", "--teacher", tmp_path / "run", "--to", "grid", "--out", tmp_path / "student",
                      "--batch-rays", "1000000000")
-    _error_line(result, "--batch-rays 1000000000 needs about")
+    assert_user_error(result, "--batch-rays 1000000000 needs about")
     assert not (tmp_path / "student").exists()
     assert _digest(tmp_path / "run") == before
 
@@ -166,23 +154,23 @@ def test_a_run_too_large_for_memory_leaves_the_run_it_would_overwrite(scene, tmp
 @pytest.mark.parametrize("model, option", [("grid", "resolution=100000"), ("vm", "resolution_final=1000000"),
                                            ("mlp", "width=10000000")])
 def test_a_field_too_large_for_memory_is_refused_before_it_is_allocated(scene, tmp_path, model, option):
-    result = _invoke("train", "--data", scene, "--out", tmp_path / "run", "--model", model, "--set", option,
+    result = invoke("train", "--data", scene, "--out", tmp_path / "run", "--model", model, "--set", option,
                      *TINY_RUN)
-    _error_line(result, f"--set {option} needs about", "available in RAM")
+    assert_user_error(result, f"--set {option} needs about", "available in RAM")
 
 
 def test_a_demo_scene_too_large_for_memory_is_refused_and_leaves_no_folder(tmp_path):
-    result = _invoke("scene", "demo", "--out", tmp_path / "big", "--size", "100000")
-    _error_line(result, "--size 100000 needs about", "available in RAM")
+    result = invoke("scene", "demo", "--out", tmp_path / "big", "--size", "100000")
+    assert_user_error(result, "--size 100000 needs about", "available in RAM")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_render_size_too_large_for_memory_is_refused_before_writing(scene, tmp_path):
-    trained = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN)
+    trained = invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN)
     assert trained.exit_code == 0, trained.output
     before = _digest(tmp_path / "run")
-    result = _invoke("render", "--run", tmp_path / "run", "--size", "100000x100000", "--out", tmp_path / "frames")
-    _error_line(result, "--size 100000x100000 needs about", "available in RAM")
+    result = invoke("render", "--run", tmp_path / "run", "--size", "100000x100000", "--out", tmp_path / "frames")
+    assert_user_error(result, "--size 100000x100000 needs about", "available in RAM")
     assert not (tmp_path / "frames").exists()
     assert _digest(tmp_path / "run") == before
 
@@ -208,9 +196,9 @@ def test_an_empty_poses_bounds_file_is_a_scene_error_in_a_real_process(tmp_path)
     ("marching=5", "marching=5 should be a set of key=value options"),
 ])
 def test_nested_training_options_are_checked_against_their_schema(scene, tmp_path, value, fragment):
-    result = _invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN,
+    result = invoke("train", "--data", scene, "--out", tmp_path / "run", *TINY_HASH, *TINY_RUN,
                      "--train-set", value)
-    _error_line(result, fragment)
+    assert_user_error(result, fragment)
     assert not (tmp_path / "run").exists()
 
 
@@ -227,15 +215,15 @@ def test_an_unknown_nested_distillation_option_is_refused():
                                      ["forward-facing", "--width", "8", "--height", "8"]])
 def test_a_scene_is_never_written_over_another(scene, command):
     before = _digest(scene)
-    result = _invoke("scene", *command, "--out", scene, "--n-train" if command[0] != "forward-facing" else "--rows",
+    result = invoke("scene", *command, "--out", scene, "--n-train" if command[0] != "forward-facing" else "--rows",
                      "2")
-    _error_line(result, f"{scene} already exists and is not empty: choose another --out folder")
+    assert_user_error(result, f"{scene} already exists and is not empty: choose another --out folder")
     assert _digest(scene) == before
 
 
 def test_a_scene_may_be_written_into_an_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = _invoke("scene", "demo", "--out", tmp_path / "empty", "--size", "8", "--n-train", "2",
+    result = invoke("scene", "demo", "--out", tmp_path / "empty", "--size", "8", "--n-train", "2",
                      "--n-val", "1", "--n-test", "1")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "empty" / "transforms_train.json").is_file()

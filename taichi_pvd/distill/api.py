@@ -14,7 +14,7 @@ from ..data.camera_rig import CameraRig
 from ..errors import ArchitectureMismatch, CheckpointError, NoRunFound
 from ..fields import field_class, make_config, make_field
 from ..io.checkpoint import load_checkpoint
-from ..io.run_folder import check_resume_matches, claim_run_folder, file_fingerprint
+from ..io.run_folder import claim_run_folder, file_fingerprint
 from ..io.runs import CHECKPOINT_NAME, load_run
 from ..io.storage import storage_errors
 from ..memory import check_field_memory, check_loop_memory
@@ -22,6 +22,7 @@ from ..option_types import check_option_types, config_with_options
 from ..presets import Preset, get_preset, merge_settings, training_preset
 from ..rendering.volume import MarchingConfig
 from ..training.config import TrainConfig
+from ..training.api import run_in_folder
 from ..training.interrupts import graceful_termination, raise_if_stop_requested
 from ..training.loop import ProgressFn, ValidateFn
 from .config import DistillConfig
@@ -140,12 +141,6 @@ def _distill(source, target, teacher_dir, out, preset, student_overrides, distil
             },
         }
         distiller = Distiller(loaded.field, loaded.grid, student, rig, config, out_dir, device, run_info=run_info)
-        if folder.resuming:
-            distiller.resume(check=lambda recorded: check_resume_matches(out_dir, recorded, {"teacher": teacher_facts},
-                                                                         force=force))
-        if on_ready is not None:
-            on_ready(distiller)
-        folder.replace_earlier_run()
-        distiller.on_checkpoint = folder.on_checkpoint
-        metrics = distiller.run(on_progress, on_validate)
+        metrics = run_in_folder(distiller, folder, {"teacher": teacher_facts}, force=force, on_ready=on_ready,
+                                on_progress=on_progress, on_validate=on_validate)
     return {**metrics, "teacher": str(teacher_dir), "run_dir": str(out_dir)}

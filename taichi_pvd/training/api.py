@@ -12,14 +12,14 @@ from .. import backend
 from ..data import demo_scene_path, load_scene
 from ..data.camera_rig import CameraRig
 from ..fields import field_class, make_config, make_field
-from ..io.run_folder import check_resume_matches, claim_run_folder, scene_fingerprint
+from ..io.run_folder import RunFolder, check_resume_matches, claim_run_folder, scene_fingerprint
 from ..io.storage import storage_errors
 from ..memory import check_field_memory, check_loop_memory
 from ..option_types import check_option_types, config_with_options
 from ..presets import Preset, get_preset, merge_settings, training_preset
 from .config import TrainConfig
 from .interrupts import graceful_termination, raise_if_stop_requested
-from .loop import ProgressFn, ValidateFn
+from .loop import OptimizationLoop, ProgressFn, ValidateFn
 from .trainer import Trainer
 
 def default_run_dir(scene_path: Path, model: str, demo: bool, root: Path = Path("runs")) -> Path:
@@ -82,12 +82,22 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
                  "transparent": train_scene.alphas is not None, "fingerprint": scene_fingerprint(scene_path)}
         trainer = Trainer(field, train_scene, val_scene, config, out_dir,
                           run_info={"scene": scene, "camera_rig": CameraRig.from_scene(train_scene).to_dict()})
-        if folder.resuming:
-            trainer.resume(check=lambda recorded: check_resume_matches(out_dir, recorded, {"scene": scene},
-                                                                       force=force))
-        if on_ready is not None:
-            on_ready(trainer)
-        folder.replace_earlier_run()
-        trainer.on_checkpoint = folder.on_checkpoint
-        metrics = trainer.run(on_progress, on_validate)
+        metrics = run_in_folder(trainer, folder, {"scene": scene}, force=force, on_ready=on_ready,
+                                on_progress=on_progress, on_validate=on_validate)
     return {**metrics, "run_dir": str(out_dir)}
+
+
+def run_in_folder(loop: OptimizationLoop, folder: RunFolder, facts: dict[str, Any], *, force: bool,
+                  on_ready=None, on_progress: ProgressFn | None = None,
+                  on_validate: ValidateFn | None = None) -> dict[str, Any]:
+    """Run ``loop`` in the run folder it claimed: resume it first when ``folder`` holds the run
+    to continue (``facts``, e.g. the scene's, must match what that run recorded unless
+    ``force``), call ``on_ready(loop)``, replace an earlier run, then optimise. Returns the
+    final metrics."""
+    if folder.resuming:
+        loop.resume(check=lambda recorded: check_resume_matches(loop.out_dir, recorded, facts, force=force))
+    if on_ready is not None:
+        on_ready(loop)
+    folder.replace_earlier_run()
+    loop.on_checkpoint = folder.on_checkpoint
+    return loop.run(on_progress, on_validate)

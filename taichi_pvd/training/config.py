@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError, OptionValueError
+from ..errors import OptionValueError
 from .loop_config import LoopConfig
 
 
