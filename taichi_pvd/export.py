@@ -33,6 +33,7 @@ from .data import generate_rays
 from .errors import OptionValueError, PvdError
 from .io.runs import LoadedRun
 from .kernels.contraction import contract
+from .memory import available_bytes
 from .rendering.inference import render_views
 from .rendering.view_sets import ViewSet
 
@@ -131,27 +132,13 @@ def voxel_grid(box: np.ndarray, resolution: int) -> VoxelGrid:
     return VoxelGrid(np.asarray(box[0], dtype=np.float64), voxel, shape)
 
 
-def _available_memory() -> int | None:
-    """Bytes of host memory available now (Linux), or None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_fits(grid: VoxelGrid, bytes_per_voxel: int, available: int | None = None) -> None:
     """Raise :class:`OptionValueError` on ``resolution`` when the host arrays of ``grid`` would
-    take more than 80% of the available memory (``available`` bytes; None: measured)."""
+    take more than 80% of the available memory (``available`` bytes; None: measured by
+    :func:`~taichi_pvd.memory.available_bytes`)."""
     needed = grid.n_points * bytes_per_voxel
-    available = _available_memory() if available is None else available
-    if available is not None and needed > 0.8 * available:
+    available = available_bytes("cpu")[0] if available is None else available
+    if needed > 0.8 * available:
         raise OptionValueError(
             "resolution", f"gives {grid.shape[0]}x{grid.shape[1]}x{grid.shape[2]} voxels, which need about "
             f"{needed / 2**30:.1f} GiB of memory, more than the {available / 2**30:.1f} GiB available: choose a lower one")
