@@ -10,7 +10,7 @@ import torch
 
 from taichi_pvd.errors import CheckpointError, ConfigError
 from taichi_pvd.fields import make_config, make_field
-from taichi_pvd.fields.base import density_from_raw
+from taichi_pvd.fields.base import RAW_DENSITY_MAX, density_from_raw
 from taichi_pvd.fields.mlp import encoding_dim, positional_encoding
 from taichi_pvd.fields.vm import upsample_resolutions
 from taichi_pvd.kernels.grid_interpolation import grid_interpolate_reference
@@ -428,3 +428,16 @@ def test_the_hash_field_suggests_a_finest_level_for_small_images():
     assert make_field("hash", aabb, {"log2_table_size": 10, "n_levels": 2,
                                       "finest_resolution": 512}).hints_for_images(400, 400) == []
     assert make_field("mlp", aabb, {"width": 8, "depth": 2, "skip_index": 0}).hints_for_images(400, 400) == []
+
+
+def test_density_from_raw_saturates_instead_of_overflowing():
+    """A raw density Adam has pushed far past any opaque value (a grid student at a high rate)
+    gives a finite sigma and a zero gradient, not inf and then NaN in compositing."""
+    raw = torch.tensor([-3.0, 10.0, 20.0, 100.0, 1e4], requires_grad=True)
+    sigma = density_from_raw(raw)
+    assert torch.isfinite(sigma).all()
+    torch.testing.assert_close(sigma[:3], torch.exp(raw[:3].detach()))
+    torch.testing.assert_close(sigma[3:], torch.exp(torch.tensor([RAW_DENSITY_MAX] * 2)))
+    sigma.sum().backward()
+    expected = torch.exp(torch.tensor([-3.0, 10.0, 15.0, 0.0, 0.0])) * torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0])
+    torch.testing.assert_close(raw.grad, expected)

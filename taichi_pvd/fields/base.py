@@ -17,24 +17,31 @@ from ..advice import Advice
 from ..errors import ConfigError
 
 
+#: Raw densities above this are read as this: ``sigma = e^40`` is opaque over any step, and
+#: ``exp`` of a raw value past 88 overflows float32 to inf (then NaN in compositing). A student
+#: that Adam keeps pushing denser (a voxel grid at a high rate) stays finite.
+RAW_DENSITY_MAX = 40.0
+
+
 class _TruncatedExp(torch.autograd.Function):
-    """``exp(x)`` whose gradient uses ``exp(min(x, 15))``, so one large raw density cannot blow
-    up the update (Instant-NGP's trunc_exp)."""
+    """``exp(min(x, RAW_DENSITY_MAX))`` whose gradient uses ``exp(min(x, 15))`` (Instant-NGP's
+    trunc_exp: one large raw density cannot blow up the update), and is zero above
+    ``RAW_DENSITY_MAX``."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return torch.exp(x)
+        return torch.exp(x.clamp(max=RAW_DENSITY_MAX))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return grad * torch.exp(x.clamp(max=15.0))
+        return torch.where(x > RAW_DENSITY_MAX, 0.0, grad * torch.exp(x.clamp(max=15.0)))
 
 
 def density_from_raw(raw: torch.Tensor) -> torch.Tensor:
     """Volume density sigma (1/world unit) from raw density values ``r``: ``exp(r)`` with a
-    gradient clamped at ``r = 15``. Any shape, float32."""
+    gradient clamped at ``r = 15``, saturating at ``r = RAW_DENSITY_MAX``. Any shape, float32."""
     return _TruncatedExp.apply(raw.float())
 
 
