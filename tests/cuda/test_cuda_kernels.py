@@ -172,8 +172,7 @@ def test_marching_matches_float64_reference(cone_angle):
     samples = march_rays(origins.to(CUDA), directions.to(CUDA), cuda_grid, **{
         k: v.to(CUDA) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()})
     assert samples.t.device.type == "cuda" and reference.n_samples > 2000
-    assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far, step_size=0.007,
-                                         cone_angle=cone_angle)
+    assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far, cone_angle=cone_angle)
 
 
 @pytest.mark.parametrize("case", ["hash", "grid", "vm", "sh", "composite", "weights"])
