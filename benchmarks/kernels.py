@@ -142,6 +142,9 @@ def bench_march_composite(device: torch.device, n_rays: int, occupancy: float = 
         return state["s"]
 
     t_march = timed(march, 20, device)
+    # The same rays in float64 arithmetic (the default is float32 on CUDA, float64 on the CPU).
+    t_march_float64 = timed(lambda: march_rays(origins, dirs, grid, near=0.1, far=10.0, step_size=step,
+                                               jitter=jitter, precision="float64"), 20, device)
     s = state["s"]
     sig = torch.nn.Parameter(torch.rand(s.n_samples, device=device) * 5)
     rgb = torch.nn.Parameter(torch.rand(s.n_samples, 3, device=device))
@@ -156,6 +159,7 @@ def bench_march_composite(device: torch.device, n_rays: int, occupancy: float = 
         "march_occupied_fraction": grid.occupancy_fraction(),
         "march_samples_per_ray": s.n_samples / n_rays,
         "march_ms": t_march * 1e3,
+        "march_float64_ms": t_march_float64 * 1e3,
         "composite_forward_backward_ms": t_comp * 1e3,
         "march_composite_rays_per_second": n_rays / (t_march + t_comp),
     }

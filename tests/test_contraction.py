@@ -10,6 +10,7 @@ from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.contraction import contract, radial_stretch
 from taichi_pvd.kernels.marching import march_rays, march_rays_reference
 from taichi_pvd.rendering.occupancy import OccupancyGrid, pack_bitfield
+from tests.marching_checks import assert_same_samples_within_tolerance
 
 backend.init("cpu")
 
@@ -98,6 +99,20 @@ def test_contracted_marcher_matches_the_brute_force_reference(resolution, occupi
     ray = samples.ray_indices.long()
     world = origins[ray].double() + samples.t.double()[:, None] * directions[ray].double()
     torch.testing.assert_close(samples.positions, contract(world).float(), rtol=0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("resolution, occupied, cone_angle", [(16, 0.3, 1.0 / 32), (32, 0.1, 0.0)])
+def test_float32_contracted_marcher_keeps_the_float64_samples_within_tolerance(resolution, occupied, cone_angle):
+    grid = _contracted_grid(resolution, occupied, seed=resolution)
+    origins, directions = _rays_from_inside(300, seed=resolution + 1)
+    n = origins.shape[0]
+    generator = torch.Generator().manual_seed(5)
+    kwargs = dict(near=0.02 + 0.1 * torch.rand(n, generator=generator), far=1e4, step_size=0.01,
+                  cone_angle=cone_angle, jitter=torch.rand(n, generator=generator))
+    samples = march_rays(origins, directions, grid, precision="float32", **kwargs)
+    reference = march_rays_reference(origins, directions, grid, **kwargs)
+    assert int(reference.ray_counts.max()) < 1024 and float(reference.t.max()) > 100.0
+    assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=1e4, cone_angle=cone_angle)
 
 
 def test_contracted_steps_cover_the_unbounded_shell_in_a_bounded_number_of_steps():

@@ -9,6 +9,7 @@ from taichi_pvd import backend
 from taichi_pvd.errors import ConfigError
 from taichi_pvd.kernels.marching import PackedSamples, march_rays, march_rays_reference
 from taichi_pvd.rendering.occupancy import OccupancyGrid, pack_bitfield
+from tests.marching_checks import assert_same_samples_within_tolerance
 
 backend.init("cpu")
 
@@ -95,6 +96,45 @@ def test_lattice_points_exactly_on_cell_faces_match_reference():
     assert samples.n_samples > 0
 
 
+@pytest.mark.parametrize("cone_angle", [0.0, 1.0 / 64])
+def test_float32_marching_keeps_the_float64_samples_within_tolerance(cone_angle):
+    grid = _random_grid()
+    origins, directions = _random_rays(n=400, seed=9)
+    gen = torch.Generator().manual_seed(10)
+    n = origins.shape[0]
+    far = 1.0 + 3.0 * torch.rand(n, generator=gen)
+    kwargs = dict(near=0.3 * torch.rand(n, generator=gen), far=far, step_size=0.007, cone_angle=cone_angle,
+                  jitter=torch.rand(n, generator=gen))
+    samples = march_rays(origins, directions, grid, precision="float32", **kwargs)
+    reference = march_rays_reference(origins, directions, grid, **kwargs)
+    assert reference.n_samples > 2000
+    assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far, cone_angle=cone_angle)
+
+
+@pytest.mark.parametrize("cell", [0.125, 0.2], ids=["binary-cells", "decimal-cells"])
+def test_float32_marching_on_rays_grazing_cell_faces_and_ending_on_box_faces(cell):
+    # A box of 16 cells a side from -8 cells. Rays along the axes and inside face planes (a
+    # constant coordinate on a cell face), steps of a quarter cell from the box face (every
+    # fourth sample on a cell face), far exactly at the box face a ray leaves through, or at a
+    # lattice point on it. Binary cells put those points exactly on the faces in float32 too;
+    # decimal ones leave each precision to round them to either side (about one sample in ten
+    # here changes sides, each within rounding of its face).
+    grid = OccupancyGrid(torch.tensor([[-8 * cell] * 3, [8 * cell] * 3]), resolution=16)
+    grid.bitfield.copy_(pack_bitfield(torch.rand(16**3, generator=torch.Generator().manual_seed(11)) < 0.5))
+    in_cells = torch.tensor([[-16.0, 0.0, 2.0], [0.0, 16.0, -4.0], [3.0, -1.0, -16.0], [16.0, 4.0, 4.0],
+                             [-16.0, -8.0, 1.0], [-16.0, 6.0, -16.0], [1.0, -16.0, -16.0], [-16.0, -16.0, 8.0]])
+    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0],
+                               [1.0, 0.0, 0.0], [0.6, 0.0, 0.8], [0.0, 0.8, 0.6], [0.6, 0.8, 0.0]])
+    far = cell * torch.tensor([24.0, 24.0, 24.0, 80.0, 23.75, 80.0, 80.0, 80.0])
+    origins = cell * in_cells
+    kwargs = dict(near=0.0, far=far, step_size=cell / 4)
+    samples = march_rays(origins, directions, grid, precision="float32", **kwargs)
+    reference = march_rays_reference(origins, directions, grid, **kwargs)
+    assert bool((reference.ray_counts > 0).all())
+    assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far,
+                                         max_unmatched_fraction=0.25)
+
+
 def test_fully_occupied_grid_samples_the_whole_clipped_segment():
     grid = OccupancyGrid(torch.tensor(BOX), resolution=8)
     origins = torch.tensor([[-3.0, 0.5, -0.5], [0.0, 0.5, -0.5]])
@@ -160,6 +200,7 @@ def test_default_step_matches_instant_ngp_for_the_box():
     ({"step_size": 0.0}, "step_size"),
     ({"step_size": 0.1, "cone_angle": -1.0}, "cone_angle"),
     ({"step_size": 0.1, "max_samples_per_ray": 0}, "max_samples_per_ray"),
+    ({"step_size": 0.1, "precision": "float16"}, "precision"),
 ])
 def test_invalid_options_are_rejected(kwargs, match):
     grid = OccupancyGrid(torch.tensor(BOX), resolution=8)

@@ -16,9 +16,23 @@ cell's exit; it confirms the jump by locating the last skipped lattice point, wh
 lie in the same cell. The computed cell index of ``o + t d`` is a monotone function of ``t`` on
 every axis (each floating-point operation on the way is monotone), so every lattice point in
 between lies in that empty cell too, and the kept samples are exactly those of brute-force
-stepping (:func:`march_rays_reference`). Lattice, box clipping and cell look-ups are computed in
-float64 by both, so that rounding differences between the two (e.g. fused multiply-adds) would
-need a lattice point within ~1e-16 of a cell face to change a decision. Outputs are float32.
+stepping in the same arithmetic. The argument holds in any precision: a jump is taken only
+when confirmed in the arithmetic the marcher uses, and cell indices are clamped into the grid,
+so no nudging across faces is needed: where rounding puts the confirming point in another cell,
+the marcher steps one candidate instead of jumping.
+
+Precision: lattice, box clipping and cell look-ups are computed in float64 on the CPU, like
+the brute-force reference (:func:`march_rays_reference`): rounding differences between the two
+(e.g. fused multiply-adds) would need a candidate within ~1e-16 of a cell face to change a
+decision, and the CPU tests compare samples exactly. On CUDA they are computed in float32
+(float64 runs at 1/2 of float32's rate on an H100 and at 1/32 to 1/64 on GeForce cards);
+``precision`` chooses either anywhere. Float32 keeps the reference's samples up to its
+rounding (``tests/marching_checks.py`` states and checks the tolerance): each candidate's ``t``
+and position within a few float32 units in the last place of the ray's scale at a constant
+step (with cone or contracted steps, whose ``t`` is a running sum, within a relative 2e-3 of
+``t``, and contracted positions within 2e-5); a candidate that rounding moves across a cell
+face or the ray's end may be kept by one and not the other (none in random rays; on rays laid
+along cell faces, one sample in ten). Outputs are float32 in every case.
 
 Contracted grids (unbounded scenes, ``grid.contracted``): the rays are not clipped to a box,
 only to ``[near, far)``, and step through world space with steps that grow with distance: at
@@ -56,8 +70,9 @@ _VEC3D = ti.types.vector(3, ti.f64)
 #: Threads per block of the one-thread-per-ray loops: small, so that a batch of 8192 rays
 #: spreads over all of an H100's 132 SMs.
 _RAYS_PER_BLOCK = 64
-#: Stands for "no intersection" / "never" along a ray (finite: the kernels avoid infinities).
-_FAR_AWAY = 1e300
+#: Stands for "no intersection" / "never" along a ray (finite in float32 and float64: the
+#: kernels avoid infinities).
+_FAR_AWAY = 1e30
 
 
 class OccupancyLookup(Protocol):
@@ -139,10 +154,10 @@ def _geometry(grid: OccupancyLookup) -> _Geometry:
 
 
 @ti.func
-def _ray_box(o, d, lo, hi):
+def _ray_box(o, d, lo, hi, real: ti.template()):
     """Slab test: ``(t_enter, t_exit)``, with ``t_enter > t_exit`` when the line misses."""
-    t_enter = ti.f64(-_FAR_AWAY)
-    t_exit = ti.f64(_FAR_AWAY)
+    t_enter = real(-_FAR_AWAY)
+    t_exit = real(_FAR_AWAY)
     for a in ti.static(range(3)):
         if d[a] != 0.0:
             t1 = (lo[a] - o[a]) / d[a]
@@ -150,15 +165,15 @@ def _ray_box(o, d, lo, hi):
             t_enter = ti.max(t_enter, ti.min(t1, t2))
             t_exit = ti.min(t_exit, ti.max(t1, t2))
         elif o[a] < lo[a] or o[a] > hi[a]:
-            t_enter = ti.f64(_FAR_AWAY)
-            t_exit = ti.f64(-_FAR_AWAY)
+            t_enter = real(_FAR_AWAY)
+            t_exit = real(-_FAR_AWAY)
     return t_enter, t_exit
 
 
 @ti.func
-def _cell_of(p, lo, inv_cell, resolution):
+def _cell_of(p, lo, inv_cell, resolution, real: ti.template()):
     """Integer cell coordinates of position ``p``, clamped into the grid."""
-    top = ti.cast(resolution - 1, ti.f64)
+    top = ti.cast(resolution - 1, real)
     c = ti.Vector([0, 0, 0], dt=ti.i32)
     for a in ti.static(range(3)):
         c[a] = ti.cast(ti.floor(ti.min(ti.max((p[a] - lo[a]) * inv_cell[a], 0.0), top)), ti.i32)
@@ -185,12 +200,12 @@ def _lookup_point(p, contracted):
 
 
 @ti.func
-def _inside_identity_region(c, lo, cell_size):
+def _inside_identity_region(c, lo, cell_size, real: ti.template()):
     """Whether cell ``c`` lies strictly inside the unit cube, where contraction is the identity."""
     inside = True
     for a in ti.static(range(3)):
-        cell_lo = lo[a] + ti.cast(c[a], ti.f64) * cell_size[a]
-        cell_hi = lo[a] + ti.cast(c[a] + 1, ti.f64) * cell_size[a]
+        cell_lo = lo[a] + ti.cast(c[a], real) * cell_size[a]
+        cell_hi = lo[a] + ti.cast(c[a] + 1, real) * cell_size[a]
         if cell_lo <= -INNER_HALF_SIZE or cell_hi >= INNER_HALF_SIZE:
             inside = False
     return inside
@@ -203,13 +218,13 @@ def _is_occupied(bitfield: ti.template(), c, resolution):
 
 
 @ti.func
-def _cell_exit(o, d, lo, cell_size, c):
+def _cell_exit(o, d, lo, cell_size, c, real: ti.template()):
     """Distance along the ray at which it leaves cell ``c`` (geometrically)."""
-    t_exit = ti.f64(_FAR_AWAY)
+    t_exit = real(_FAR_AWAY)
     for a in ti.static(range(3)):
         if d[a] != 0.0:
             face = c[a] + 1 if d[a] > 0.0 else c[a]
-            t_exit = ti.min(t_exit, (lo[a] + ti.cast(face, ti.f64) * cell_size[a] - o[a]) / d[a])
+            t_exit = ti.min(t_exit, (lo[a] + ti.cast(face, real) * cell_size[a] - o[a]) / d[a])
     return t_exit
 
 
@@ -235,31 +250,32 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                inv_cell, cell_size, resolution, contracted, step_size, cone_angle, max_step_size,
                limit, start, ray_indices: ti.template(), t_out: ti.template(),
                dt_out: ti.template(), positions: ti.template(), dirs_out: ti.template(),
-               fill: ti.template()):
+               fill: ti.template(), real: ti.template()):
     """March ray ``i``: returns the number of kept samples (at most ``limit``); with ``fill``
     also writes them from index ``start`` on. ``contracted`` (0 or 1) selects the contracted
-    mode (unclipped rays, contracted look-ups and positions)."""
-    o = ti.Vector([ti.cast(origins[i, a], ti.f64) for a in ti.static(range(3))])
-    d = ti.Vector([ti.cast(directions[i, a], ti.f64) for a in ti.static(range(3))])
-    t_enter, t_exit = _ray_box(o, d, lo, hi)
+    mode (unclipped rays, contracted look-ups and positions). Computes in ``real`` (``ti.f32``
+    or ``ti.f64``), in which the geometry arguments must come."""
+    o = ti.Vector([ti.cast(origins[i, a], real) for a in ti.static(range(3))])
+    d = ti.Vector([ti.cast(directions[i, a], real) for a in ti.static(range(3))])
+    t_enter, t_exit = _ray_box(o, d, lo, hi, real)
     if contracted:
-        t_enter = ti.f64(-_FAR_AWAY)
-        t_exit = ti.f64(_FAR_AWAY)
-    t_min = ti.max(t_enter, ti.cast(near[i], ti.f64))
-    t_max = ti.min(t_exit, ti.cast(far[i], ti.f64))
+        t_enter = real(-_FAR_AWAY)
+        t_exit = real(_FAR_AWAY)
+    t_min = ti.max(t_enter, ti.cast(near[i], real))
+    t_max = ti.min(t_exit, ti.cast(far[i], real))
     n = 0
     if t_min < t_max:
         dt0 = _step_at(t_min, step_size, cone_angle, max_step_size)
         if contracted:
             dt0 = _contracted_step(dt0, o + t_min * d, step_size)
-        t0 = t_min + ti.cast(jitter[i], ti.f64) * dt0
+        t0 = t_min + ti.cast(jitter[i], real) * dt0
         t = t0
         k = 0
         lattice = cone_angle == 0.0 and not contracted
         while n < limit and t < t_max:
             p_world = o + t * d
             p = _lookup_point(p_world, contracted)
-            c = _cell_of(p, lo, inv_cell, resolution)
+            c = _cell_of(p, lo, inv_cell, resolution, real)
             dt = _step_at(t, step_size, cone_angle, max_step_size)
             if contracted:
                 dt = _contracted_step(dt, p_world, step_size)
@@ -275,15 +291,15 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                         dirs_out[s, a] = directions[i, a]
                 n += 1
                 k += 1
-            elif not contracted or _inside_identity_region(c, lo, cell_size):
-                t_leave = ti.min(_cell_exit(o, d, lo, cell_size, c), t_max)
+            elif not contracted or _inside_identity_region(c, lo, cell_size, real):
+                t_leave = ti.min(_cell_exit(o, d, lo, cell_size, c, real), t_max)
                 if lattice:
                     k_jump = k + 1
                     k_exit = ti.ceil((t_leave - t0) / step_size)
-                    if k_exit > ti.cast(k + 1, ti.f64):
+                    if k_exit > ti.cast(k + 1, real):
                         k_last = ti.cast(k_exit, ti.i32) - 1
-                        p_last = o + (t0 + ti.cast(k_last, ti.f64) * step_size) * d
-                        if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
+                        p_last = o + (t0 + ti.cast(k_last, real) * step_size) * d
+                        if (_cell_of(p_last, lo, inv_cell, resolution, real) == c).all():
                             k_jump = k_last + 1
                     k = k_jump
                 else:
@@ -294,10 +310,10 @@ def _march_ray(i, origins: ti.template(), directions: ti.template(), near: ti.te
                         t_after = t_last + _step_at(t_last, step_size, cone_angle, max_step_size)
                     if t_last > t:
                         p_last = _lookup_point(o + t_last * d, contracted)
-                        if (_cell_of(p_last, lo, inv_cell, resolution) == c).all():
+                        if (_cell_of(p_last, lo, inv_cell, resolution, real) == c).all():
                             t_next = t_after
             if lattice:
-                t = t0 + ti.cast(k, ti.f64) * step_size
+                t = t0 + ti.cast(k, real) * step_size
             else:
                 t = t_next
     return n
@@ -315,14 +331,15 @@ def _count_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F3
                   jitter: _F32_1D, bitfield: _U8_1D, lo: _VEC3D, hi: _VEC3D, inv_cell: _VEC3D,
                   cell_size: _VEC3D, resolution: ti.i32, contracted: ti.i32, step_size: ti.f64,
                   cone_angle: ti.f64, max_step_size: ti.f64, max_samples: ti.i32,
-                  counts: _I32_1D):
+                  counts: _I32_1D, real: ti.template()):
     ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
         # Counting writes no samples: the output arguments are placeholders, never touched.
-        counts[i] = _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi,
-                               inv_cell, cell_size, resolution, contracted, step_size,
-                               cone_angle, max_step_size, max_samples, 0, counts, near, near,
-                               origins, origins, False)
+        counts[i] = _march_ray(i, origins, directions, near, far, jitter, bitfield, ti.cast(lo, real),
+                               ti.cast(hi, real), ti.cast(inv_cell, real), ti.cast(cell_size, real),
+                               resolution, contracted, ti.cast(step_size, real), ti.cast(cone_angle, real),
+                               ti.cast(max_step_size, real), max_samples, 0, counts, near, near,
+                               origins, origins, False, real)
 
 
 @fast_launch
@@ -332,13 +349,14 @@ def _fill_kernel(origins: _F32_2D, directions: _F32_2D, near: _F32_1D, far: _F32
                  cell_size: _VEC3D, resolution: ti.i32, contracted: ti.i32, step_size: ti.f64,
                  cone_angle: ti.f64, max_step_size: ti.f64, ray_starts: _I32_1D, counts: _I32_1D,
                  ray_indices: _I32_1D, t_out: _F32_1D, dt_out: _F32_1D, positions: _F32_2D,
-                 dirs_out: _F32_2D):
+                 dirs_out: _F32_2D, real: ti.template()):
     ti.loop_config(block_dim=_RAYS_PER_BLOCK)
     for i in range(origins.shape[0]):
-        _march_ray(i, origins, directions, near, far, jitter, bitfield, lo, hi, inv_cell,
-                   cell_size, resolution, contracted, step_size, cone_angle, max_step_size,
+        _march_ray(i, origins, directions, near, far, jitter, bitfield, ti.cast(lo, real), ti.cast(hi, real),
+                   ti.cast(inv_cell, real), ti.cast(cell_size, real), resolution, contracted,
+                   ti.cast(step_size, real), ti.cast(cone_angle, real), ti.cast(max_step_size, real),
                    counts[i], ray_starts[i], ray_indices, t_out, dt_out, positions, dirs_out,
-                   True)
+                   True, real)
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -400,11 +418,25 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
     return rays, float(max_step_size)
 
 
+#: Marching arithmetic by ``precision`` name.
+_REAL_TYPES = {"float32": ti.f32, "float64": ti.f64}
+
+
+def _real_type(precision: str | None, device: torch.device):
+    """The Taichi type marching computes in: ``precision``, or by default float32 on CUDA
+    (where float64 runs at a fraction of float32's rate) and float64 on the CPU."""
+    if precision is None:
+        precision = "float32" if device.type == "cuda" else "float64"
+    if precision not in _REAL_TYPES:
+        raise ConfigError(f"marching precision must be one of {sorted(_REAL_TYPES)}, got {precision!r}")
+    return _REAL_TYPES[precision]
+
+
 def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyLookup, *,
                near: float | torch.Tensor, far: float | torch.Tensor, step_size: float,
                cone_angle: float = 0.0, max_samples_per_ray: int = 1024,
                jitter: float | torch.Tensor | None = None,
-               max_step_size: float | None = None) -> PackedSamples:
+               max_step_size: float | None = None, precision: str | None = None) -> PackedSamples:
     """March N rays through the occupied cells of ``grid`` into packed samples.
 
     Args:
@@ -423,6 +455,9 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyL
             for every ray, or ``None`` (0).
         max_step_size: largest step with ``cone_angle > 0``; ``None`` for one cell diagonal
             (or ``step_size`` when that is larger).
+        precision: ``"float32"`` or ``"float64"``, the arithmetic of the lattice, box clipping
+            and cell look-ups; ``None`` for float32 on CUDA and float64 on the CPU (see the
+            module notes for what float32 changes).
 
     Returns:
         :class:`PackedSamples` on the grid's device, in float32/int32, without gradients.
@@ -430,8 +465,8 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyL
         ``[-2, 2]^3``); ``t`` and ``dt`` are world distances in every case.
 
     Raises:
-        ConfigError: a non-positive ``step_size``, negative ``cone_angle`` or
-            ``max_samples_per_ray < 1``.
+        ConfigError: a non-positive ``step_size``, negative ``cone_angle``,
+            ``max_samples_per_ray < 1`` or an unknown ``precision``.
 
     Example:
         >>> from taichi_pvd.rendering.occupancy import OccupancyGrid
@@ -447,13 +482,14 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyL
                                         cone_angle, max_samples_per_ray, jitter, max_step_size)
     n = rays.origins.shape[0]
     device = rays.origins.device
+    real = _real_type(precision, device)
     shared = (rays.origins, rays.directions, rays.near, rays.far, rays.jitter,
               grid.bitfield.contiguous(), geo.lo, geo.hi, geo.inv_cell, geo.cell_size,
               geo.resolution, int(geo.contracted), float(step_size), float(cone_angle),
               max_step_size)
     counts = torch.zeros(n, dtype=torch.int32, device=device)
     if n > 0:
-        _count_kernel(*shared, int(max_samples_per_ray), counts)
+        _count_kernel(*shared, int(max_samples_per_ray), counts, real)
     ray_starts = (torch.cumsum(counts, 0, dtype=torch.int32) - counts).contiguous()
     n_samples = int(counts.sum()) if n > 0 else 0
     samples = PackedSamples(
@@ -467,7 +503,7 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyL
     )
     if n_samples > 0:
         _fill_kernel(*shared, ray_starts, counts, samples.ray_indices, samples.t, samples.dt,
-                     samples.positions, samples.directions)
+                     samples.positions, samples.directions, real)
     return samples
 
 

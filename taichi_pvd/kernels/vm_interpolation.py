@@ -63,10 +63,11 @@ def _vm_forward(
     lines: ti.types.ndarray(dtype=ti.f32, ndim=3),
     out: ti.types.ndarray(dtype=ti.f32, ndim=2),
 ):
-    resolution, n_channels = lines.shape[1], lines.shape[2]
+    # Shapes are read inside the loop: Taichi's autodiff takes kernels made of loops only.
     ti.loop_config(block_dim=_BLOCK_DIM)
-    for n, m, c in ti.ndrange(x.shape[0], 3, n_channels):
-        cell, frac = _mode_cells(x, n, m, resolution)
+    for n, m, c in ti.ndrange(x.shape[0], 3, lines.shape[2]):
+        n_channels = lines.shape[2]
+        cell, frac = _mode_cells(x, n, m, lines.shape[1])
         plane = _plane_value(planes, m, c, cell, frac)
         out[n, m * n_channels + c] = plane * _line_value(lines, m, c, cell, frac)
 
