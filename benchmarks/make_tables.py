@@ -480,8 +480,36 @@ def cpu_scenes_section(results: dict[str, dict], base: str) -> list[str]:
     return lines
 
 
+def gpu_checks_section(results: dict[str, dict], base: str) -> list[str]:
+    """The ``pytest -m cuda`` set as last run on a GPU, and hand-written backwards against Taichi's
+    autodiff; empty where neither has been recorded."""
+    lines = []
+    for name in sorted(n for n in results if n.startswith("cuda-tests-")):
+        r = results[name]
+        outcome = ", ".join(f"{r.get(k, 0)} {k}" for k in ("passed", "failed", "errors", "skipped"))
+        failing = "; ".join(r.get("failed_tests", []) + r.get("error_tests", []))
+        lines += [f"`pytest -m cuda` on one {card(r)}: {outcome} in {r['duration_s']:.0f} s"
+                  + (f" (not passing: {failing})" if failing else "") + ".", "",
+                  source(name, base, f", commit {short_commits(r['commit'])}"), ""]
+    for name in sorted(n for n in results if n.startswith("autodiff_vs_handwritten-")):
+        r = results[name]
+        rows = [[text, f"{r[f'{case}_handwritten_ms']:.3f}", f"{r[f'{case}_autodiff_ms']:.3f}",
+                 f"{r[f'{case}_autodiff_over_handwritten']:.1f}x",
+                 f"{r[f'{case}_max_difference_over_max_gradient']:.1e}"]
+                for case, text in ((k[: -len("_handwritten_ms")], k[: -len("_handwritten_ms")].replace("_", " "))
+                                   for k in r if k.endswith("_handwritten_ms"))]
+        lines += [f"Hand-written backward kernels against Taichi's autodiff of the forward kernel, one {card(r)}, "
+                  f"{r['points']:,} points or {r['rays']:,} rays (up to {r['max_samples_per_ray']} samples a ray); "
+                  "medians:", "",
+                  *table(["kernel", "hand-written (ms)", "autodiff (ms)", "autodiff / hand-written",
+                          "largest difference / largest gradient"], rows), "",
+                  source(name, base, f", commit {short_commits(r['commit'])}"), ""]
+    return ["## GPU checks", "", *lines[:-1]] if lines else []
+
+
 SECTIONS = (training_section, distillation_section, ablation_section, time_to_quality_section,
-            earlier_time_to_quality, render_section, kernels_section, newcomer_section, cpu_scenes_section)
+            earlier_time_to_quality, render_section, kernels_section, newcomer_section, cpu_scenes_section,
+            gpu_checks_section)
 
 
 def results_page(results: dict[str, dict]) -> str:
@@ -493,7 +521,7 @@ def results_page(results: dict[str, dict]) -> str:
             "are the flags the run passed on top of the library defaults, run length and seed left out; "
             "`pvd-ti train` and `pvd-ti distill` take the same flags (`benchmarks/distill.py` prefixes a "
             "student field option with its architecture: `--set grid.resolution=64`)."]
-    blocks = [head] + [section(results, base) for section in SECTIONS]
+    blocks = [head] + [block for block in (section(results, base) for section in SECTIONS) if block]
     return "\n\n".join("\n".join(block) for block in blocks) + "\n"
 
 
