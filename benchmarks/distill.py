@@ -34,7 +34,7 @@ from taichi_pvd import backend  # noqa: E402
 from taichi_pvd.data import load_scene  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
 from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
-from taichi_pvd.io.runs import CHECKPOINT_NAME, read_history  # noqa: E402
+from taichi_pvd.io.runs import CHECKPOINT_NAME, read_history, recorded_scene_options  # noqa: E402
 from taichi_pvd.metrics import psnr  # noqa: E402
 from taichi_pvd.training.loop import OptimizationLoop, ValidateFn  # noqa: E402
 
@@ -48,11 +48,11 @@ VARIANTS = {
 
 def ground_truth_validation(scene_dir: Path, teacher_dir: Path, views: int) -> ValidateFn:
     """A validation callback scoring the student on the first ``views`` ground-truth validation
-    views of ``scene_dir`` (composited on white, at the teacher's image scale), recorded as
+    views of ``scene_dir`` (composited on white, loaded as the teacher was trained: its downscale, holdout and scene type), recorded as
     ``monitor_psnr_db``: the same views a training run validates on, which the distillation's
     losses never see."""
-    downscale = int(load_checkpoint(teacher_dir / CHECKPOINT_NAME).config.get("train", {}).get("downscale", 1))
-    scene = load_scene(scene_dir, "val", background=(1.0, 1.0, 1.0), downscale=downscale, device=backend.device())
+    options = recorded_scene_options(load_checkpoint(teacher_dir / CHECKPOINT_NAME).config)
+    scene = load_scene(scene_dir, "val", background=(1.0, 1.0, 1.0), **options, device=backend.device())
 
     def on_validate(loop: OptimizationLoop) -> dict[str, float]:
         scores = [psnr(loop.render_view(scene, i), scene.images[i]) for i in range(min(views, len(scene)))]

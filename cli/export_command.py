@@ -112,7 +112,7 @@ def export(run_dir, kind, out, resolution, threshold, keep_largest, min_componen
             summary = f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces"
         elif kind == "points":
             if views_kind == "train":
-                views = split_views(run.scene_path(), "train")
+                views = split_views(run.scene_path(), "train", scene_options=run.scene_options())
             else:
                 views = orbit_views(run.camera_rig(), frames, background=run.render_background())
             cloud = exporting.extract_points(run, views, n_points=n_points, box=box, on_progress=on_progress)

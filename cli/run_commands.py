@@ -78,6 +78,14 @@ def _user_facing_failures(command: str, batch_rays: int | None, started: dict) -
         raise
 
 
+def _print_scene(scene) -> None:
+    """The scene's type and why, its split and its cameras' lens model."""
+    _console.print(f"[bold]scene[/]: {scene.name}, {scene.scene_type.describe()}", soft_wrap=True)
+    _console.print(f"[bold]split[/]: {scene.split_summary.describe()}", soft_wrap=True)
+    lens = "pinhole" if scene.lens is None else f"{scene.lens.model} lens distortion, undistorted into the rays"
+    _console.print(f"[bold]cameras[/]: {lens}")
+
+
 def _print_field(title: str, field) -> None:
     _console.print(f"[bold]{title}[/]: {field.kind} field, {field.num_parameters():,} parameters")
 
@@ -101,6 +109,11 @@ def _print_hints(hints: list) -> None:
 @click.option("--seed", type=int, default=None,
               help="Random seed; with it, CPU runs are bit-for-bit reproducible (Taichi uses one CPU thread).")
 @click.option("--downscale", type=int, default=None, help="Integer image downscale factor.")
+@click.option("--holdout-every", type=int, default=None,
+              help="A scene with one transforms.json (or an LLFF folder) holds out every N-th frame for testing "
+                   "(default 8; 0: none, test scores are then on training views).")
+@click.option("--scene-type", type=click.Choice(["bounded", "unbounded", "forward-facing"]), default=None,
+              help="Override the scene type the loader decides (printed with its reason at the start).")
 @click.option("--val-every", type=int, default=None, help="Steps between validation renders (0: end only).")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0: end only).")
 @click.option("--grid-resolution", type=int, default=None, help="Occupancy grid cells per axis (default 128).")
@@ -119,7 +132,8 @@ def _print_hints(hints: list) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace a run already in --out (kept until the new run writes its first checkpoint).")
 @click.option("--force", is_flag=True, help="With --resume: continue even on another scene than the run's.")
-def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, checkpoint_every, grid_resolution,
+def train(data, model, out, steps, batch_rays, lr, seed, downscale, holdout_every, scene_type, val_every,
+          checkpoint_every, grid_resolution,
           time_limit, snapshot_times, mixed_precision, field_sets, train_sets, preset_name, resume,
           overwrite, force) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
@@ -133,7 +147,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
     click.get_current_context().with_resource(graceful_termination())
 
     options = dict(steps=steps, batch_rays=batch_rays, lr=lr, seed=seed, downscale=downscale,
-                   val_every=val_every, checkpoint_every=checkpoint_every,
+                   holdout_every=holdout_every, scene_type=scene_type, val_every=val_every, checkpoint_every=checkpoint_every,
                    grid_resolution=grid_resolution, time_limit_s=time_limit, snapshot_times_s=snapshot_times,
                    mixed_precision=mixed_precision)
     # Options left unset must not erase the same key given with --train-set.
@@ -147,6 +161,7 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, val_every, c
 
     def on_ready(trainer) -> None:
         started["loop"] = trainer
+        _print_scene(trainer.scene)
         _print_field("training", trainer.field)
         _print_hints(trainer.field.hints_for_images(trainer.scene.width, trainer.scene.height))
         _print_hints(trainer.hints(preset.name))

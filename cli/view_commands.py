@@ -42,19 +42,20 @@ def _captions(paths: list[Path]) -> list[str]:
     return names
 
 
-@click.command(short_help="Render an orbit, a spiral or the test views to PNGs and videos.")
+@click.command(short_help="Render an orbit, a spiral, an ellipse or the test views to PNGs and videos.")
 @RUN_OPTION
-@click.option("--path", "path_kind", type=click.Choice(["orbit", "spiral", "test"]), default="orbit",
-              show_default=True,
-              help="orbit: a circle around the scene at 30 degrees elevation; spiral: around the "
-                   "training cameras (forward-facing scenes); test: the test views, with an error "
-                   "heat-map against the ground truth.")
+@click.option("--path", "path_kind", type=click.Choice(["orbit", "spiral", "ellipse", "test"]), default=None,
+              help="orbit: a circle around the scene at 30 degrees elevation (objects); spiral: around the "
+                   "training cameras (forward-facing scenes); ellipse: the ellipse fitted to the training "
+                   "cameras, looking where their axes meet (360-degree captures); test: the test views, with "
+                   "an error heat-map against the ground truth. Default: by the scene's type (orbit for "
+                   "bounded, spiral for forward-facing, ellipse for unbounded).")
 @click.option("--frames", type=click.IntRange(min=1), default=None,
-              help="Number of frames (orbit/spiral: 120; test: every test view, evenly spaced "
+              help="Number of frames (orbit/spiral/ellipse: 120; test: every test view, evenly spaced "
                    "when fewer).")
 @click.option("--size", type=ImageSize(), default=None, metavar="WxH",
               help="Frame size in pixels (default: the training image size; on the test path the "
-                   "images' size divided by a whole number).")
+                   "trained size divided by a whole number).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Frames per second of the videos.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -68,13 +69,13 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
     Writes frames/NNNN.png, depth/NNNN.png, video.mp4 and depth.mp4 (GIFs when imageio-ffmpeg
     is not installed) into the output folder. Depth is coloured from near (yellow) to far
     (purple) over the scene's near/far range (on a log scale for unbounded scenes), black where
-    nothing was hit."""
+    nothing was hit. Scenes are loaded as the run was trained (its downscale, holdout and type)."""
     from taichi_pvd import backend
     from taichi_pvd.io.runs import load_run
     from taichi_pvd.memory import check_render_memory
     from taichi_pvd.rendering.images import PathWriter
     from taichi_pvd.rendering.inference import render_path
-    from taichi_pvd.rendering.view_sets import orbit_views, spiral_views, split_views
+    from taichi_pvd.rendering.view_sets import default_path, ellipse_views, orbit_views, spiral_views, split_views
 
     run_dir = _resolve_run(run_dir, runs_root)
     backend.init()
@@ -82,12 +83,16 @@ def render(run_dir, path_kind, frames, size, fps, out, compare, runs_root) -> No
     paths = [run_dir] + ([compare] if compare is not None else [])
     runs = [load_run(p, device) for p in paths]
     background = runs[0].render_background()
+    rig = runs[0].camera_rig()
+    path_kind = path_kind or default_path(rig)
     if path_kind == "orbit":
-        views = orbit_views(runs[0].camera_rig(), frames or 120, size, background=background)
+        views = orbit_views(rig, frames or 120, size, background=background)
     elif path_kind == "spiral":
-        views = spiral_views(runs[0].camera_rig(), runs[0].scene_path(), frames or 120, size, background=background)
+        views = spiral_views(rig, runs[0].load_scene("train").c2w, frames or 120, size, background=background)
+    elif path_kind == "ellipse":
+        views = ellipse_views(rig, runs[0].load_scene("train").c2w, frames or 120, size, background=background)
     else:
-        views = split_views(runs[0].scene_path(), "test", frames, size)
+        views = split_views(runs[0].scene_path(), "test", frames, size, runs[0].scene_options())
     check_render_memory(views.width, views.height, device)
     out = out if out is not None else run_dir / "render" / path_kind
     unbounded = runs[0].camera_rig().contraction is not None
@@ -119,10 +124,13 @@ def _fmt(value) -> str:
 @click.option("--no-images", is_flag=True, help="Do not write the per-view PNGs.")
 @click.option("--supersample", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
               help="Render K x K rays per pixel and average them (anti-aliased; K^2 times the work).")
+@click.option("--downscale", type=click.IntRange(min=1), default=None,
+              help="Score at the full images' size divided by this (default: the run's own downscale).")
 @RUNS_ROOT_OPTION
-def eval_(run_dir, split, views, no_images, supersample, runs_root) -> None:
+def eval_(run_dir, split, views, no_images, supersample, downscale, runs_root) -> None:
     """Render the views of a split and score them against the ground truth: on white for scenes
     with transparent images, on black (the background their training composites) for opaque ones.
+    The scene is loaded as the run was trained (its downscale, holdout and type).
 
     Writes <run>/eval/<split>/NNN-pred.png and NNN-gt.png, <run>/eval/metrics.json, and adds
     test_psnr_db / test_ssim (eval_<split>_... for other splits) to <run>/metrics.json. LPIPS is
@@ -137,7 +145,8 @@ def eval_(run_dir, split, views, no_images, supersample, runs_root) -> None:
     with _progress() as progress:
         task = progress.add_task(f"eval {split}", total=views)
         result = evaluate_run(run, split=split, n_views=views, write_images=not no_images,
-                              supersample=supersample, on_view=lambda _: progress.advance(task))
+                              supersample=supersample, downscale=downscale,
+                              on_view=lambda _: progress.advance(task))
     background = "black" if result.background == (0.0, 0.0, 0.0) else "white"
     table = Table(title=f"{run_dir.name}: {split} split",
                   caption=f"{result.width}x{result.height}, {background} background"
@@ -178,6 +187,13 @@ def _info_table(info) -> Table:
     scene = info.scene.get("name", "?") + (" (embedded demo)" if info.scene.get("demo") else "")
     table.add_row("scene", f"{scene}: {info.scene.get('path', 'not recorded')}")
     table.add_row("scene space", _SPACES[info.space])
+    options = info.scene.get("options") or {}
+    if "scene_type" in options:
+        table.add_row("scene type", f"{options['scene_type']} ({info.scene.get('type_reason', 'reason not recorded')})")
+    split = info.scene.get("split")
+    if split:
+        table.add_row("split", f"{split['rule']}: {len(split['train'])} train, {len(split['test'])} test; "
+                               f"downscale {options.get('downscale', 1)}")
     if info.teachers:
         links = []
         for t in info.teachers:

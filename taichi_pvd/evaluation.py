@@ -104,7 +104,7 @@ def metric_prefix(split: str) -> str:
 
 @storage_errors()
 def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = None,
-                 write_images: bool = True, supersample: int = 1,
+                 write_images: bool = True, supersample: int = 1, downscale: int | None = None,
                  on_view: Callable[[ViewScore], None] | None = None) -> Evaluation:
     """Render ``n_views`` views of ``split`` (evenly spaced; all when None) and score them.
 
@@ -115,13 +115,15 @@ def evaluate_run(run: LoadedRun, *, split: str = "test", n_views: int | None = N
         write_images: write ``<run>/eval/<split>/NNN-pred.png`` and ``NNN-gt.png``.
         supersample: render ``k x k`` rays per pixel and average them (see
             :func:`~taichi_pvd.rendering.inference.render_views`); 1: pixel centres.
+        downscale: the images' downscale factor; None: the run's own (its scene is loaded with
+            the options it was trained with, :meth:`~taichi_pvd.io.runs.LoadedRun.scene_options`).
         on_view: called with each view's score as soon as it is known.
 
     Returns:
         The :class:`Evaluation`; also written to ``<run>/eval/metrics.json``, and its means
         merged into ``<run>/metrics.json``.
     """
-    views = split_views(run.scene_path(), split, n_views)
+    views = split_views(run.scene_path(), split, n_views, scene_options=run.scene_options(downscale=downscale))
     lpips_fn, lpips_note = load_lpips(run.grid.aabb.device)
     image_dir = run.path / "eval" / split
     scores: list[ViewScore] = []

@@ -368,7 +368,8 @@ def extract_points(run: LoadedRun, views: ViewSet, *, n_points: int = 1_000_000,
 
     def collect(i: int, frame) -> None:
         origins, directions = generate_rays(views.c2w[i:i + 1].to(device), views.intrinsics[i:i + 1].to(device),
-                                            views.height, views.width)
+                                            views.height, views.width,
+                                            lens=None if views.lens is None else views.lens.select(slice(i, i + 1)))
         origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
         opacity = torch.from_numpy(frame.opacity).to(device)
         depth = torch.from_numpy(frame.depth).to(device) / opacity.clamp_min(1e-6)

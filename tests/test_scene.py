@@ -119,7 +119,7 @@ def test_instant_ngp_per_frame_intrinsics_override_the_top_level(tmp_path: Path)
     ]
     root = _write_ngp_scene(tmp_path, frames, fl_x=10.0, cx=6.0, cy=5.0, w=12, h=10, aabb_scale=4,
                             unbounded=False)
-    scene = load_scene(root, "val")
+    scene = load_scene(root, "val", holdout_every=0)
     torch.testing.assert_close(
         scene.intrinsics, torch.tensor([[10.0, 10.0, 6.0, 5.0], [20.0, 21.0, 5.5, 4.5]])
     )
@@ -134,7 +134,7 @@ def test_downscale_crops_incomplete_blocks_and_keeps_principal_point(tmp_path: P
     pixels = _write_rgb(tmp_path / "a.png", 10, 13, seed=2)
     frames = [{"file_path": "a.png", "transform_matrix": _pose(3.0)}]
     root = _write_ngp_scene(tmp_path, frames, fl_x=8.0, cx=6.5, cy=5.0)
-    scene = load_scene(root, downscale=4)
+    scene = load_scene(root, downscale=4, holdout_every=0)
     assert (scene.height, scene.width) == (2, 3)
     expected = pixels[:8, :12].reshape(2, 4, 3, 4, 3).mean(axis=(1, 3))
     np.testing.assert_allclose(scene.images[0].double().numpy(), expected, atol=1e-6)
@@ -146,7 +146,7 @@ def test_explicit_aabb_and_near_far_keys_are_used(tmp_path: Path) -> None:
     frames = [{"file_path": "a", "transform_matrix": _pose(3.0)}]
     aabb = [[-1.0, -2.0, -3.0], [1.0, 2.0, 0.5]]
     root = _write_ngp_scene(tmp_path, frames, camera_angle_x=1.0, aabb=aabb, near=0.5, far=9.0)
-    scene = load_scene(root)
+    scene = load_scene(root, holdout_every=0)
     torch.testing.assert_close(scene.aabb, torch.tensor(aabb))
     assert (scene.near, scene.far) == (0.5, 9.0)
     assert scene.file_paths == [tmp_path / "a.png"]

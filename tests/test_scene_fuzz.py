@@ -5,7 +5,6 @@ prints as one line), never another exception."""
 import copy
 import json
 import math
-import warnings
 
 import pytest
 import torch
@@ -108,9 +107,7 @@ def _assert_usable_or_user_error(folder) -> None:
     """The scene in ``folder`` either loads and is usable (:func:`_assert_usable`) or is refused
     with a user error that has a message."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. ignored lens distortion coefficients
-            scene = load_scene(folder, "train")
+        scene = load_scene(folder, "train")
     except (SceneError, ConfigError) as err:
         assert str(err).strip(), "a user error needs a message"
         return

@@ -78,7 +78,7 @@ def _write_two_view_scene(root: Path, **top: object) -> Path:
 ], ids=["aabb_scale above 1", "explicit marker", "marker false keeps the box", "explicit box", "aabb_scale 1"])
 def test_unbounded_scenes_are_marked_or_have_an_aabb_scale_above_one(tmp_path: Path, top: dict,
                                                                        unbounded: bool) -> None:
-    scene = load_scene(_write_two_view_scene(tmp_path, **top))
+    scene = load_scene(_write_two_view_scene(tmp_path, **top), holdout_every=0)
     assert (scene.contraction is not None) == unbounded
     if unbounded:
         # Camera centres 0 and (4, 2, 0): mean (2, 1, 0), farthest 2 away -> scale 1/2.
@@ -89,7 +89,7 @@ def test_unbounded_scenes_are_marked_or_have_an_aabb_scale_above_one(tmp_path: P
 
 
 def test_near_and_far_of_an_unbounded_json_are_scaled_into_normalised_units(tmp_path: Path) -> None:
-    scene = load_scene(_write_two_view_scene(tmp_path, unbounded=True, near=0.2, far=300))
+    scene = load_scene(_write_two_view_scene(tmp_path, unbounded=True, near=0.2, far=300), holdout_every=0)
     assert (scene.near, scene.far) == (pytest.approx(0.1), pytest.approx(150.0))
 
 
@@ -117,22 +117,23 @@ def test_bad_unbounded_input_is_a_scene_error(tmp_path: Path, edit, match: str) 
     edit(meta)
     (root / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(SceneError, match=match):
-        load_scene(root)
+        load_scene(root, holdout_every=0)
 
 
-@pytest.mark.parametrize("unmarked", ["train", "test"])
+@pytest.mark.parametrize("bounded", ["train", "test"])
 def test_splits_that_disagree_on_being_unbounded_are_a_scene_error(ub_dir: Path, tmp_path: Path,
-                                                                   unmarked: str) -> None:
+                                                                   bounded: str) -> None:
     scene = tmp_path / "scene"
     scene.mkdir()
     for split in ("train", "test"):
         meta = json.loads((ub_dir / f"transforms_{split}.json").read_text().replace("./", f"{ub_dir}/"))
-        if split == unmarked:
-            del meta["unbounded"], meta["aabb_scale"]
+        if split == bounded:
+            meta["unbounded"] = False
         (scene / f"transforms_{split}.json").write_text(json.dumps(meta))
     with pytest.raises(SceneError, match="disagree"):
         load_scene(scene, "test")
-    assert (load_scene(scene, "train").contraction is None) == (unmarked == "train")
+    assert (load_scene(scene, "train").contraction is None) == (bounded == "train")
+    assert load_scene(scene, "test", scene_type="unbounded").contraction is not None
 
 
 # -- virtual cameras --------------------------------------------------------------------------------

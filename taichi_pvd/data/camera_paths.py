@@ -1,4 +1,5 @@
-"""Camera poses for rendering videos and for distillation: orbits, spirals, random sphere poses.
+"""Camera poses for rendering videos and for distillation: orbits, spirals, ellipses through
+360-degree captures, random sphere poses.
 
 Every pose is a [3, 4] camera-to-world matrix in the OpenGL convention used by the loader (the
 camera looks down its -Z axis, +Y up in the image). Object scenes in the Blender convention have
@@ -171,6 +172,48 @@ def spiral_path(
     local = torch.stack([torch.cos(theta), -torch.sin(theta), -torch.sin(0.5 * theta)], dim=-1)
     eyes = centre + (local * radii_t) @ axes.T
     return look_at(eyes, focus, cam_up).to(c2w.dtype)
+
+
+def ellipse_path(c2w: torch.Tensor, n_frames: int = 120) -> torch.Tensor:
+    """A closed path through a 360-degree capture: the ellipse fitted to the (training) cameras
+    ``c2w`` [N, 3, 4], every frame looking at the point nearest their optical axes (as
+    mip-NeRF 360's and nerfstudio's ellipse path).
+
+    The ellipse lies in the plane of the camera centres (the normal is their direction of least
+    spread, pointing along the cameras' mean up vector), at their mean height over the focus
+    point, centred on it; its semi-axes, along the centres' directions of most and least spread
+    in that plane, are the 90th percentiles of the centres' distances from the focus along them.
+
+    Args:
+        c2w: [N, 3, 4] camera-to-world matrices (OpenGL convention) of cameras around a scene.
+        n_frames: number of poses (a full turn, the last frame one step before the first).
+
+    Returns:
+        [n_frames, 3, 4] camera-to-world in ``c2w``'s dtype and device. :class:`ConfigError`
+        when the cameras' axes do not meet (no point to look at) or ``n_frames`` < 1.
+    """
+    if n_frames < 1:
+        raise ConfigError(f"an ellipse needs at least one frame, got {n_frames}")
+    if c2w.ndim != 3 or c2w.shape[1:] != (3, 4):
+        raise ValueError(f"c2w must be [N, 3, 4], got {list(c2w.shape)}")
+    poses = c2w.double()
+    focus = axes_focus_point(poses)
+    if focus is None:
+        raise ConfigError("the cameras' optical axes are (nearly) parallel: there is no centre to circle around; "
+                          "use the spiral path for a forward-facing capture")
+    offsets = poses[:, :, 3] - focus
+    _, _, axes = torch.linalg.svd(offsets - offsets.mean(0), full_matrices=False)
+    normal = axes[2] if float(axes[2] @ poses[:, :, 1].mean(0)) >= 0 else -axes[2]
+    in_plane = offsets - (offsets @ normal)[:, None] * normal
+    _, _, plane_axes = torch.linalg.svd(in_plane, full_matrices=False)
+    e1 = plane_axes[0]
+    e2 = torch.linalg.cross(normal, e1, dim=-1)
+    radii = torch.quantile(torch.stack([(in_plane @ e1).abs(), (in_plane @ e2).abs()], dim=-1), 0.9, dim=0)
+    height = float((offsets @ normal).mean())
+    theta = torch.arange(n_frames, dtype=torch.float64, device=poses.device) * (2 * math.pi / n_frames)
+    eyes = (focus + height * normal + (radii[0] * torch.cos(theta))[:, None] * e1
+            + (radii[1] * torch.sin(theta))[:, None] * e2)
+    return look_at(eyes, focus, normal).to(c2w.dtype)
 
 
 def axes_focus_point(poses: torch.Tensor) -> torch.Tensor | None:

@@ -13,7 +13,8 @@ The loader follows the NeRF reference code for forward-facing scenes:
    units in front of the cameras;
 3. poses are recentred on the average camera (mean centre, averaged axes), which becomes the
    world frame: the cameras look down world -Z;
-4. every 8th image (``i % 8 == 0``) is held out as the test split (``val`` = ``test``), the
+4. every 8th image (``i % 8 == 0``, in file-name order; another period with ``holdout_every``,
+   see :mod:`taichi_pvd.data.splits`) is held out as the test split (``val`` = ``test``), the
    rest is ``train``;
 5. the scene is marched in normalized device coordinates (:mod:`taichi_pvd.data.ndc`): the
    :class:`Scene` carries ``ndc`` and its box, near and far are NDC quantities; the box reaches
@@ -38,11 +39,11 @@ from PIL import Image
 from taichi_pvd.data.ndc import NdcSpace, ndc_xy_extent
 from taichi_pvd.data.rays import generate_rays
 from taichi_pvd.data.scene import Scene
+from taichi_pvd.data.scene_type import llff_scene_type
+from taichi_pvd.data.splits import DEFAULT_HOLDOUT_EVERY, SplitSummary, holdout_indices
 from taichi_pvd.errors import SceneError
 
 POSES_BOUNDS = "poses_bounds.npy"
-#: Every ``TEST_EVERY``-th image (index 0, 8, 16, ...) is the test (and val) split.
-TEST_EVERY = 8
 #: The nearest bound becomes ``1 / NEAR_BOUND_FRACTION`` after rescaling (NeRF: 0.75).
 NEAR_BOUND_FRACTION = 0.75
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -87,14 +88,8 @@ def recentre_poses(c2w: np.ndarray) -> np.ndarray:
     )
 
 
-def split_indices(n_images: int, split: str) -> list[int]:
-    """Image indices of ``split`` under the LLFF convention: test/val every 8th, train the rest."""
-    if split == "train":
-        return [i for i in range(n_images) if i % TEST_EVERY != 0]
-    return [i for i in range(n_images) if i % TEST_EVERY == 0]
-
-
 def load_llff(path: str | os.PathLike[str], split: str = "train", *, downscale: int = 1,
+              holdout_every: int = DEFAULT_HOLDOUT_EVERY, scene_type: str | None = None,
               device: torch.device | str = "cpu") -> Scene:
     """Read one split of an LLFF scene folder (checked arguments; see
     :func:`~taichi_pvd.data.formats.load_scene`).
@@ -102,20 +97,21 @@ def load_llff(path: str | os.PathLike[str], split: str = "train", *, downscale: 
     Images come from ``images_<downscale>/`` when that folder exists, else from ``images/``
     area-averaged by ``downscale``. Returns a :class:`Scene` with ``alphas=None`` and ``ndc``
     set; intrinsics are ``hwf``'s focal scaled to the loaded image width, principal point at the
-    image centre. Raises :class:`SceneError` for a missing, unreadable or malformed
-    ``poses_bounds.npy``, a missing image folder, an image count that differs from the pose
+    image centre. Raises :class:`SceneError` for a ``scene_type`` other than forward-facing, a
+    missing, unreadable or malformed ``poses_bounds.npy``, a missing image folder, an image count that differs from the pose
     count, and images whose size or aspect ratio disagrees with ``hwf`` or with each other.
     """
+    kind = llff_scene_type(scene_type)
     root = Path(path)
     poses_file = root / POSES_BOUNDS
     raw = _read_poses_bounds(poses_file)
     n = raw.shape[0]
     files, factor = _image_files(root, downscale, n)
-    picked = split_indices(n, split)
+    picked = holdout_indices(n, split, holdout_every)
     if not picked:
         raise SceneError(
             f"{poses_file} has {n} image(s): too few for a {split} split (test is every "
-            f"{TEST_EVERY}th image from the first, train the rest); add images"
+            f"{holdout_every}th image from the first, train the rest); add images or change the holdout rule"
         )
     matrices = raw[:, :15].reshape(n, 3, 5)
     bounds = raw[:, 15:17]
@@ -161,6 +157,8 @@ def load_llff(path: str | os.PathLike[str], split: str = "train", *, downscale: 
         name=root.resolve().name,
         split=split,
         file_paths=[files[i] for i in picked],
+        scene_type=kind,
+        split_summary=SplitSummary.held_out([f.name for f in files], holdout_every),
         ndc=ndc,
     )
 

@@ -13,6 +13,7 @@ import dataclasses
 
 import torch
 
+from taichi_pvd.data.distortion import Lens, undistort_directions
 from taichi_pvd.data.scene import Scene
 
 
@@ -23,8 +24,9 @@ def generate_rays(
     width: int,
     *,
     pixels: torch.Tensor | None = None,
+    lens: Lens | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rays of ``B`` pinhole cameras, through every pixel centre or through given pixels.
+    """Rays of ``B`` cameras, through every pixel centre or through given pixels.
 
     Args:
         c2w: [B, 3, 4] camera-to-world matrices (OpenGL convention), float.
@@ -33,6 +35,9 @@ def generate_rays(
         pixels: [B, *S, 2] continuous pixel coordinates ``(x, y)`` of camera ``b``'s rays
             (pixel centres are at +0.5), or None for all ``H x W`` pixel centres (S = (H, W),
             row-major).
+        lens: the distortion of the ``B`` cameras (:class:`~taichi_pvd.data.distortion.Lens`
+            of ``B`` rows): each pixel's ray is undistorted (Newton's method in float64); None:
+            pinhole cameras.
 
     Returns:
         ``(origins, directions)``, each [B, *S, 3], contiguous, in ``c2w``'s dtype and device;
@@ -50,16 +55,29 @@ def generate_rays(
         pixels = torch.stack([x, y], dim=-1).expand(batch, height, width, 2)
     if pixels.ndim < 2 or pixels.shape[0] != batch or pixels.shape[-1] != 2:
         raise ValueError(f"pixels must be [{batch}, ..., 2], got {list(pixels.shape)}")
-    view = (batch,) + (1,) * (pixels.ndim - 2)
+    if lens is not None and len(lens) != batch:
+        raise ValueError(f"lens must hold {batch} views, got {len(lens)}")
+    return _world_rays(c2w, camera_directions(intrinsics, pixels, lens).to(c2w.dtype))
+
+
+def camera_directions(intrinsics: torch.Tensor, pixels: torch.Tensor, lens: Lens | None = None) -> torch.Tensor:
+    """Directions [B, *S, 3] in the OpenGL camera frame of pixels [B, *S, 2] of cameras with
+    ``intrinsics`` [B, 4] and ``lens`` (B views, or None for pinholes): ``(x, y, -1)`` scaled
+    pinhole directions, unit directions (float64) for a lens."""
+    view = (pixels.shape[0],) + (1,) * (pixels.ndim - 2)
     fx, fy, cx, cy = (intrinsics[:, i].reshape(view) for i in range(4))
-    camera_dirs = torch.stack(
-        [
-            (pixels[..., 0] - cx) / fx,
-            (cy - pixels[..., 1]) / fy,
-            -torch.ones_like(pixels[..., 0]),
-        ],
-        dim=-1,
-    )
+    if lens is not None:
+        distorted = torch.stack([(pixels[..., 0] - cx) / fx, (pixels[..., 1] - cy) / fy], dim=-1)
+        coefficients = lens.coefficients.to(pixels.device).reshape(view + (-1,))
+        return undistort_directions(distorted, lens.model, coefficients)
+    return torch.stack([(pixels[..., 0] - cx) / fx, (cy - pixels[..., 1]) / fy,
+                        -torch.ones_like(pixels[..., 0])], dim=-1)
+
+
+def _world_rays(c2w: torch.Tensor, camera_dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """World rays of camera-frame directions [B, *S, 3] of cameras ``c2w`` [B, 3, 4]: origins
+    and unit directions, each [B, *S, 3]."""
+    view = (c2w.shape[0],) + (1,) * (camera_dirs.ndim - 2)
     rotation = c2w[:, :, :3].reshape(view + (3, 3))
     directions = (rotation * camera_dirs.unsqueeze(-2)).sum(dim=-1)
     directions = directions / directions.norm(dim=-1, keepdim=True)
@@ -76,7 +94,8 @@ def image_rays(scene: Scene, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         ``ndc`` set, the rays are in NDC (the space its box, near and far are given in).
     """
     origins, directions = generate_rays(
-        scene.c2w[index : index + 1], scene.intrinsics[index : index + 1], scene.height, scene.width
+        scene.c2w[index : index + 1], scene.intrinsics[index : index + 1], scene.height, scene.width,
+        lens=None if scene.lens is None else scene.lens.select(slice(index, index + 1)),
     )
     origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
     if scene.ndc is not None:
@@ -132,7 +151,10 @@ class RaySampler:
     centres.
 
     Everything stays on the scene's device: one ``randint`` and a few gathers per batch, no host
-    work. ``generator`` must live on the scene's device (default: a new one seeded with 0).
+    work. ``generator`` must live on the scene's device (default: a new one seeded with 0). For
+    a scene with lens distortion the undistorted camera-frame direction of every pixel centre is
+    computed once here, one table per distinct camera (intrinsics and coefficients), and
+    gathered per batch.
 
     Example:
         >>> sampler = RaySampler(scene, 4096, torch.Generator().manual_seed(0))
@@ -154,6 +176,10 @@ class RaySampler:
         self.generator = generator
         self._rgb = scene.images.reshape(-1, 3)
         self._alpha = None if scene.alphas is None else scene.alphas.reshape(-1, 1)
+        self._lens_tables: torch.Tensor | None = None
+        self._lens_of_view: torch.Tensor | None = None
+        if scene.lens is not None:
+            self._lens_tables, self._lens_of_view = _lens_tables(scene, scene.lens)
 
     def sample(self) -> RayBatch:
         """A fresh batch of ``batch_size`` rays drawn with replacement."""
@@ -170,13 +196,17 @@ class RaySampler:
         row = within // scene.width
         column = within - row * scene.width
         pixel = torch.stack([column, row], dim=-1).float() + 0.5
-        origins, directions = generate_rays(
-            scene.c2w[image_index],
-            scene.intrinsics[image_index],
-            scene.height,
-            scene.width,
-            pixels=pixel,
-        )
+        if self._lens_tables is None:
+            origins, directions = generate_rays(
+                scene.c2w[image_index],
+                scene.intrinsics[image_index],
+                scene.height,
+                scene.width,
+                pixels=pixel,
+            )
+        else:
+            camera_dirs = self._lens_tables[self._lens_of_view[image_index], within]
+            origins, directions = _world_rays(scene.c2w[image_index], camera_dirs)
         if scene.ndc is not None:
             origins, directions = scene.ndc.rays(origins, directions)
         return RayBatch(
@@ -187,6 +217,21 @@ class RaySampler:
             image_index=image_index,
             pixel=pixel,
         )
+
+
+def _lens_tables(scene: Scene, lens: Lens) -> tuple[torch.Tensor, torch.Tensor]:
+    """Undistorted camera-frame directions of every pixel centre, [K, H * W, 3] float32, one
+    table per distinct camera of ``scene`` (same intrinsics and coefficients), and [N] int64 the
+    table of each view; both on the scene's device."""
+    cameras = torch.cat([scene.intrinsics.cpu().double(), lens.coefficients.cpu().double()], dim=1)
+    distinct, lens_of_view = torch.unique(cameras, dim=0, return_inverse=True)
+    first = [int(torch.nonzero(lens_of_view == k)[0]) for k in range(len(distinct))]
+    rows = torch.arange(scene.height, dtype=torch.float64) + 0.5
+    cols = torch.arange(scene.width, dtype=torch.float64) + 0.5
+    y, x = torch.meshgrid(rows, cols, indexing="ij")
+    pixels = torch.stack([x, y], dim=-1).reshape(1, -1, 2).expand(len(first), -1, 2)
+    tables = camera_directions(scene.intrinsics.cpu().double()[first], pixels, lens.select(first))
+    return tables.float().to(scene.device), lens_of_view.to(scene.device)
 
 
 def ray_box_hits(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor,
@@ -224,7 +269,8 @@ def views_hitting_box(scene: Scene, per_axis: int = 32) -> int:
     rows = (torch.arange(per_axis, device=scene.device) + 0.5) * (scene.height / per_axis)
     y, x = torch.meshgrid(rows, cols, indexing="ij")
     pixels = torch.stack([x, y], dim=-1).reshape(1, -1, 2).expand(len(scene), -1, 2)
-    origins, directions = generate_rays(scene.c2w, scene.intrinsics, scene.height, scene.width, pixels=pixels)
+    origins, directions = generate_rays(scene.c2w, scene.intrinsics, scene.height, scene.width, pixels=pixels,
+                                        lens=scene.lens)
     origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
     if scene.ndc is not None:
         origins, directions = scene.ndc.rays(origins, directions)

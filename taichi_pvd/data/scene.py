@@ -13,7 +13,10 @@ from pathlib import Path
 import torch
 
 from taichi_pvd.data.contracted_space import ContractedSpace
+from taichi_pvd.data.distortion import Lens
 from taichi_pvd.data.ndc import NdcSpace
+from taichi_pvd.data.scene_type import SceneType
+from taichi_pvd.data.splits import SplitSummary
 
 
 @dataclasses.dataclass
@@ -55,6 +58,10 @@ class Scene:
     split: str
     #: Image file of each view, in the order of the tensors.
     file_paths: list[Path]
+    #: The scene's type and the rule that chose it (:mod:`taichi_pvd.data.scene_type`).
+    scene_type: SceneType
+    #: How the capture was split into training and test frames (:mod:`taichi_pvd.data.splits`).
+    split_summary: SplitSummary
     #: For forward-facing (LLFF) scenes, the NDC space rays are marched in; ``aabb``, ``near``
     #: and ``far`` are then NDC quantities (see :mod:`taichi_pvd.data.ndc`). None: world space.
     ndc: NdcSpace | None = None
@@ -63,6 +70,8 @@ class Scene:
     #: marched in the normalised world with their samples contracted into ``aabb`` (see
     #: :mod:`taichi_pvd.kernels.contraction`). None: a bounded scene.
     contraction: ContractedSpace | None = None
+    #: The lens distortion of the views (their rays are undistorted), or None for pinholes.
+    lens: Lens | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -5,19 +5,24 @@ Two flavours of the same format are read:
 - NeRF-Synthetic / Blender: ``camera_angle_x`` (and optionally ``camera_angle_y``) at the top
   level, ``frames[].file_path`` often without extension (``.png`` is tried), RGBA images.
 - Instant-NGP / nerfstudio: ``fl_x, fl_y, cx, cy, w, h`` at the top level or per frame (per-frame
-  values win), optional ``aabb_scale`` or an explicit ``aabb``.
+  values win), optional ``aabb_scale`` or an explicit ``aabb``; lens distortion
+  (``camera_model`` OPENCV with ``k1, k2, p1, p2``, or OPENCV_FISHEYE with ``k1..k4``, global or
+  per frame) is undistorted into the rays (:mod:`taichi_pvd.data.distortion`). nerfstudio's
+  ``applied_transform`` (COLMAP's world -> the world the poses are written in) is already part
+  of the poses, as nerfstudio's own parser reads them: it is checked and not applied again.
 
-Unbounded scenes: a json with ``"unbounded": true``, or without that key with an ``aabb_scale``
-above 1 and no explicit ``aabb`` (Instant-NGP writes ``aabb_scale`` 16 or more for captures that
-reach beyond the unit cube), is an unbounded capture. Its world is normalised so that the
-training cameras fit in the unit cube (mean camera centre at the origin, the farthest camera on
-the cube's surface; see :class:`~taichi_pvd.data.contracted_space.ContractedSpace`), and its fields
-see contracted coordinates in ``[-2, 2]^3``: the :class:`Scene` carries ``contraction``, its
-``aabb`` is that box, ``near`` defaults to :data:`UNBOUNDED_NEAR` and ``far`` to
-:data:`UNBOUNDED_FAR` (normalised units; ``near``/``far`` keys in the json are in its own units
-and scaled). Every split is normalised by the training split's cameras, so all splits share one
-space, and every split's json must agree with the training split's on being unbounded;
-``"unbounded": false`` keeps the bounded box that ``aabb_scale`` describes.
+A single ``transforms.json`` serves every split, holding out every 8th frame for testing
+(:mod:`taichi_pvd.data.splits`). Which space the scene lives in (bounded, unbounded) follows the
+rules of :mod:`taichi_pvd.data.scene_type`, decided on the training split's json and cameras.
+
+Unbounded scenes: the world is normalised so that the training cameras fit in the unit cube
+(mean camera centre at the origin, the farthest camera on the cube's surface; see
+:class:`~taichi_pvd.data.contracted_space.ContractedSpace`), and the fields see contracted
+coordinates in ``[-2, 2]^3``: the :class:`Scene` carries ``contraction``, its ``aabb`` is that
+box, ``near`` defaults to :data:`UNBOUNDED_NEAR` and ``far`` to :data:`UNBOUNDED_FAR`
+(normalised units; ``near``/``far`` keys in the json are in its own units and scaled). Every
+split is normalised by the training split's cameras, so all splits share one space, and every
+split's json must mark the scene's type as the training split's does.
 
 Poses are camera-to-world matrices in the OpenGL/Blender convention (the camera looks down its
 -Z axis, +Y is up in the image, +X to the right), 4x4 or 3x4. Pixel ``(x, y)`` has its centre at
@@ -29,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,7 +44,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from taichi_pvd.data.contracted_space import ContractedSpace
+from taichi_pvd.data.distortion import MODEL_COEFFICIENTS, Lens
 from taichi_pvd.data.scene import Scene
+from taichi_pvd.data.scene_type import marked_scene_type, transforms_scene_type
+from taichi_pvd.data.splits import SplitSummary, holdout_indices
 from taichi_pvd.errors import ConfigError, SceneError
 
 #: Half-size of the default scene box: NeRF-Synthetic objects fit in [-1.5, 1.5]^3.
@@ -52,6 +59,7 @@ UNBOUNDED_FAR = 1000.0
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+_CAMERA_MODELS = (None, "PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "OPENCV_FISHEYE")
 
 
 def load_transforms(
@@ -59,6 +67,8 @@ def load_transforms(
     split: str,
     *,
     downscale: int,
+    holdout_every: int,
+    scene_type: str | None,
     background: tuple[float, float, float] | None,
     device: torch.device | str,
 ) -> Scene:
@@ -67,12 +77,17 @@ def load_transforms(
 
     Args:
         path: the scene folder (holding ``transforms_{train,val,test}.json`` or a single
-            ``transforms.json`` used for every split), or a ``transforms*.json`` file. An
-            unbounded capture (see the module notes) is normalised and contracted.
+            ``transforms.json``), or a ``transforms*.json`` file. An unbounded capture (see the
+            module notes) is normalised and contracted.
         split: ``'train'``, ``'val'`` or ``'test'``.
         downscale: integer factor; each output pixel is the mean of a ``downscale`` x
             ``downscale`` block (rows/columns that do not fill a block are cropped at the
             bottom/right, which leaves ``cx, cy`` valid).
+        holdout_every: for a json that serves every split, the test frames are every
+            ``holdout_every``-th of its frames sorted by ``file_path`` (0: every frame in every
+            split); see :mod:`taichi_pvd.data.splits`.
+        scene_type: ``'bounded'`` or ``'unbounded'`` to override the rule of
+            :mod:`taichi_pvd.data.scene_type`, or None to follow it.
         background: ``(r, g, b)`` in [0, 1] to composite RGBA images onto, giving
             ``alphas=None``; ``None`` keeps the alpha channel (see :class:`Scene`).
         device: where the tensors go.
@@ -80,26 +95,48 @@ def load_transforms(
     Returns:
         The :class:`Scene`. Raises :class:`SceneError` for a missing folder, an unreadable or
         malformed json, missing keys, bad matrices or NaN/Inf, missing, unreadable or
-        mis-sized images, and unbounded scenes whose markers contradict each other (within a
-        json or between splits) or whose training cameras all stand at one point, each message
-        naming the file and what to do.
+        mis-sized images, unsupported camera models or distortion coefficients, a split with no
+        frames, and unbounded scenes whose markers contradict each other (within a json or
+        between splits) or whose training cameras all stand at one point, each message naming
+        the file and what to do.
     """
-    json_path = _find_transforms(Path(path), split)
+    root = Path(path)
+    json_path = _find_transforms(root, split)
     meta = _read_json(json_path)
-    frames = _frames(meta, json_path)
-    poses = np.stack([_frame_pose(f, i, json_path) for i, f in enumerate(frames)])
-    contraction = _contraction(Path(path), json_path, meta, poses)
-    file_paths = [_image_path(f, i, json_path) for i, f in enumerate(frames)]
+    all_frames = _frames(meta, json_path)
+    all_poses = np.stack([_frame_pose(f, i, json_path) for i, f in enumerate(all_frames)])
+    _check_applied_transform(meta, json_path)
+    shared = json_path.name != f"transforms_{split}.json"
+    if shared:
+        order = sorted(range(len(all_frames)), key=lambda i: str(all_frames[i]["file_path"]))
+        names = [Path(str(all_frames[i]["file_path"])).name for i in order]
+        summary = SplitSummary.held_out(names, holdout_every)
+        picked = [order[i] for i in holdout_indices(len(order), split, holdout_every)]
+        train_path, train_meta = json_path, meta
+        train_poses = all_poses[[order[i] for i in holdout_indices(len(order), "train", holdout_every)]]
+    else:
+        picked = list(range(len(all_frames)))
+        train_path, train_meta, train_poses = _training_split(root, json_path, meta, all_poses)
+        summary = _split_files_summary(root, json_path, split, all_frames)
+    if not picked:
+        raise SceneError(
+            f"{json_path} has {len(all_frames)} frame(s): too few for a {split} split when every "
+            f"{holdout_every}th frame is held out for testing; add frames or change the holdout rule"
+        )
+    frames = [all_frames[i] for i in picked]
+    poses = all_poses[picked]
+    file_paths = [_image_path(all_frames[i], i, json_path) for i in picked]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         pixels = list(pool.map(_read_image, file_paths))
     height, width = pixels[0].shape[:2]
     has_alpha = pixels[0].shape[2] == 4
     intrinsics = np.stack(
         [
-            _frame_intrinsics(meta, f, i, json_path, file_paths[i], pixels[i].shape[:2])
-            for i, f in enumerate(frames)
+            _frame_intrinsics(meta, f, i, json_path, file_paths[k], pixels[k].shape[:2])
+            for k, (i, f) in enumerate(zip(picked, frames))
         ]
     )
+    lens = _split_lens(meta, frames, picked, json_path)
     for i, image in enumerate(pixels):
         if image.shape[:2] != (height, width):
             raise SceneError(
@@ -112,6 +149,15 @@ def load_transforms(
                 f"{file_paths[i]} and {file_paths[0]} differ in having an alpha channel: "
                 "save every image of the scene as RGBA, or every one as RGB"
             )
+    transparent = has_alpha and any(bool((image[..., 3] < 1.0).any()) for image in pixels)
+    if "aabb_scale" in meta:
+        _aabb_scale(meta, json_path)
+    if scene_type is None and train_path != json_path and _marked(meta, json_path) != _marked(train_meta, train_path):
+        raise SceneError(
+            f"{json_path} and the training split {train_path} disagree on whether the scene is "
+            "unbounded: mark every split's json the same way ('unbounded', 'aabb' or 'aabb_scale')"
+        )
+    kind = transforms_scene_type(train_meta, train_path, train_poses, transparent, scene_type)
 
     out_h, out_w = height // downscale, width // downscale
     if out_h < 1 or out_w < 1:
@@ -129,14 +175,15 @@ def load_transforms(
         alphas = None
     intrinsics /= downscale
 
-    if contraction is None:
+    contraction = None
+    if kind.name == "bounded":
         aabb = _aabb(meta, json_path)
         near, far, radius = _near_far_radius(meta, json_path, poses[:, :, 3], aabb)
     else:
+        contraction = _contraction(train_path, train_poses)
         poses = contraction.normalise_poses(poses)
         aabb = contraction.aabb().double().numpy()
         near, far, radius = _unbounded_near_far_radius(meta, json_path, poses[:, :, 3], contraction)
-    root = json_path.parent
     return Scene(
         images=images.to(device),
         alphas=None if alphas is None else alphas.to(device),
@@ -148,10 +195,13 @@ def load_transforms(
         near=near,
         far=far,
         camera_radius=radius,
-        name=root.name,
+        name=json_path.parent.name,
         split=split,
         file_paths=file_paths,
+        scene_type=kind,
+        split_summary=summary,
         contraction=contraction,
+        lens=lens,
     )
 
 
@@ -359,15 +409,48 @@ def _frame_intrinsics(
             f"focal length of frame {index} in {json_path} is {fx:g} x {fy:g} pixels: it must be "
             "positive (and within float32 range)"
         )
-    if any(frame.get(k, meta.get(k)) not in (None, 0, 0.0) for k in _DISTORTION_KEYS):
-        warnings.warn(
-            f"{json_path} has lens distortion coefficients; they are ignored (undistort the "
-            "images for best results)",
-            stacklevel=4,
-        )
     return np.array(
         [fx, fy, values.get("cx", 0.5 * width), values.get("cy", 0.5 * height)], dtype=np.float64
     )
+
+
+def _split_lens(meta: dict[str, Any], frames: list[dict[str, Any]], indices: list[int],
+                json_path: Path) -> Lens | None:
+    """The lens distortion of the frames of a split (per-frame keys override the top level), or
+    None when every coefficient is zero. ``camera_model`` ``OPENCV`` (also assumed when
+    coefficients come without a model, as Instant-NGP writes them) or ``OPENCV_FISHEYE`` (or
+    ``"is_fisheye": true``); ``PINHOLE`` and ``SIMPLE_PINHOLE`` read coefficients as OPENCV's."""
+    models, rows = set(), []
+    for index, frame in zip(indices, frames):
+        where = f"frame {index} ({frame.get('file_path')!r}) of {json_path}"
+        name = frame.get("camera_model", meta.get("camera_model"))
+        if name not in _CAMERA_MODELS:
+            raise SceneError(
+                f"camera_model {name!r} of {where} is not supported: use one of "
+                f"{', '.join(m for m in _CAMERA_MODELS if m)} (undistort the images for another model)"
+            )
+        fisheye = name == "OPENCV_FISHEYE" or frame.get("is_fisheye", meta.get("is_fisheye")) is True
+        model = "OPENCV_FISHEYE" if fisheye else "OPENCV"
+        values = {}
+        for key in _DISTORTION_KEYS:
+            raw = frame.get(key, meta.get(key, 0.0))
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not _fits_float32(raw):
+                raise SceneError(f"'{key}' of {where} is {raw!r}, not a finite number")
+            values[key] = float(raw)
+        unused = [k for k in _DISTORTION_KEYS if values[k] != 0.0 and k not in MODEL_COEFFICIENTS[model]]
+        if unused:
+            raise SceneError(
+                f"{where} gives {', '.join(unused)} for the {model} camera model, which has no such "
+                f"coefficient ({', '.join(MODEL_COEFFICIENTS[model])}): fix the camera model or undistort the images"
+            )
+        models.add(model)
+        rows.append([values[k] for k in MODEL_COEFFICIENTS[model]])
+    if len(models) > 1:
+        raise SceneError(f"the frames of {json_path} mix the OPENCV and OPENCV_FISHEYE camera models: use one")
+    coefficients = torch.tensor(rows, dtype=torch.float64)
+    if not coefficients.abs().max() > 0:
+        return None
+    return Lens(models.pop(), coefficients)
 
 
 def _premultiply_and_downscale(image: np.ndarray, factor: int) -> torch.Tensor:
@@ -413,53 +496,59 @@ def _aabb_scale(meta: dict[str, Any], json_path: Path) -> float:
     return float(scale)
 
 
-def _is_unbounded(meta: dict[str, Any], json_path: Path) -> bool:
-    """The rule of the module notes: ``"unbounded"`` when given, else ``aabb_scale > 1``
-    without an explicit ``aabb``."""
-    flag = meta.get("unbounded")
-    if flag is None:
-        return "aabb" not in meta and _aabb_scale(meta, json_path) > 1.0
-    if not isinstance(flag, bool):
-        raise SceneError(f"'unbounded' in {json_path} must be true or false, got {flag!r}")
-    if flag and "aabb" in meta:
+def _check_applied_transform(meta: dict[str, Any], json_path: Path) -> None:
+    """``applied_transform`` (nerfstudio: the transform from COLMAP's world to the one the poses
+    are written in) must be a 3x4 or 4x4 matrix of numbers; the poses already include it."""
+    if "applied_transform" not in meta:
+        return
+    try:
+        matrix = np.asarray(meta["applied_transform"], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        matrix = np.zeros(0)
+    if matrix.shape not in ((3, 4), (4, 4)) or not _fits_float32(matrix):
         raise SceneError(
-            f"{json_path} has both \"unbounded\": true and an explicit 'aabb': an unbounded scene "
-            "is contracted into a fixed box, so remove one of them"
+            f"'applied_transform' in {json_path} must be a 3x4 or 4x4 matrix of finite numbers, got "
+            f"{meta['applied_transform']!r}: fix it or remove it (the poses do not depend on it)"
         )
-    return flag
 
 
-def _training_transforms(path: Path) -> Path | None:
-    """The json of the training split of the scene at ``path`` (a folder or a json file), or
-    None when the folder has none."""
-    if path.is_file():
-        return path
-    for name in ("transforms_train.json", "transforms.json"):
-        if (path / name).is_file():
-            return path / name
-    return None
+def _marked(meta: dict[str, Any], json_path: Path) -> str | None:
+    """The scene type a json's markers name, or None."""
+    marked = marked_scene_type(meta, json_path)
+    return None if marked is None else marked.name
 
 
-def _contraction(path: Path, json_path: Path, meta: dict[str, Any],
-                 poses: np.ndarray) -> ContractedSpace | None:
-    """The space of the split read from ``json_path`` (``meta``, camera-to-world ``poses``
-    [N, 3, 4]): None for a bounded scene, else the normalisation of the training cameras. The
-    training split's json decides, and the other splits' must agree with it."""
-    train_path = _training_transforms(path) or json_path
-    unbounded = _is_unbounded(meta, json_path)
-    if train_path != json_path:
-        train_meta = _read_json(train_path)
-        if _is_unbounded(train_meta, train_path) != unbounded:
-            raise SceneError(
-                f"{json_path} and the training split {train_path} disagree on whether the scene is "
-                "unbounded: mark every split's json the same way ('unbounded' or 'aabb_scale')"
-            )
-        if unbounded:
-            frames = _frames(train_meta, train_path)
-            poses = np.stack([_frame_pose(f, i, train_path) for i, f in enumerate(frames)])
-    if not unbounded:
-        return None
-    space = ContractedSpace.from_camera_centres(poses[:, :, 3])
+def _training_split(root: Path, json_path: Path, meta: dict[str, Any],
+                    poses: np.ndarray) -> tuple[Path, dict[str, Any], np.ndarray]:
+    """The json, its content and camera-to-world matrices [N, 3, 4] of the training split of a
+    scene with split files (this split's own when the folder has no ``transforms_train.json``)."""
+    train_path = root / "transforms_train.json"
+    if root.is_file() or not train_path.is_file() or train_path == json_path:
+        return json_path, meta, poses
+    train_meta = _read_json(train_path)
+    frames = _frames(train_meta, train_path)
+    return train_path, train_meta, np.stack([_frame_pose(f, i, train_path) for i, f in enumerate(frames)])
+
+
+def _split_files_summary(root: Path, json_path: Path, split: str, frames: list[dict[str, Any]]) -> SplitSummary:
+    """The split of a scene with split files: the frames of its train and test jsons."""
+    names = {}
+    for name in ("train", "test"):
+        other = root / f"transforms_{name}.json"
+        if name == split:
+            listed = frames
+        elif other.is_file():
+            listed = _frames(_read_json(other), other)
+        else:
+            listed = []
+        names[name] = tuple(Path(str(f["file_path"])).name for f in listed)
+    return SplitSummary("the scene's split files (transforms_<split>.json)",
+                        names["train"], names["test"])
+
+
+def _contraction(train_path: Path, train_poses: np.ndarray) -> ContractedSpace:
+    """The normalisation of an unbounded scene by its training cameras [N, 3, 4]."""
+    space = ContractedSpace.from_camera_centres(train_poses[:, :, 3])
     if space is None:
         raise SceneError(
             f"every training camera of the unbounded scene {train_path} stands at the same point: "

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 
 from ..data.camera_rig import CameraRig
+from ..data.formats import load_scene
+from ..data.scene import Scene
 from ..data.demo import demo_scene_path
 from ..errors import CheckpointError, SceneError
 from ..fields import RadianceField, make_field
@@ -77,12 +79,33 @@ class LoadedRun:
             "put the scene folder back at that path"
         )
 
+    def scene_options(self, **overrides: Any) -> dict[str, Any]:
+        """The options the run's scene was loaded with: :func:`recorded_scene_options`."""
+        return recorded_scene_options(self.config, **overrides)
+
+    def load_scene(self, split: str, **overrides: Any) -> Scene:
+        """One split of the run's scene loaded with :meth:`scene_options` (``overrides``, e.g.
+        ``downscale``, in their place), on the CPU."""
+        return load_scene(self.scene_path(), split, **self.scene_options(**overrides))
+
     def render_background(self) -> tuple[float, float, float]:
         """The colour to render the run on along free camera paths: white for a scene with
         transparent images (and for runs that do not record which), black for an opaque scene,
         the background its training composited behind it."""
         scene = self.config.get("scene") or {}
         return (0.0, 0.0, 0.0) if scene.get("transparent") is False else (1.0, 1.0, 1.0)
+
+
+def recorded_scene_options(config: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The options a run's scene was loaded with (``downscale``, ``holdout_every``,
+    ``scene_type``), from its checkpoint ``config``, as keyword arguments of
+    :func:`~taichi_pvd.data.load_scene`, with ``overrides`` that are not None in their place. A
+    run that records none (made before they were recorded) gets its training downscale and the
+    loader's defaults."""
+    scene = config.get("scene") or {}
+    recorded = dict(scene.get("options") or {"downscale": int(config.get("train", {}).get("downscale", 1))})
+    recorded.update({k: v for k, v in overrides.items() if v is not None})
+    return recorded
 
 
 def checkpoint_path(run_dir: str | os.PathLike) -> Path:

@@ -132,7 +132,8 @@ def render_views(run: RenderableRun, views: ViewSet, *, background: tuple[float,
         for offset in offsets:
             origins, directions = generate_rays(views.c2w[i : i + 1].to(device),
                                                 views.intrinsics[i : i + 1].to(device),
-                                                views.height, views.width, pixels=corners + offset)
+                                                views.height, views.width, pixels=corners + offset,
+                                                lens=None if views.lens is None else views.lens.select(slice(i, i + 1)))
             origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
             outputs = render_image(run.field, run.grid, origins.contiguous(), directions.contiguous(),
                                    near=views.near, far=views.far, background=bg, marching=marching,

@@ -72,14 +72,18 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
         check_loop_memory(config.batch_rays, device, config.grid_resolution)
         check_field_memory(make_config(model, field_options), device)
         torch.manual_seed(config.seed)
-        train_scene = load_scene(scene_path, "train", downscale=config.downscale, device=device)
-        val_scene = load_scene(scene_path, "val", downscale=config.downscale, background=(1.0, 1.0, 1.0),
-                               device=device)
+        options = {"downscale": config.downscale, "holdout_every": config.holdout_every}
+        train_scene = load_scene(scene_path, "train", **options, scene_type=config.scene_type, device=device)
+        options["scene_type"] = train_scene.scene_type.name
+        val_scene = load_scene(scene_path, "val", **options, background=(1.0, 1.0, 1.0), device=device)
         raise_if_stop_requested()
         generator = torch.Generator().manual_seed(config.seed)
         field = make_field(model, train_scene.aabb.cpu(), field_options, generator=generator)
         scene = {"path": str(scene_path.resolve()), "name": train_scene.name, "demo": demo,
-                 "transparent": train_scene.alphas is not None, "fingerprint": scene_fingerprint(scene_path)}
+                 "transparent": train_scene.alphas is not None, "fingerprint": scene_fingerprint(scene_path),
+                 "options": options, "type_reason": train_scene.scene_type.reason,
+                 "split": train_scene.split_summary.to_dict(),
+                 "lens": None if train_scene.lens is None else train_scene.lens.model}
         trainer = Trainer(field, train_scene, val_scene, config, out_dir,
                           run_info={"scene": scene, "camera_rig": CameraRig.from_scene(train_scene).to_dict()})
         metrics = run_in_folder(trainer, folder, {"scene": scene}, force=force, on_ready=on_ready,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..data.scene_type import check_scene_type
+from ..data.splits import DEFAULT_HOLDOUT_EVERY, check_holdout_every
 from ..errors import OptionValueError
 from .loop_config import LoopConfig
 
@@ -27,6 +29,12 @@ class TrainConfig(LoopConfig):
     """Composite transparent training pixels on a random colour per ray."""
     downscale: int = 1
     """Integer image downscale factor applied when loading the scene."""
+    holdout_every: int = DEFAULT_HOLDOUT_EVERY
+    """A scene without split files holds out every ``holdout_every``-th frame for testing (0:
+    none; see :mod:`taichi_pvd.data.splits`)."""
+    scene_type: str | None = None
+    """``bounded``, ``unbounded`` or ``forward-facing`` to override the scene type rule of
+    :mod:`taichi_pvd.data.scene_type`; None follows it."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""
@@ -34,6 +42,8 @@ class TrainConfig(LoopConfig):
         for name in ("grid_resolution", "grid_update_every", "downscale"):
             if getattr(self, name) <= 0:
                 raise OptionValueError(name, f"must be positive, got {getattr(self, name)}")
+        check_holdout_every(self.holdout_every)
+        check_scene_type(self.scene_type)
         if self.grid_warmup_steps < 0:
             raise OptionValueError("grid_warmup_steps", f"must be >= 0, got {self.grid_warmup_steps}")
         if not 0 < self.grid_decay < 1:
