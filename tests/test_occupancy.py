@@ -72,20 +72,24 @@ def test_a_nearly_flat_field_with_a_few_dense_cells_keeps_its_cells():
     assert grid.occupancy_fraction() == 1.0
 
 
-def test_a_contracted_grid_takes_its_threshold_from_the_stretched_mean():
-    """Thin air filling the inner cube and a far shell of the same density per world unit,
-    which one contracted step crosses many world units of: the mean of raw densities would put
-    the threshold below the air's density and keep every cell; the mean of stretched densities
-    exceeds the optical-thickness value, the air is culled and the far shell stays."""
+def test_a_contracted_grid_takes_its_mean_over_the_unit_cube():
+    """A freshly initialised field (the same density everywhere) keeps every cell of a
+    contracted grid: the shell's stretched densities do not raise the threshold above the
+    field. Once the unit cube's air thins out, it is culled while the far shell stays."""
     grid = OccupancyGrid(torch.tensor([[-2.0] * 3, [2.0] * 3]), resolution=16, contracted=True)
-    grid.update(lambda x: torch.full((x.shape[0],), 0.5), step=0)
-    assert MEAN_FRACTION * float(grid.density.mean()) < 0.5
-    ngp = 0.01 * 1024 / (4 * math.sqrt(3))
-    assert float(grid.bitfield_threshold) == pytest.approx(ngp)
+    grid.update(lambda x: torch.full((x.shape[0],), 1.0), step=0)
+    assert float(grid.bitfield_threshold) == pytest.approx(MEAN_FRACTION)
+    assert grid.occupancy_fraction() == 1.0
     inner = grid.cell_centres().abs().amax(dim=1) < 1.0
+
+    def thin_air_dense_centre(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x.abs().amax(dim=1) < 0.25, 50.0, torch.where(x.abs().amax(dim=1) < 1.0, 0.01, 1.0))
+
+    grid.update(thin_air_dense_centre, step=0, decay=0.01)
+    centre = grid.cell_centres().abs().amax(dim=1) < 0.25
     occupied = grid.occupied_mask()
-    assert not bool(occupied[inner].any())
-    assert bool(occupied[grid.cell_stretch > 2 * ngp / 0.5].all())
+    assert bool(occupied[centre].all()) and not bool(occupied[inner & ~centre].any())
+    assert bool(occupied[~inner].all())
 
 
 def test_update_after_warmup_decays_only_sampled_cells_and_favours_occupied_ones():

@@ -24,9 +24,10 @@ contracts world samples before looking them up. Densities stay per world unit, b
 step of contracted length spans ``radial_stretch`` world units outside the unit cube (``r^2`` at
 world distance ``r``), so a cell there is occupied when its density times its centre's stretch
 exceeds the threshold: the same minimal optical thickness per minimal contracted step as inside.
-The mean in the default threshold is taken of the same stretched densities: of raw densities,
-it falls far below the fixed threshold in a scene whose air fills the inner cube, and the grid
-keeps nearly every cell.
+The mean in the default threshold is taken over the cells of the unit cube only (stretch 1), as
+Instant-NGP takes it over its innermost cascade: the shell's densities, per world unit, say
+little of the field's scale, and their stretched values (thousands near the outer faces) would
+put the threshold above a freshly initialised field and empty the unit cube before it learns.
 
 Packing and unpacking the bitfield are a handful of elementwise torch operations (R^3 values,
 once every few training steps), which run on any device, also from a state-dict load hook;
@@ -243,7 +244,8 @@ class OccupancyGrid(torch.nn.Module):
                 sampled cells (cells drawn twice take their largest sample).
             threshold: sigma above which a cell is occupied (compared with sigma times
                 ``cell_stretch`` in a contracted grid); ``None`` for ``min(0.9 * mean,
-                0.01 / min_step_size)``, the mean taken of the compared values.
+                0.01 / min_step_size)``, the mean taken over the unit cube's cells in a
+                contracted grid.
             warmup_steps: steps during which every cell is evaluated.
             generator: torch generator on the grid's device for the cell choice and jitter.
 
@@ -269,7 +271,7 @@ class OccupancyGrid(torch.nn.Module):
         self.density.copy_(torch.where(sampled, torch.maximum(self.density * decay, fresh),
                                        self.density))
         if threshold is None:
-            mean = float((self.density * self.cell_stretch).mean())
+            mean = float(self.density[self.cell_stretch.expand_as(self.density) == 1.0].mean())
             threshold = min(MEAN_FRACTION * mean, MIN_OPTICAL_THICKNESS / self.min_step_size)
         self.bitfield_threshold.fill_(threshold)
         self.rebuild_bitfield()
