@@ -3,12 +3,14 @@
 Usage::
 
     python benchmarks/train.py --model hash --data .device-kit/data/nerf_synthetic/lego \
-        [--steps N] [--batch-rays B] [--test-views 50] [--supersample K]
-        [--set key=value ...]
+        [--steps N] [--time-limit S] [--batch-rays B] [--test-views 50] [--supersample K]
+        [--set key=value ...] [--train-set key=value ...]
 
 Writes (or updates the entry for this model in) ``benchmarks/results/train-<scene>-<card>.json``:
 training wall time (``train_seconds``: optimisation only, validation excluded), test PSNR/SSIM,
-steps, rays per step, and the validation PSNR history against time.
+steps, rays per step, the scene's space (``box``, ``contracted``: unbounded, ``ndc``:
+forward-facing), the mean samples a ray after the occupancy grid's warm-up, and the validation
+PSNR history against time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from benchmarks.run_and_eval import keep_previous, merge_runs, printer, score  #
 from taichi_pvd_cli.options import parse_overrides  # noqa: E402
 from taichi_pvd.io.checkpoint import load_checkpoint  # noqa: E402
 from taichi_pvd.io.runs import SNAPSHOTS_DIR, checkpoint_path  # noqa: E402
+from taichi_pvd.run_info import scene_space  # noqa: E402
 from taichi_pvd.training.api import train  # noqa: E402
 
 
@@ -48,6 +51,8 @@ def main() -> None:
     parser.add_argument("--model", default="hash")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--time-limit", type=float, default=None, metavar="S",
+                        help="stop after S seconds of optimisation (the learning rate decays over the time)")
     parser.add_argument("--batch-rays", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--val-every", type=int, default=1000)
@@ -64,17 +69,20 @@ def main() -> None:
 
     field_overrides = parse_overrides(tuple(args.sets), "--set")
     run_dir = args.out or Path(tempfile.mkdtemp(prefix=f"pvd-{args.model}-"))
-    train_overrides = {"steps": args.steps, "batch_rays": args.batch_rays, "lr": args.lr, "val_every": args.val_every,
+    train_overrides = {"steps": args.steps, "time_limit_s": args.time_limit, "batch_rays": args.batch_rays, "lr": args.lr, "val_every": args.val_every,
                        "val_views": VALIDATION_VIEWS, "checkpoint_every": 0, **parse_overrides(tuple(args.train_sets), "--train-set")}
     metrics = train(data=args.data, model=args.model, out=run_dir, field_overrides=field_overrides,
                     train_overrides=train_overrides, overwrite=True, on_progress=printer(args.model))
     scores = score(run_dir, args.test_views)
+    config = load_checkpoint(checkpoint_path(run_dir), expected_kind="run").config
     entry = {
         "model": args.model,
         **({"label": args.label} if args.label else {}),
         "steps": metrics["steps"],
         "batch_rays": train_overrides["batch_rays"] or "default",
         "train_seconds": metrics["train_seconds"],
+        "scene_space": scene_space(config),
+        "samples_per_ray_after_warmup": metrics["samples_per_ray_after_warmup"],
         "test_psnr_db": scores["test_psnr_db"],
         "test_ssim": scores["test_ssim"],
         "test_views": scores["test_views"],
@@ -95,7 +103,8 @@ def main() -> None:
     path = write_result("train", args.data.name, {}, out_dir)
     merge_runs(path, entry, ("model", "label"))
     print(f"{args.model}: {entry['test_psnr_db']:.2f} dB test PSNR ({entry['test_views']} views), "
-          f"SSIM {entry['test_ssim']:.4f}, trained {entry['steps']} steps in {entry['train_seconds']:.1f} s -> {path}")
+          f"SSIM {entry['test_ssim']:.4f}, trained {entry['steps']} steps in {entry['train_seconds']:.1f} s, "
+          f"{entry['samples_per_ray_after_warmup'] or 0:.1f} samples a ray after warm-up -> {path}")
     if args.out is None:
         shutil.rmtree(run_dir, ignore_errors=True)
 

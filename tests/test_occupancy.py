@@ -8,7 +8,7 @@ import torch
 
 from taichi_pvd import backend
 from taichi_pvd.errors import ConfigError, TrainingDiverged
-from taichi_pvd.rendering.occupancy import FLAT_FIELD_TOLERANCE, OccupancyGrid, pack_bitfield, unpack_bitfield
+from taichi_pvd.rendering.occupancy import MEAN_FRACTION, OccupancyGrid, pack_bitfield, unpack_bitfield
 
 backend.init("cpu")
 
@@ -44,9 +44,8 @@ def test_warmup_update_marks_dense_cells_occupied_and_leaves_empty_ones_empty():
 
 def test_default_threshold_is_instant_ngp_optical_thickness_capped_by_the_mean():
     grid = _updated_grid()
-    # mean density 50 exceeds 0.01 / (sqrt(3) * 2 / 1024) = 2.96, so the latter is used (less the
-    # 0.1% flat-field tolerance).
-    ngp = 0.01 * 1024 / (2 * math.sqrt(3)) * (1 - FLAT_FIELD_TOLERANCE)
+    # 0.9 x mean density 50 exceeds 0.01 / (sqrt(3) * 2 / 1024) = 2.96, so the latter is used.
+    ngp = 0.01 * 1024 / (2 * math.sqrt(3))
     assert float(grid.bitfield_threshold) == pytest.approx(ngp)
     grid.update(lambda x: torch.full((x.shape[0],), 1.0), step=0, decay=0.5)
     # Now every cell holds 1 or 50 and the mean, 25.5, still exceeds the optical-thickness value.
@@ -62,6 +61,35 @@ def test_a_flat_field_keeps_every_cell():
     grid = OccupancyGrid(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), resolution=16)
     grid.update(lambda x: torch.full((x.shape[0],), 0.953) + 1e-7 * torch.randn(x.shape[0]), step=0)
     assert grid.occupancy_fraction() == 1.0
+
+
+def test_a_nearly_flat_field_with_a_few_dense_cells_keeps_its_cells():
+    """Early in training most cells sit a few percent below a mean that a few denser cells raise
+    (seen on forward-facing scenes in NDC): they stay occupied, so they still get samples."""
+    grid = OccupancyGrid(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), resolution=16)
+    grid.update(lambda x: torch.where(x[:, 0] > 0.8, 1.8, 0.95) + 0.01 * torch.rand(x.shape[0]), step=0)
+    assert float(grid.bitfield_threshold) == pytest.approx(MEAN_FRACTION * float(grid.density.mean()))
+    assert grid.occupancy_fraction() == 1.0
+
+
+def test_a_contracted_grid_takes_its_mean_over_the_unit_cube():
+    """A freshly initialised field (the same density everywhere) keeps every cell of a
+    contracted grid: the shell's stretched densities do not raise the threshold above the
+    field. Once the unit cube's air thins out, it is culled while the far shell stays."""
+    grid = OccupancyGrid(torch.tensor([[-2.0] * 3, [2.0] * 3]), resolution=16, contracted=True)
+    grid.update(lambda x: torch.full((x.shape[0],), 1.0), step=0)
+    assert float(grid.bitfield_threshold) == pytest.approx(MEAN_FRACTION)
+    assert grid.occupancy_fraction() == 1.0
+    inner = grid.cell_centres().abs().amax(dim=1) < 1.0
+
+    def thin_air_dense_centre(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x.abs().amax(dim=1) < 0.25, 50.0, torch.where(x.abs().amax(dim=1) < 1.0, 0.01, 1.0))
+
+    grid.update(thin_air_dense_centre, step=0, decay=0.01)
+    centre = grid.cell_centres().abs().amax(dim=1) < 0.25
+    occupied = grid.occupied_mask()
+    assert bool(occupied[centre].all()) and not bool(occupied[inner & ~centre].any())
+    assert bool(occupied[~inner].all())
 
 
 def test_update_after_warmup_decays_only_sampled_cells_and_favours_occupied_ones():

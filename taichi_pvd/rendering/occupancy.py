@@ -10,9 +10,13 @@ Update rule (Instant-NGP): every cell is re-evaluated during the warm-up steps; 
 ``R^3 / 4`` uniformly random cells and ``R^3 / 4`` random currently occupied cells are, each at
 a uniformly jittered point inside the cell, and ``density = max(density * decay, sigma)`` for the
 sampled cells. A cell is occupied when its EMA exceeds the threshold, by default
-``min(mean EMA, 0.01 / min_step_size)``: Instant-NGP's minimal optical thickness 0.01 over one
-step of ``min_step_size = sqrt(3) * max box extent / 1024`` (about 5.91 for a unit cube, the
-value ngp_pl uses), or the grid's mean density when that is lower.
+``min(0.9 * mean EMA, 0.01 / min_step_size)``: Instant-NGP's minimal optical thickness 0.01 over
+one step of ``min_step_size = sqrt(3) * max box extent / 1024`` (about 5.91 for a unit cube, the
+value ngp_pl uses), or 90% of the grid's mean density when that is lower. The margin below the
+mean keeps a field that is still nearly flat (every cell within 10% of the mean, as a freshly
+initialised model and one early in training are) whole: at the mean itself, such a field loses
+most of its cells to small variations, and cells without samples get no gradient to grow back
+(on forward-facing scenes in NDC the grid emptied at the first updates).
 
 A *contracted* grid covers the box ``[-2, 2]^3`` of contracted coordinates of an unbounded scene
 (:mod:`taichi_pvd.kernels.contraction`): its cell centres are field coordinates, and the marcher
@@ -20,6 +24,10 @@ contracts world samples before looking them up. Densities stay per world unit, b
 step of contracted length spans ``radial_stretch`` world units outside the unit cube (``r^2`` at
 world distance ``r``), so a cell there is occupied when its density times its centre's stretch
 exceeds the threshold: the same minimal optical thickness per minimal contracted step as inside.
+The mean in the default threshold is taken over the cells of the unit cube only (stretch 1), as
+Instant-NGP takes it over its innermost cascade: the shell's densities, per world unit, say
+little of the field's scale, and their stretched values (thousands near the outer faces) would
+put the threshold above a freshly initialised field and empty the unit cube before it learns.
 
 Packing and unpacking the bitfield are a handful of elementwise torch operations (R^3 values,
 once every few training steps), which run on any device, also from a state-dict load hook;
@@ -39,10 +47,9 @@ from taichi_pvd.kernels.contraction import radial_stretch
 
 #: Instant-NGP's minimal optical thickness of an occupied cell over one minimal step.
 MIN_OPTICAL_THICKNESS = 0.01
-#: Cells within this fraction below the threshold still count as occupied: with the threshold at
-#: the mean density, a flat field (every cell at the mean, as a freshly initialised model is)
-#: otherwise loses a random half of its cells to rounding.
-FLAT_FIELD_TOLERANCE = 1e-3
+#: The default threshold is at most this fraction of the grid's mean (stretched) density, so that a
+#: nearly flat field keeps its cells (see the module notes).
+MEAN_FRACTION = 0.9
 #: Minimal steps across the box's largest extent, times sqrt(3) (Instant-NGP's NERF_STEPS).
 STEPS_ACROSS_BOX = 1024
 #: Points handed to ``density_fn`` at once by :meth:`OccupancyGrid.update`.
@@ -236,8 +243,9 @@ class OccupancyGrid(torch.nn.Module):
             decay: EMA factor in (0, 1]: ``density = max(density * decay, sigma)`` for the
                 sampled cells (cells drawn twice take their largest sample).
             threshold: sigma above which a cell is occupied (compared with sigma times
-                ``cell_stretch`` in a contracted grid); ``None`` for ``min(mean density,
-                0.01 / min_step_size)``, less 0.1% (see ``FLAT_FIELD_TOLERANCE``).
+                ``cell_stretch`` in a contracted grid); ``None`` for ``min(0.9 * mean,
+                0.01 / min_step_size)``, the mean taken over the unit cube's cells in a
+                contracted grid.
             warmup_steps: steps during which every cell is evaluated.
             generator: torch generator on the grid's device for the cell choice and jitter.
 
@@ -263,8 +271,8 @@ class OccupancyGrid(torch.nn.Module):
         self.density.copy_(torch.where(sampled, torch.maximum(self.density * decay, fresh),
                                        self.density))
         if threshold is None:
-            threshold = min(float(self.density.mean()), MIN_OPTICAL_THICKNESS / self.min_step_size)
-            threshold *= 1.0 - FLAT_FIELD_TOLERANCE
+            mean = float(self.density[self.cell_stretch.expand_as(self.density) == 1.0].mean())
+            threshold = min(MEAN_FRACTION * mean, MIN_OPTICAL_THICKNESS / self.min_step_size)
         self.bitfield_threshold.fill_(threshold)
         self.rebuild_bitfield()
 

@@ -91,6 +91,10 @@ class OptimizationLoop:
                                            init_scale=2.0**10)
         self.step = 0
         self.train_seconds = 0.0
+        #: Samples and rays marched by the steps after :meth:`sampling_warmup_steps` (the
+        #: figures behind ``samples_per_ray_after_warmup``).
+        self.samples_after_warmup = 0.0
+        self.rays_after_warmup = 0
         self.last_val_psnr: float | None = None
         #: Generator state before a prefetched batch was drawn (None: nothing prefetched); a
         #: checkpoint stores this so that resuming redraws the same batch.
@@ -136,6 +140,16 @@ class OptimizationLoop:
     def stage(self) -> int | None:
         """The stage the current step belongs to, for loops that have stages."""
         return None
+
+    def sampling_warmup_steps(self) -> int:
+        """Steps left out of ``samples_per_ray_after_warmup`` (those before empty space is
+        skipped in earnest, e.g. the occupancy grid's warm-up)."""
+        return 0
+
+    def samples_per_ray_after_warmup(self) -> float | None:
+        """Mean samples a ray over the steps after :meth:`sampling_warmup_steps` (None before
+        any)."""
+        return self.samples_after_warmup / self.rays_after_warmup if self.rays_after_warmup else None
 
     # -- optimisation ------------------------------------------------------------------------------
 
@@ -252,6 +266,8 @@ class OptimizationLoop:
             "optimizer_groups": groups,
             "grad_scale": float(self.scaler.get_scale()) if self.scaler.is_enabled() else None,
             "val_psnr_db": self.last_val_psnr,
+            "samples_after_warmup": self.samples_after_warmup,
+            "rays_after_warmup": self.rays_after_warmup,
         }
         config = {
             **self.checkpoint_config(),
@@ -299,6 +315,8 @@ class OptimizationLoop:
         self.saved_step = self.step
         trim_history(self.out_dir, self.step)
         self.train_seconds = float(ckpt.meta["train_seconds"])
+        self.samples_after_warmup = float(ckpt.meta.get("samples_after_warmup", 0.0))
+        self.rays_after_warmup = int(ckpt.meta.get("rays_after_warmup", 0))
         self.last_val_psnr = ckpt.meta.get("val_psnr_db")
         # A run saved without the loss scale (float32, bfloat16) resumed under float16 starts
         # from the initial scale.
@@ -315,7 +333,8 @@ class OptimizationLoop:
 
     def _history_record(self, loss: float, parts: dict[str, float], figures: dict[str, float]) -> dict[str, Any]:
         return {"step": self.step, "elapsed_s": self.train_seconds, "loss": loss, **parts,
-                "val_psnr_db": self.last_val_psnr, **figures}
+                "val_psnr_db": self.last_val_psnr,
+                "samples_per_ray_after_warmup": self.samples_per_ray_after_warmup(), **figures}
 
     def _validate_with(self, on_validate: ValidateFn | None) -> dict[str, float]:
         """:meth:`validate` with the parameters' average in place, then ``on_validate``'s
@@ -359,6 +378,9 @@ class OptimizationLoop:
                 loss, samples_per_ray, parts = self.optimizer_step()
                 window_rays += s.batch_rays
                 window_samples += samples_per_ray * s.batch_rays
+                if self.step > self.sampling_warmup_steps():
+                    self.samples_after_warmup += samples_per_ray * s.batch_rays
+                    self.rays_after_warmup += s.batch_rays
                 out_of_time = bool(s.time_limit_s) and self.train_seconds + (time.perf_counter() - t0) >= s.time_limit_s
                 last = self.step == s.steps or out_of_time
                 report = self.step % report_every == 0 or last
@@ -410,6 +432,7 @@ class OptimizationLoop:
             "train_seconds": self.train_seconds,
             "val_psnr_db": self.last_val_psnr,
             "num_parameters": self.field.num_parameters(),
+            "samples_per_ray_after_warmup": self.samples_per_ray_after_warmup(),
             **self.final_metrics(),
         }
         write_json(self.out_dir / METRICS_NAME, metrics)

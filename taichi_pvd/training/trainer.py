@@ -112,6 +112,10 @@ class Trainer(OptimizationLoop):
         loss = rgb_loss + self.field.regularization(self.generator)
         return loss, samples.n_samples / n, {"rgb": rgb_loss.detach()}
 
+    def sampling_warmup_steps(self) -> int:
+        """The occupancy grid's warm-up (``grid_warmup_steps``), while every cell is refreshed."""
+        return self.config.grid_warmup_steps
+
     def validate(self) -> float | None:
         """Mean PSNR (dB) over the first ``val_views`` validation views; None without a
         validation split."""
