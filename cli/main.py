@@ -37,6 +37,7 @@ from .error_messages import user_message
 from .export_command import export
 from .run_commands import distill, train
 from .view_commands import eval_, info, render
+from .viewer_command import view
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -108,6 +109,7 @@ main.add_command(render)
 main.add_command(eval_)
 main.add_command(info)
 main.add_command(export)
+main.add_command(view)
 
 
 main.add_command(train)

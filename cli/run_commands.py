@@ -14,6 +14,7 @@ from taichi_pvd.errors import PvdError
 from .error_messages import advice_message
 from .options import ARCHITECTURES, PRESETS, parse_overrides
 from .progress import progress_display
+from .viewer_command import VIEW_OPTION, attach_live_viewer
 
 _console = Console(stderr=True)
 #: Options shared by ``train`` and ``distill``.
@@ -132,10 +133,11 @@ def _print_hints(hints: list) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace a run already in --out (kept until the new run writes its first checkpoint).")
 @click.option("--force", is_flag=True, help="With --resume: continue even on another scene than the run's.")
+@VIEW_OPTION
 def train(data, model, out, steps, batch_rays, lr, seed, downscale, holdout_every, scene_type, val_every,
           checkpoint_every, grid_resolution,
           time_limit, snapshot_times, mixed_precision, field_sets, train_sets, preset_name, resume,
-          overwrite, force) -> None:
+          overwrite, force, view) -> None:
     """Train a radiance field (hash, vm, mlp or grid) on a transforms.json scene; writes a
     checkpoint, metrics.json and a history log into the run folder."""
     from taichi_pvd.presets import settings_lines, training_preset
@@ -165,6 +167,8 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, holdout_ever
         _print_field("training", trainer.field)
         _print_hints(trainer.field.hints_for_images(trainer.scene.width, trainer.scene.height))
         _print_hints(trainer.hints(preset.name))
+        if view:
+            attach_live_viewer(trainer)
 
     with _user_facing_failures("train", batch_rays, started), \
             progress_display(_console, f"train {model}") as on_progress:
@@ -215,10 +219,11 @@ def train(data, model, out, steps, batch_rays, lr, seed, downscale, holdout_ever
 @click.option("--overwrite", is_flag=True,
               help="Replace a run already in --out (kept until the new run writes its first checkpoint).")
 @click.option("--force", is_flag=True, help="With --resume: continue even from another teacher than the run's.")
+@VIEW_OPTION
 def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, batch_rays, lr, seed,
             no_feature_loss, no_density_clip, no_blockwise, init_head_from_teacher, val_every,
             checkpoint_every, time_limit, snapshot_times, mixed_precision, student_sets, distill_sets, preset_name, runs_root, resume,
-            overwrite, force) -> None:
+            overwrite, force, view) -> None:
     """Distil a trained field into another architecture without the training images."""
     from taichi_pvd.distill.api import distill as distill_run
     from taichi_pvd.distill.api import teacher_run_dir, trained_on_demo_scene
@@ -252,6 +257,8 @@ def distill(source, target, teacher, out, steps, stage1_steps, stage2_steps, bat
         started["loop"] = distiller
         _print_field(f"distilling {distiller.teacher.kind} -> {distiller.field.kind}", distiller.field)
         _print_hints(distiller.hints())
+        if view:
+            attach_live_viewer(distiller, teacher)
 
     with _user_facing_failures("distill", batch_rays, started), \
             progress_display(_console, f"distill {source}->{target}") as on_progress:

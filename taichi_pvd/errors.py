@@ -254,6 +254,14 @@ class ResumeMismatch(CheckpointError):
         return f"the run in {self.folder} was made from the {self.what} {self.recorded}, not {self.given}"
 
 
+class ViewerUnavailable(PvdError):
+    """The web viewer's optional package (viser) is not installed."""
+
+    def __init__(self):
+        super().__init__('the web viewer needs the viser package: pip install -e ".[viewer]" '
+                         "(or pip install viser)")
+
+
 class RunTerminated(KeyboardInterrupt):
     """A run stopped by SIGTERM (rather than Ctrl-C); like :class:`KeyboardInterrupt`, its
     resumable checkpoint was saved first. Not a :class:`PvdError`: nothing was wrong."""

@@ -103,6 +103,8 @@ class OptimizationLoop:
         self.saved_step: int | None = None
         #: Called with the path of each checkpoint written into the run folder.
         self.on_checkpoint: Callable[[Path], None] | None = None
+        #: Called after each step, outside the optimisation time (e.g. the live viewer's frames).
+        self.between_steps: Callable[[], None] | None = None
         self.build_optimizer()
 
     # -- to be provided by subclasses -------------------------------------------------------------
@@ -398,6 +400,8 @@ class OptimizationLoop:
                 if s.checkpoint_every and self.step % s.checkpoint_every == 0 and not last:
                     self.save()
                 self._keep_due_snapshots()
+                if self.between_steps is not None:
+                    self.between_steps()
                 if on_progress and report:
                     now = time.perf_counter()
                     rate = window_rays / max(now - window_start, 1e-9)
