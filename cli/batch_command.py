@@ -59,8 +59,8 @@ def batch(plan_file: Path, out: Path | None) -> None:
 
     def on_event(event: str, job, detail: str) -> None:
         colour = {"done": "green", "failed": "red", "released": "yellow"}.get(event, "")
-        text = f"{who}{event} {job.name}" + (f": {detail}" if detail else "")
-        _console.print(f"[{colour}]{text}[/]" if colour else text, soft_wrap=True, highlight=False)
+        text = Text(f"{who}{event} {job.name}" + (f": {detail}" if detail else ""), style=colour)
+        _console.print(text, soft_wrap=True, highlight=False)
 
     def on_queue(queue) -> None:
         if launch.rank == 0 and _console.is_terminal:
@@ -79,11 +79,12 @@ def batch(plan_file: Path, out: Path | None) -> None:
         return
     failed = [row for row in rows if row["state"] == "failed"]
     done = len(rows) - len(failed)
-    _console.print(f"[green]batch done[/]: {done} of {len(rows)} jobs done -> {out_root / RESULTS_TABLE}")
+    _console.print(Text.assemble(("batch done", "green"), f": {done} of {len(rows)} jobs done -> "
+                                 f"{out_root / RESULTS_TABLE}"), soft_wrap=True)
     if failed:
         message = (f"{len(failed)} of {len(rows)} jobs failed ({', '.join(row['job'] for row in failed)}); "
                    f"see {out_root / RESULTS_TABLE}")
         if launch.distributed:  # a worker's non-zero exit would make torchrun restart the batch
-            _console.print(f"[red]{message}[/]", soft_wrap=True)
+            _console.print(Text(message, style="red"), soft_wrap=True)
         else:
             raise PvdError(message)

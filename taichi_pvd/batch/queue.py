@@ -139,21 +139,23 @@ class JobQueue:
         return None
 
     def finish(self, job: Job) -> None:
-        """Record ``job`` done (by this worker)."""
-        self._settle(job, DONE)
-        self.store.add(f"completions/{job.name}", 1)
+        """Record ``job`` done (by this worker, unless its claim was given up for dead and the
+        job claimed again)."""
+        if self._settle(job, DONE):
+            self.store.add(f"completions/{job.name}", 1)
 
     def fail(self, job: Job, message: str) -> None:
-        """Record ``job`` failed with ``message``."""
-        self.store.set(f"error/{job.name}", message)
-        self._settle(job, FAILED)
+        """Record ``job`` failed with ``message`` (unless its claim was given up, as :meth:`finish`)."""
+        if self._settle(job, FAILED):
+            self.store.set(f"error/{job.name}", message)
 
     def release(self, job: Job) -> None:
         """Give ``job`` back to the queue (this worker stops before finishing it)."""
         self._settle(job, WAITING)
 
-    def _settle(self, job: Job, state: str) -> None:
-        self.store.compare_set(_state_key(job.name), f"{RUNNING} {self.worker.claim}", state)
+    def _settle(self, job: Job, state: str) -> bool:
+        """Move ``job`` from this worker's claim to ``state``; whether the claim was still there."""
+        return self.store.compare_set(_state_key(job.name), f"{RUNNING} {self.worker.claim}", state).decode() == state
 
     def _fail_from(self, job: Job, expected: str, message: str) -> None:
         if self.store.compare_set(_state_key(job.name), expected, FAILED).decode() == FAILED:
