@@ -17,17 +17,22 @@ _console = Console(stderr=True)
 _COLOURS = {"done": "green", "running": "cyan", "waiting": "dim", "failed": "red"}
 
 
-def _board(title: str, read_states, started: float) -> Group:
-    """The whole batch at a glance: jobs done / running / waiting / failed, and who runs what."""
-    states = read_states()
+def _counts(states: dict) -> Text:
+    """``3 done, 2 running, 1 waiting, 0 failed``, coloured."""
     counts = {state: 0 for state in _COLOURS}
     for state in states.values():
         counts[state.state] += 1
-    minutes, seconds = divmod(int(time.monotonic() - started), 60)
-    head = Text(f"batch {title}: ")
+    text = Text()
     for i, (state, count) in enumerate(counts.items()):
-        head.append(f"{', ' if i else ''}{count} {state}", style=_COLOURS[state])
-    head.append(f"  {minutes}:{seconds:02d}")
+        text.append(f"{', ' if i else ''}{count} {state}", style=_COLOURS[state])
+    return text
+
+
+def _board(title: str, read_states, started: float) -> Group:
+    """The whole batch at a glance: jobs done / running / waiting / failed, and who runs what."""
+    states = read_states()
+    minutes, seconds = divmod(int(time.monotonic() - started), 60)
+    head = Text.assemble(f"batch {title}: ", _counts(states), f"  {minutes}:{seconds:02d}")
     running = [Text(f"  {name} on rank {state.worker.rank}", style="cyan")
                for name, state in states.items() if state.state == "running" and state.worker is not None]
     return Group(head, *running)
@@ -56,13 +61,18 @@ def batch(plan_file: Path, out: Path | None) -> None:
     out_root = out if out is not None else Path("runs") / plan_file.stem
     who = f"[rank {launch.rank}] " if launch.distributed else ""
     live: list[Live] = []
+    queues: list = []
 
     def on_event(event: str, job, detail: str) -> None:
         colour = {"done": "green", "failed": "red", "released": "yellow"}.get(event, "")
         text = Text(f"{who}{event} {job.name}" + (f": {detail}" if detail else ""), style=colour)
+        if queues and not live and event in ("done", "failed"):  # rank 0 without the live board
+            text = Text.assemble(text, " (", _counts(queues[0].states()), ")")
         _console.print(text, soft_wrap=True, highlight=False)
 
     def on_queue(queue) -> None:
+        if launch.rank == 0:
+            queues.append(queue)
         if launch.rank == 0 and _console.is_terminal:
             store, started = launch.connect(), time.monotonic()
             live.append(Live(get_renderable=lambda: _board(plan_file.name, lambda: read_states(store, plan.jobs),
