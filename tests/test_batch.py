@@ -8,6 +8,7 @@ The torchrun and one-process runs are started as processes of their own with
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -19,12 +20,14 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
+import taichi_pvd.batch.launch as launch_module
 from taichi_pvd.batch import load_plan
 from taichi_pvd.batch.graph import Job, JobGraph
+from taichi_pvd.batch.launch import Launch
 from taichi_pvd.batch.queue import DONE, FAILED, RUNNING, WAITING, JobQueue
 from taichi_pvd.batch.summary import RESULTS_JSON, RESULTS_TABLE
 from taichi_pvd.data import write_demo_scene
-from taichi_pvd.errors import JobGraphError, PlanError
+from taichi_pvd.errors import JobGraphError, PlanError, PvdError
 
 from .cli_checks import assert_user_error, invoke
 
@@ -208,6 +211,25 @@ def test_a_released_job_waits_for_the_next_worker():
     queue.start(lambda job: False)
     queue.release(queue.claim())
     assert queue.states()["s/hash"].state == WAITING and queue.claim().name == "s/hash"
+
+
+def test_a_worker_reads_torchruns_environment_and_takes_its_own_gpu():
+    env = {"RANK": "5", "WORLD_SIZE": "8", "MASTER_ADDR": "node0", "MASTER_PORT": "29400", "LOCAL_RANK": "1",
+           "GROUP_RANK": "1", "TORCHELASTIC_RESTART_COUNT": "2", "TORCHELASTIC_USE_AGENT_STORE": "True",
+           "CUDA_VISIBLE_DEVICES": "4,6"}
+    launch = Launch.from_environment(env)
+    assert (launch.rank, launch.world_size, launch.local_rank, launch.node, launch.restart) == (5, 8, 1, 1, 2)
+    assert launch.address == ("node0", 29400) and launch.agent_store and launch.distributed
+    launch.pin_gpu(env)
+    assert env["CUDA_VISIBLE_DEVICES"] == "6"
+    alone = Launch.from_environment({"RANK": "0"})
+    assert not alone.distributed and alone.connect() is not None
+
+
+def test_an_unreachable_store_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(launch_module, "STORE_TIMEOUT", datetime.timedelta(seconds=1))
+    with pytest.raises(PvdError, match=f"cannot reach the batch's store at 127.0.0.1:{(port := _free_port())}"):
+        Launch(rank=1, world_size=2, address=("127.0.0.1", port)).connect()
 
 
 # -- whole batches ---------------------------------------------------------------------------------

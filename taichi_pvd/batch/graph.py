@@ -1,9 +1,9 @@
-"""The jobs of a batch and the order they may run in: a job is ready once every job it depends
-on is done (a distillation waits for its teacher)."""
+"""The jobs of a batch and an order they may run in: each after the jobs it depends on (a
+distillation after its teacher)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,10 +77,6 @@ class JobGraph:
 
     def __iter__(self):
         return iter(self.order)
-
-    def ready(self, states: Mapping[str, str], done: str = "done") -> list[Job]:
-        """The jobs, in order, whose dependencies all have the state ``done`` in ``states``."""
-        return [job for job in self.order if all(states.get(d) == done for d in job.depends_on)]
 
 
 def _topological(jobs: dict[str, Job]) -> list[str]:

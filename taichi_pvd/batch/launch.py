@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..errors import PvdError
+
 #: Prefix of the batch's keys in the launcher's store.
 STORE_PREFIX = "pvd-batch/"
 #: How long a worker waits for the store to answer.
@@ -61,8 +63,13 @@ class Launch:
             return dist.PrefixStore(STORE_PREFIX, self._local_store)
         host, port = self.address
         hosting = not self.agent_store and self.rank == 0 and self._local_store is None
-        store = dist.TCPStore(host, port, self.world_size, is_master=hosting, timeout=STORE_TIMEOUT,
-                              wait_for_workers=False, multi_tenant=True)
+        try:
+            store = dist.TCPStore(host, port, self.world_size, is_master=hosting, timeout=STORE_TIMEOUT,
+                                  wait_for_workers=False, multi_tenant=True)
+        except (RuntimeError, dist.DistError) as err:
+            raise PvdError(f"cannot reach the batch's store at {host}:{port} ({str(err).splitlines()[0]}): start "
+                           "the batch with torchrun, or without RANK, WORLD_SIZE and MASTER_ADDR in the "
+                           "environment to run it in this process") from None
         if hosting:
             self._local_store = store  # the server lives as long as this object
         return dist.PrefixStore(STORE_PREFIX, store)

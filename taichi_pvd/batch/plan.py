@@ -45,11 +45,6 @@ class Plan:
     path: Path
     jobs: JobGraph
 
-    @property
-    def scenes(self) -> list[str]:
-        """Scene names, in the plan's order."""
-        return list(dict.fromkeys(job.scene for job in self.jobs.order))
-
 
 def load_plan(path: str | Path) -> Plan:
     """Read and check the plan at ``path``: every key known, every architecture and option
