@@ -507,9 +507,23 @@ def gpu_checks_section(results: dict[str, dict], base: str) -> list[str]:
     return ["## GPU checks", "", *lines[:-1]] if lines else []
 
 
+def batch_scaling_section(results: dict[str, dict], base: str) -> list[str]:
+    """Each ``batch_scaling`` file: one plan's wall time on N GPUs against one GPU (none yet: no lines)."""
+    names = [name for name in results if name.startswith("batch_scaling-")]
+    if not names:
+        return []
+    rows = [[f"`{results[n]['plan']}`", card(results[n]), str(results[n]["jobs"]), str(results[n]["gpus"]),
+             f"{results[n]['wall_seconds_n_gpus']:.0f}", f"{results[n]['wall_seconds_one_gpu']:.0f}",
+             f"x{results[n]['speedup']:.2f}", link(results[n]["commit"][:7], n, base)] for n in names]
+    return ["## Batch scaling", "",
+            "`pvd-ti batch` of one plan by torchrun on N GPUs, then alone on one GPU of the same machine "
+            "(`benchmarks/batch_scaling.py`); wall time from start to summary, Taichi's kernel cache shared.", "",
+            *table(["plan", "card", "jobs", "GPUs", "N GPUs (s)", "one GPU (s)", "speed-up", "commit"], rows)]
+
+
 SECTIONS = (training_section, distillation_section, ablation_section, time_to_quality_section,
             earlier_time_to_quality, render_section, kernels_section, newcomer_section, cpu_scenes_section,
-            gpu_checks_section)
+            gpu_checks_section, batch_scaling_section)
 
 
 def results_page(results: dict[str, dict]) -> str:

@@ -32,6 +32,7 @@ import taichi_pvd
 from taichi_pvd import backend
 from taichi_pvd.errors import PvdError, RunTerminated
 
+from .batch_command import batch
 from .demo_command import demo
 from .error_messages import user_message
 from .export_command import export
@@ -115,6 +116,7 @@ main.add_command(view)
 main.add_command(train)
 main.add_command(distill)
 main.add_command(demo)
+main.add_command(batch)
 
 
 @main.group(cls=PvdGroup)

@@ -265,3 +265,23 @@ class ViewerUnavailable(PvdError):
 class RunTerminated(KeyboardInterrupt):
     """A run stopped by SIGTERM (rather than Ctrl-C); like :class:`KeyboardInterrupt`, its
     resumable checkpoint was saved first. Not a :class:`PvdError`: nothing was wrong."""
+
+
+class PlanError(ConfigError):
+    """A batch plan (``pvd-ti batch PLAN``) that cannot be run: not TOML, an unknown key,
+    architecture or option, a scene whose data is missing, two jobs of the same name.
+
+    Attributes:
+        plan: the plan file.
+        problem: what is wrong, worded to follow ``plan <file>:``.
+    """
+
+    def __init__(self, plan: Path, problem: str):
+        super().__init__(f"plan {plan}: {problem}")
+        self.plan = plan
+        self.problem = problem
+
+
+class JobGraphError(ConfigError):
+    """Jobs whose dependencies cannot be met: a job waiting for one that does not exist, or
+    jobs waiting for each other in a cycle."""
