@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("jobs", ("taichi_pvd.evaluation", "taichi_pvd.run_info", "taichi_pvd.plots", "taichi_pvd.demo_job",
               "taichi_pvd.export")),
     ("batch", ("taichi_pvd.batch",)),
+    ("viewer", ("taichi_pvd.viewer",)),
 ]
 
 
