@@ -6,13 +6,14 @@ Usage::
         --teacher hash=RUN_DIR [--teacher vm=RUN_DIR ...] --pairs hash:grid,hash:mlp \
         [--steps 3000] [--stage1-steps 300] [--stage2-steps 500] [--batch-rays 4096] \
         [--variant all|no-feature-loss|no-density-clip|no-blockwise] [--distill-set KEY=VALUE ...]
-        [--test-views 50] [--label L]
+        [--test-views 50] [--label L] [--keep-runs DIR]
 
 Each teacher's own test PSNR is scored too (once per teacher). Writes or updates
 ``benchmarks/results/distill-<scene>-<card>.json``: one entry per (teacher, student, variant,
 label) with teacher and student test PSNR/SSIM, distillation wall time (optimisation only) and the
 student's PSNR-against-time history (``monitor_psnr_db`` on ground-truth validation views,
-which the losses never see).
+which the losses never see). Student run folders are removed after scoring unless ``--keep-runs``
+names a folder to keep them in (``DIR/<teacher>-to-<student>``, for renders and exports).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--label", default=None,
                         help="tells these runs from others of the same pair and variant (e.g. ablation-5k)")
     parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--keep-runs", type=Path, default=None, metavar="DIR",
+                        help="keep each student's run folder as DIR/<teacher>-to-<student>")
     args = parser.parse_args()
 
     teachers = dict(t.split("=", 1) for t in args.teacher)
@@ -98,7 +101,8 @@ def main() -> None:
             teacher_dir = Path(teachers[source])
             if source not in teacher_scores:
                 teacher_scores[source] = score(teacher_dir, args.test_views, reuse=True)
-            run_dir = Path(tempfile.mkdtemp(prefix=f"pvd-{source}-{target}-"))
+            run_dir = (args.keep_runs / f"{source}-to-{target}" if args.keep_runs
+                       else Path(tempfile.mkdtemp(prefix=f"pvd-{source}-{target}-")))
             overrides = {"steps": args.steps, "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps,
                          "batch_rays": args.batch_rays, "val_every": args.val_every, "checkpoint_every": 0,
                          "time_limit_s": args.time_limit, "val_views": VALIDATION_VIEWS,
@@ -131,7 +135,8 @@ def main() -> None:
             merge_runs(written, entry, ("teacher", "student", "variant", "label"))
             print(f"{source}->{target} [{variant}{' ' + args.label if args.label else ''}]: student {entry['student_test_psnr_db']:.2f} dB "
                   f"(teacher {entry['teacher_test_psnr_db']:.2f} dB) in {entry['distill_seconds']:.1f} s", flush=True)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if not args.keep_runs:
+                shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
