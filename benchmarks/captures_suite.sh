@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The real-capture benchmarks as run on the GPU machine, one part per 10-minute device call.
+# Usage: bash benchmarks/captures_suite.sh fern|garden   (logs, results and video frames under $OUT)
+#   fern:   the hash teacher alone (120 s), then five lanes sharing the GPU: hash -> hash, vm |
+#           hash -> mlp | hash -> grid | vm from scratch | mlp from scratch; then grid from scratch
+#           beside the render of the spiral path, teacher | grid student.
+#   garden: the hash teacher alone (270 s), then two lanes: hash -> grid | hash -> mlp; then the
+#           ellipse path, teacher | grid student.
+# TIME_SCALE=0.05 FRAMES=2 scale every time limit and the path (a smoke test on the CPU).
+# Each lane writes its own results folder; they are merged into $OUT/res at the end. Runs that
+# shared the GPU say so in their "note".
+set -u
+part=${1:?usage: captures_suite.sh fern|garden}
+out=${OUT:?set OUT}
+kit=${KIT_DATA:-.device-kit/data}
+runs=/tmp/pvd-runs/$part
+mkdir -p "$runs" "$out"
+
+secs() { python3 -c "print(max(2, round($1 * ${TIME_SCALE:-1})))"; }
+lane() {  # lane NAME NOTE COMMAND...: results into $out/res-NAME, output into $out/NAME.log
+  local name=$1 note=$2
+  shift 2
+  (export PVD_RESULTS_DIR="$out/res-$name" PVD_BENCH_NOTE="$note"; "$@") >> "$out/$name.log" 2>&1
+}
+teacher() {  # teacher DATA SECONDS TRAIN-SETS...: the hash teacher alone on the GPU
+  local data=$1 seconds=$2
+  shift 2
+  (export PVD_RESULTS_DIR="$out/res-teacher"
+   python benchmarks/train.py --model hash --data "$data" --steps 200000 --val-every 2000 \
+     --train-set time_limit_s="$(secs "$seconds")" "$@" --out "$runs/hash") > "$out/teacher.log" 2>&1
+}
+distil() {  # distil DATA PAIRS SECONDS: students kept in $runs/students
+  python benchmarks/distill.py --data "$1" --teacher hash="$runs/hash" --pairs "$2" --time-limit "$(secs "$3")" \
+    --keep-runs "$runs/students"
+}
+scratch() {  # scratch DATA MODEL SECONDS TRAIN-SETS...
+  local data=$1 model=$2 seconds=$3
+  shift 3
+  python benchmarks/train.py --model "$model" --data "$data" --steps 200000 --val-every 2000 \
+    --train-set time_limit_s="$(secs "$seconds")" "$@"
+}
+
+if [ "$part" = fern ]; then
+  data=$kit/nerf_llff_data/fern
+  size=(--train-set downscale=8)
+  note="shared the GPU with four other lanes"
+  teacher "$data" 120 "${size[@]}"
+  lane distil-a "$note" distil "$data" hash:hash,hash:vm 90 &
+  lane distil-b "$note" distil "$data" hash:mlp 180 &
+  lane grid "$note" distil "$data" hash:grid 90 &
+  lane scratch-vm "$note" scratch "$data" vm 120 "${size[@]}" &
+  lane scratch-mlp "$note" scratch "$data" mlp 180 "${size[@]}" &
+  wait
+  lane scratch-grid "shared the GPU with the render of the spiral path" scratch "$data" grid 90 "${size[@]}" &
+  path=spiral
+else
+  data=$kit/nerfstudio/garden
+  teacher "$data" 270
+  lane distil-a "shared the GPU with the hash -> mlp lane" distil "$data" hash:grid 90 &
+  lane distil-b "shared the GPU with the hash -> grid lane" distil "$data" hash:mlp 180 &
+  wait
+  path=ellipse
+fi
+
+python -m cli render --run "$runs/hash" --compare "$runs/students/hash-to-grid" --path "$path" --frames "${FRAMES:-48}" \
+  --out "$out/$path" > "$out/render.log" 2>&1
+wait
+mkdir -p "$out/res"
+for kind in train distill; do
+  files=("$out"/res-*/"$kind"-*.json)
+  [ -e "${files[0]}" ] && python benchmarks/merge_results.py "$out/res/$(basename "${files[0]}")" "${files[@]}"
+done
+grep -h "dB test PSNR\|student .* dB\|samples\|Error\|Traceback" "$out"/*.log
