@@ -480,8 +480,29 @@ def cpu_scenes_section(results: dict[str, dict], base: str) -> list[str]:
     return lines
 
 
+def export_section(results: dict[str, dict], base: str) -> list[str]:
+    """Mesh, point and volume export of a teacher and its students (``export-lego-*.json``, from
+    ``benchmarks/export.py``); nothing while no such file exists."""
+    lines = []
+    for name in sorted(n for n in results if n.startswith("export-lego-")):
+        record = results[name]
+        rows = [[f"`{r['model']}`", r["role"], f"{r['mesh_seconds']:.1f}", f"{r['vertices']:,}",
+                 f"{r['chamfer_to_teacher']:.4f} ({r['chamfer_to_teacher_box_percent']:.2f}%)" if "chamfer_to_teacher" in r
+                 else "-", f"{r['points_seconds']:.1f}", f"{r['points']:,}", f"{r['volume_seconds']:.1f}"]
+                for r in record["runs"]]
+        first = record["runs"][0]
+        lines += [f"{record['scene']}, {card(record)}; meshes at resolution {first['resolution']}, threshold "
+                  f"{first['threshold']:g}, the faces the training views see; points from the training views; "
+                  f"volumes at resolution {first['volume_resolution']}:", "",
+                  *table(["architecture", "role", "mesh (s)", "vertices", "Chamfer to the teacher's mesh (% of box)",
+                          "points (s)", "points", "volume (s)"], rows), "",
+                  source(name, base, f", commit {record['commit'][:7]}"), ""]
+    return ["## Export", "", *lines[:-1]] if lines else []
+
+
 SECTIONS = (training_section, distillation_section, ablation_section, time_to_quality_section,
-            earlier_time_to_quality, render_section, kernels_section, newcomer_section, cpu_scenes_section)
+            earlier_time_to_quality, render_section, kernels_section, newcomer_section, cpu_scenes_section,
+            export_section)
 
 
 def results_page(results: dict[str, dict]) -> str:
@@ -493,7 +514,7 @@ def results_page(results: dict[str, dict]) -> str:
             "are the flags the run passed on top of the library defaults, run length and seed left out; "
             "`pvd-ti train` and `pvd-ti distill` take the same flags (`benchmarks/distill.py` prefixes a "
             "student field option with its architecture: `--set grid.resolution=64`)."]
-    blocks = [head] + [section(results, base) for section in SECTIONS]
+    blocks = [head] + [block for block in (section(results, base) for section in SECTIONS) if block]
     return "\n\n".join("\n".join(block) for block in blocks) + "\n"
 
 
