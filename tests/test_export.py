@@ -7,8 +7,8 @@ Two kinds of field are exported:
   sharp enough that the exporter's own error (box, axis order, threshold, voxel offsets) is what
   the Chamfer distance measures: it must stay below 1% of the scene box;
 - a tiny hash run trained on the demo scene and a grid student distilled from it, on the CPU in
-  about a minute: their distance to the true surface is what such a run learns, above the
-  issue's 1% (see the constants below for the measured figures and the bounds).
+  about a minute and a half: their meshes too lie within 1% of the box of the true surface, and
+  their points within 2%.
 """
 
 from __future__ import annotations
@@ -190,6 +190,27 @@ def test_mesh_normals_point_out_and_colours_come_from_the_surface(solids_mesh):
     assert (np.einsum("ij,ij->i", tm.face_normals, solids_mesh.normals[solids_mesh.faces].mean(1)) > 0).mean() > 0.99
 
 
+class FloaterField(SolidsField):
+    """:class:`SolidsField` plus a ball of density at ``(1, 1, 1)`` that its occupancy grid,
+    built from the solids alone, leaves out (as an mlp holds density where rendering never
+    samples)."""
+
+    def features(self, x):
+        features = super().features(x)
+        floater = math.log(export.DEFAULT_THRESHOLD) - self.sharpness * ((x - 1.0).norm(dim=-1) - 0.2)
+        return torch.cat([torch.maximum(features[:, :1], floater[:, None]), features[:, 1:]], dim=-1)
+
+
+def test_density_away_from_the_occupied_cells_makes_no_mesh(tmp_path):
+    run = _solids_run(tmp_path)
+    run.field = FloaterField()
+    box = np.array([[-1.5] * 3, [1.5] * 3])
+    with_floater = export.extract_mesh(run, resolution=64, box=box)
+    assert not np.any(np.all(with_floater.vertices > 0.75, axis=1))
+    run.grid.mark_all_occupied()
+    assert np.any(np.all(export.extract_mesh(run, resolution=64, box=box).vertices > 0.75, axis=1))
+
+
 def test_the_default_box_is_the_occupied_part(solids_run):
     box = export.export_box(solids_run)
     assert np.all(box[0] > -1.5) and np.all(box[1] < 1.5)
@@ -240,17 +261,11 @@ def test_the_cli_default_threshold_is_the_library_s():
 
 # --- trained runs -------------------------------------------------------------------------------
 
-#: The runs below (about 60 s of training and distillation on 2 shared CPU cores) do not reach
-#: the issue's bounds. Measured: the Chamfer distance of the hash mesh to the demo surface is
-#: 0.045-0.047 (1.5-1.6% of the box), of the grid student's 0.064 (2.1%), of their transposed
-#: meshes 0.082-0.085 and 0.093; the hash run's points lie a median 0.084 (2.8%) from the
-#: surface, the farthest 0.19 (6.3%): a run trained this briefly is blurred, and its rendered
-#: depth lies in the blur. The exporter itself meets 1% and 2% on the exact field above. The
-#: mesh bound sits between the right meshes' figures and the transposed ones'.
-TRAINED_MESH_BOUND = 0.025 * BOX_SIZE
-TRAINED_POINT_MEDIAN_BOUND = 0.035 * BOX_SIZE
-
-
+#: The runs below train for about a minute and a half on 2 CPU cores. Their meshes, the
+#: faces the training views see, lie within 1% of the box of the demo surface (measured: hash
+#: 0.89% at 1000 steps; without dropping unseen faces 1.58%, the inner walls of the sphere and
+#: box, open at their unseen undersides, being a quarter of the mesh); the meshes of a threshold
+#: 20x off or of swapped axes miss it by more.
 @pytest.fixture(scope="module")
 def demo_scene(tmp_path_factory):
     """The demo scene at 40x40 pixels, 24 training views."""
@@ -265,11 +280,11 @@ def demo_runs(tmp_path_factory, demo_scene):
     scene = demo_scene
     train(data=scene, model="hash", out=root / "hash",
           field_overrides={"log2_table_size": 14, "n_levels": 8, "finest_resolution": 256},
-          train_overrides={"steps": 300, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
-                           "grid_resolution": 64, "marching": {"steps_across_box": 256}})
+          train_overrides={"steps": 1000, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
+                           "grid_resolution": 64, "grid_warmup_steps": 64, "marching": {"steps_across_box": 256}})
     distill(source="hash", target="grid", teacher=root / "hash", out=root / "grid",
             student_overrides={"resolution": 64},
-            distill_overrides={"steps": 150, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
+            distill_overrides={"steps": 500, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
                                "val_views": 1, "val_size": 24, "virtual_cameras": 40})
     return {"scene": scene, "hash": root / "hash", "grid": root / "grid"}
 
@@ -281,12 +296,18 @@ def demo_truth():
 
 @pytest.mark.parametrize("model", ["hash", "grid"])
 def test_the_mesh_of_a_trained_run_is_near_the_demo_surface(demo_runs, demo_truth, model):
-    mesh = export.extract_mesh(load_run(demo_runs[model]), resolution=96, min_component_faces=300)
-    samples = _mesh_samples(mesh)
-    chamfer = _chamfer(samples, demo_truth["everywhere"], demo_truth["seen"])
-    swapped = _chamfer(samples[:, [1, 0, 2]], demo_truth["everywhere"], demo_truth["seen"])
-    print(f"{model}: Chamfer {chamfer:.4f} ({chamfer / BOX_SIZE:.2%} of the box), transposed {swapped:.4f}")
-    assert chamfer < TRAINED_MESH_BOUND < swapped
+    run = load_run(demo_runs[model])
+    views = split_views(demo_runs["scene"], "train")
+
+    def chamfer(samples: torch.Tensor) -> float:
+        return _chamfer(samples, demo_truth["everywhere"], demo_truth["seen"])
+
+    samples = _mesh_samples(export.extract_mesh(run, resolution=96, views=views, min_component_faces=300))
+    dense = export.extract_mesh(run, resolution=96, views=views, threshold=20 * export.DEFAULT_THRESHOLD)
+    print(f"{model}: Chamfer {chamfer(samples):.4f} ({chamfer(samples) / BOX_SIZE:.2%} of the box), "
+          f"transposed {chamfer(samples[:, [1, 0, 2]]):.4f}")
+    assert chamfer(samples) < MESH_BOUND < chamfer(samples[:, [1, 0, 2]])
+    assert len(dense.faces) == 0 or chamfer(_mesh_samples(dense)) > MESH_BOUND
 
 
 def test_points_of_a_trained_run_are_near_the_demo_surface(demo_runs, demo_truth):
@@ -296,7 +317,7 @@ def test_points_of_a_trained_run_are_near_the_demo_surface(demo_runs, demo_truth
     print(f"points: {len(cloud.points)}, distance mean {float(distance.mean()):.4f}, "
           f"median {float(distance.median()):.4f}, 99th percentile {float(distance.quantile(0.99)):.4f}, "
           f"max {float(distance.max()):.4f}")
-    assert float(distance.median()) < TRAINED_POINT_MEDIAN_BOUND
+    assert len(cloud.points) > 5000 and float(distance.max()) < POINT_BOUND
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -305,12 +326,13 @@ def _invoke(*args):
     return CliRunner().invoke(main, ["--arch", "cpu", "export", *map(str, args)])
 
 
-def test_export_writes_a_mesh_that_trimesh_loads(demo_runs, tmp_path):
-    out = tmp_path / "mesh.ply"
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".glb"])
+def test_export_writes_a_mesh_that_trimesh_loads(demo_runs, tmp_path, suffix):
+    out = tmp_path / f"mesh{suffix}"
     result = _invoke("--run", demo_runs["grid"], "--format", "mesh", "--out", out, "--resolution", 48,
                      "--min-faces", 50)
     assert result.exit_code == 0, result.output
-    loaded = trimesh.load(out, process=False)
+    loaded = trimesh.load(out, process=False, force="mesh")
     assert isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) > 100
     assert loaded.faces.max() < len(loaded.vertices) and np.isfinite(loaded.vertices).all()
     assert loaded.visual.vertex_colors.shape == (len(loaded.vertices), 4)
