@@ -521,9 +521,29 @@ def batch_scaling_section(results: dict[str, dict], base: str) -> list[str]:
             *table(["plan", "card", "jobs", "GPUs", "N GPUs (s)", "one GPU (s)", "speed-up", "commit"], rows)]
 
 
+def export_section(results: dict[str, dict], base: str) -> list[str]:
+    """Mesh, point and volume export of a teacher and its students (``export-lego-*.json``, from
+    ``benchmarks/export.py``); nothing while no such file exists."""
+    lines = []
+    for name in sorted(n for n in results if n.startswith("export-lego-")):
+        record = results[name]
+        rows = [[f"`{r['model']}`", r["role"], f"{r['mesh_seconds']:.1f}", f"{r['vertices']:,}",
+                 f"{r['chamfer_to_teacher']:.4f} ({r['chamfer_to_teacher_box_percent']:.2f}%)" if "chamfer_to_teacher" in r
+                 else "-", f"{r['points_seconds']:.1f}", f"{r['points']:,}", f"{r['volume_seconds']:.1f}"]
+                for r in record["runs"]]
+        first = record["runs"][0]
+        lines += [f"{record['scene']}, {card(record)}; meshes at resolution {first['resolution']}, threshold "
+                  f"{first['threshold']:g}, the faces the training views see; points from the training views; "
+                  f"volumes at resolution {first['volume_resolution']}:", "",
+                  *table(["architecture", "role", "mesh (s)", "vertices", "Chamfer to the teacher's mesh (% of box)",
+                          "points (s)", "points", "volume (s)"], rows), "",
+                  source(name, base, f", commit {record['commit'][:7]}"), ""]
+    return ["## Export", "", *lines[:-1]] if lines else []
+
+
 SECTIONS = (training_section, distillation_section, ablation_section, time_to_quality_section,
             earlier_time_to_quality, render_section, kernels_section, newcomer_section, cpu_scenes_section,
-            gpu_checks_section, batch_scaling_section)
+            export_section, gpu_checks_section, batch_scaling_section)
 
 
 def results_page(results: dict[str, dict]) -> str:

@@ -51,25 +51,28 @@ class BoxOption(click.ParamType):
 @click.option("--keep-largest", is_flag=True, help="Mesh: keep only the largest connected piece.")
 @click.option("--min-faces", "min_component_faces", type=click.IntRange(min=1), default=1, show_default=True,
               help="Mesh: drop connected pieces with fewer faces (floaters).")
+@click.option("--keep-hidden", is_flag=True,
+              help="Mesh: keep the faces no view sees (such as the inner walls of solids).")
 @click.option("--views", "views_kind", type=click.Choice(["train", "orbit"]), default="train", show_default=True,
-              help="Points: render the training views, or an orbit of virtual views.")
+              help="The cameras whose pixels give the points, and whose unseen mesh faces are dropped: "
+                   "the training views, or an orbit of virtual views.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Points: number of orbit views (with --views orbit).")
+              help="Number of orbit views (with --views orbit).")
 @click.option("--points", "n_points", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="Points: the most points to keep (picked at random).")
 @click.option("--box", type=BoxOption(), default=None, metavar="X0,Y0,Z0,X1,Y1,Z1",
               help="Region to export, field coordinates (default: the occupied part of the scene "
                    "box; for an unbounded scene, of its inner region [-1,1]^3).")
 @RUNS_ROOT_OPTION
-def export(run_dir, kind, out, resolution, threshold, keep_largest, min_component_faces, views_kind, frames,
-           n_points, box, runs_root) -> None:
+def export(run_dir, kind, out, resolution, threshold, keep_largest, min_component_faces, keep_hidden, views_kind,
+           frames, n_points, box, runs_root) -> None:
     """Export a trained or distilled run of any architecture as explicit geometry.
 
     \b
-    mesh    marching cubes of the density sigma at --threshold, vertex colours seen along the
-            surface normal; .ply, .obj or .glb.
-    points  one point per pixel of depth renders (rendered opacity >= 0.9, silhouettes
-            skipped), with its colour; .ply.
+    mesh    marching cubes of the density sigma at --threshold, the faces the --views see,
+            vertex colours seen along the surface normal; .ply, .obj or .glb.
+    points  one point per pixel of the --views, where its ray first reaches --threshold,
+            with the colour seen there; .ply.
     volume  .npz: data = numpy.load(FILE);
               data["density"]  [nx, ny, nz] float32, sigma (1/world unit) at
                                data["box"][0] + data["voxel_size"] * (i, j, k)
@@ -77,7 +80,8 @@ def export(run_dir, kind, out, resolution, threshold, keep_largest, min_componen
                                (0 where density < data["rgb_threshold"])
               data["box"]      [2, 3] min and max corner; data["model"] the architecture.
 
-    Positions are in the field's coordinates (world units for a bounded scene). Mesh and
+    Positions are in the field's coordinates (world units for a bounded scene); the density
+    is zero away from the run's occupied cells, as rendering sees it. Mesh and
     point export need the optional packages PyMCubes and trimesh: pip install "taichi-pvd[export]".
     """
     import numpy as np
@@ -97,6 +101,12 @@ def export(run_dir, kind, out, resolution, threshold, keep_largest, min_componen
         resolution = 512 if device.type == "cuda" else 256
     box = None if box is None else np.array(box, dtype=np.float64)
     run = load_run(run_dir, device)
+    views = None
+    if kind == "points" or (kind == "mesh" and not keep_hidden):
+        if views_kind == "train":
+            views = split_views(run.scene_path(), "train", scene_options=run.scene_options())
+        else:
+            views = orbit_views(run.camera_rig(), frames, background=run.render_background())
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                   console=_console, transient=True) as progress:
         task = progress.add_task(f"export {kind}", total=None)
@@ -105,17 +115,14 @@ def export(run_dir, kind, out, resolution, threshold, keep_largest, min_componen
             progress.update(task, completed=done, total=total)
 
         if kind == "mesh":
-            mesh = exporting.extract_mesh(run, resolution=resolution, threshold=threshold, box=box,
+            mesh = exporting.extract_mesh(run, resolution=resolution, threshold=threshold, box=box, views=views,
                                           keep_largest=keep_largest, min_component_faces=min_component_faces,
                                           on_progress=on_progress)
             exporting.write_mesh(mesh, out)
             summary = f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces"
         elif kind == "points":
-            if views_kind == "train":
-                views = split_views(run.scene_path(), "train", scene_options=run.scene_options())
-            else:
-                views = orbit_views(run.camera_rig(), frames, background=run.render_background())
-            cloud = exporting.extract_points(run, views, n_points=n_points, box=box, on_progress=on_progress)
+            cloud = exporting.extract_points(run, views, threshold=threshold, n_points=n_points, box=box,
+                                             on_progress=on_progress)
             exporting.write_points(cloud, out)
             summary = f"{len(cloud.points)} points from {len(views)} views"
         else:

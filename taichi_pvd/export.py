@@ -1,16 +1,17 @@
 """Taking a trained field out as explicit geometry, for any architecture, through the density
 of phi1 (``features(x)[:, 0]``, ``sigma = exp(raw)``):
 
-- :func:`extract_mesh`: marching cubes of sigma over the occupied part of the box, vertex
-  colours seen along the surface normal; :func:`write_mesh` writes ``.ply``, ``.obj`` or
-  ``.glb``;
-- :func:`extract_points`: a coloured point cloud from depth renders of views;
-  :func:`write_points` writes ``.ply``;
+- :func:`extract_mesh`: marching cubes of sigma over the occupied part of the box, the faces
+  the cameras see, vertex colours seen along the surface normal; :func:`write_mesh` writes
+  ``.ply``, ``.obj`` or ``.glb``;
+- :func:`extract_points`: a coloured point cloud where the rays of views' pixels first reach
+  the surface; :func:`write_points` writes ``.ply``;
 - :func:`write_volume`: sigma and RGB on a regular grid as ``.npz`` (layout in its docstring).
 
 Every position is in the field's coordinates: world units for a bounded scene, the normalised
 scene space of an unbounded one (whose inner region ``[-1, 1]^3`` is exported by default), NDC
-for a forward-facing one. The field is evaluated in chunks; the memory of the host arrays is
+for a forward-facing one. The density is zero outside the run's occupied occupancy cells, as
+rendering sees it. The field is evaluated in chunks; the memory of the host arrays is
 estimated before they are allocated.
 
 Marching cubes (``PyMCubes``) and the mesh writer (``trimesh``) are an optional extra:
@@ -33,9 +34,9 @@ from .data import generate_rays
 from .errors import OptionValueError, PvdError
 from .io.runs import LoadedRun
 from .kernels.contraction import contract
-from .memory import available_bytes
-from .rendering.inference import render_views
+from .memory import check_fits
 from .rendering.view_sets import ViewSet
+from .rendering.volume import march
 
 #: Default density threshold of the mesh surface, sigma in 1 / world unit: where 1% of the
 #: light is absorbed over 1/1000 of a 3-unit box (3 mm of a 3 m scene), i.e. the surface that
@@ -132,21 +133,35 @@ def voxel_grid(box: np.ndarray, resolution: int) -> VoxelGrid:
     return VoxelGrid(np.asarray(box[0], dtype=np.float64), voxel, shape)
 
 
-def check_fits(grid: VoxelGrid, bytes_per_voxel: int, available: int | None = None) -> None:
-    """Raise :class:`OptionValueError` on ``resolution`` when the host arrays of ``grid`` would
-    take more than 80% of the available memory (``available`` bytes; None: measured by
-    :func:`~taichi_pvd.memory.available_bytes`)."""
-    needed = grid.n_points * bytes_per_voxel
-    available = available_bytes("cpu")[0] if available is None else available
-    if needed > 0.8 * available:
-        raise OptionValueError(
-            "resolution", f"gives {grid.shape[0]}x{grid.shape[1]}x{grid.shape[2]} voxels, which need about "
-            f"{needed / 2**30:.1f} GiB of memory, more than the {available / 2**30:.1f} GiB available: choose a lower one")
+def check_grid_fits(grid: VoxelGrid, resolution: int, bytes_per_voxel: int) -> None:
+    """Raise :class:`~taichi_pvd.errors.NotEnoughMemory` on ``resolution`` when the host arrays
+    of ``grid`` (``bytes_per_voxel`` a point) cannot fit in RAM, before any is allocated."""
+    check_fits("resolution", resolution, grid.n_points * bytes_per_voxel, "cpu")
 
 
 def _field_positions(run: LoadedRun, x: torch.Tensor) -> torch.Tensor:
     """Scene positions -> the positions the field takes (contracted for an unbounded scene)."""
     return contract(x) if run.grid.contracted else x
+
+
+def occupancy_lookup(run: LoadedRun) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``occupied(x)``: [N] bool, whether field positions [N, 3] lie in or next to (26
+    neighbours) an occupied cell of the run's occupancy grid, the cells rendering marches; False
+    outside the grid. The neighbours keep a surface whole where it grazes a cell whose
+    jittered density samples all missed it."""
+    grid = run.grid
+    r = grid.resolution
+    mask = grid.occupied_mask().view(1, 1, r, r, r).float()
+    mask = (torch.nn.functional.max_pool3d(mask, 3, stride=1, padding=1) > 0).reshape(-1)
+    lo, size = grid.aabb[0], grid.aabb[1] - grid.aabb[0]
+
+    def occupied(x: torch.Tensor) -> torch.Tensor:
+        cell = torch.floor((x - lo) / size * r).long()
+        inside = ((cell >= 0) & (cell < r)).all(dim=-1)
+        cell = cell.clamp(0, r - 1)
+        return inside & mask[(cell[:, 0] * r + cell[:, 1]) * r + cell[:, 2]]
+
+    return occupied
 
 
 def _grid_positions(grid: VoxelGrid, start: int, stop: int, device: torch.device) -> torch.Tensor:
@@ -162,15 +177,19 @@ def _grid_positions(grid: VoxelGrid, start: int, stop: int, device: torch.device
 @torch.no_grad()
 def sample_density(run: LoadedRun, grid: VoxelGrid, *, chunk: int = CHUNK,
                    on_progress: Progress | None = None) -> np.ndarray:
-    """Density sigma (1 / world unit) of the run's field at every point of ``grid``:
-    [nx, ny, nz] float32, ``out[i, j, k]`` at ``grid.lo + grid.voxel_size * (i, j, k)``."""
+    """Density sigma (1 / world unit) of the run's field at every point of ``grid``, zero away
+    from the occupied cells of its occupancy grid (:func:`occupancy_lookup`: where rendering
+    never samples, and where a field such as an mlp's may hold density nobody sees): [nx, ny, nz] float32, ``out[i, j, k]`` at
+    ``grid.lo + grid.voxel_size * (i, j, k)``."""
     backend.init()
     device = run.grid.aabb.device
+    occupied = occupancy_lookup(run)
     out = np.empty(grid.n_points, dtype=np.float32)
     for start in range(0, grid.n_points, chunk):
         stop = min(start + chunk, grid.n_points)
         x = _field_positions(run, _grid_positions(grid, start, stop, device))
-        out[start:stop] = torch.exp(run.field.features(x)[:, 0].float()).cpu().numpy()
+        sigma = torch.exp(run.field.features(x)[:, 0].float()) * occupied(x)
+        out[start:stop] = sigma.cpu().numpy()
         if on_progress is not None:
             on_progress(stop, grid.n_points)
     return out.reshape(grid.shape)
@@ -190,6 +209,62 @@ def _colour(run: LoadedRun, x: torch.Tensor, directions: torch.Tensor, chunk: in
         features = run.field.features(_field_positions(run, x[i:i + chunk]))
         parts.append(run.field.colour(features, directions[i:i + chunk]).float())
     return torch.cat(parts) if parts else x.new_zeros(0, 3)
+
+
+@torch.no_grad()
+def surface_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.Tensor, *, near: float,
+                      far: float, threshold: float = DEFAULT_THRESHOLD, chunk: int = 1 << 14) -> torch.Tensor:
+    """Distance [N] (world units) along each ray to where the density first reaches
+    ``threshold``: the rays are marched as rendering marches them (the run's step, through its
+    occupied cells), and the crossing is interpolated linearly in sigma between the first sample
+    at or above ``threshold`` and the one before it (sigma 0 one step earlier when the ray has
+    just entered an occupied cell); ``inf`` where the ray never reaches ``threshold``.
+
+    Args:
+        run: a loaded run.
+        origins, directions: [N, 3] float32 rays in the space the field is marched in (the
+            camera rig's :meth:`~taichi_pvd.data.camera_rig.CameraRig.scene_rays`), unit
+            directions, on the run's device.
+        near, far: distance range along the rays.
+        threshold: density sigma (1 / world unit) of the surface.
+        chunk: rays marched at once.
+    """
+    config = run.marching_config()
+    parts = []
+    for i in range(0, len(origins), chunk):
+        o, d = origins[i:i + chunk].contiguous(), directions[i:i + chunk].contiguous()
+        samples = march(run.grid, o, d, near=near, far=far, config=config)
+        t = torch.full((len(o),), math.inf, device=o.device)
+        n = samples.n_samples
+        if n:
+            sigma = torch.exp(torch.cat([run.field.features(samples.positions[j:j + CHUNK])[:, 0].float()
+                                         for j in range(0, n, CHUNK)]))
+            index = torch.arange(n, device=o.device)
+            above = sigma >= threshold
+            first = torch.full((len(o),), n, dtype=torch.int64, device=o.device)
+            first.scatter_reduce_(0, samples.ray_indices[above].long(), index[above], reduce="amin")
+            rays = torch.nonzero(first < n).squeeze(-1)
+            f = first[rays]
+            before = (f - 1).clamp_min(0)
+            t_f, dt_f = samples.t[f], samples.dt[f]
+            adjacent = (f > samples.ray_starts[rays].long()) & (
+                t_f - samples.t[before] <= 0.51 * (dt_f + samples.dt[before]))
+            t_before = torch.where(adjacent, samples.t[before], t_f - dt_f)
+            s_before = torch.where(adjacent, sigma[before], torch.zeros_like(t_f))
+            w = ((threshold - s_before) / (sigma[f] - s_before).clamp_min(1e-12)).clamp(0, 1)
+            t[rays] = t_before + w * (t_f - t_before)
+        parts.append(t)
+    return torch.cat(parts) if parts else origins.new_zeros(0)
+
+
+def _view_rays(run: LoadedRun, views: ViewSet, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays [H * W, 3] of view ``i`` through its pixel centres (row-major), in the space the
+    field is marched in, on the run's device."""
+    device = run.grid.aabb.device
+    origins, directions = generate_rays(views.c2w[i:i + 1].to(device), views.intrinsics[i:i + 1].to(device),
+                                        views.height, views.width,
+                                        lens=None if views.lens is None else views.lens.select(slice(i, i + 1)))
+    return run.camera_rig().scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
 
 
 def density_normals(run: LoadedRun, x: torch.Tensor, step: float) -> torch.Tensor:
@@ -214,25 +289,75 @@ class Mesh:
     """[V, 3] float32 unit outward normals (minus the density gradient)."""
 
 
-def _drop_small_components(vertices: np.ndarray, faces: np.ndarray, keep_largest: bool,
+def _drop_small_components(n_vertices: int, faces: np.ndarray, keep_largest: bool,
                            min_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """The faces of the largest connected component (``keep_largest``) or of every component
-    of at least ``min_faces`` faces, with the vertices they use, renumbered."""
+    of at least ``min_faces`` faces: ``(kept, faces)``, the indices [V'] of the vertices they
+    use and the faces renumbered into them."""
     import trimesh
 
-    if len(faces) == 0 or (not keep_largest and min_faces <= 1):
-        return vertices, faces
-    components = trimesh.graph.connected_components(trimesh.graph.face_adjacency(faces), nodes=np.arange(len(faces)))
-    components = sorted(components, key=len, reverse=True)
-    kept = components[:1] if keep_largest else [c for c in components if len(c) >= min_faces]
-    faces = faces[np.sort(np.concatenate(kept))] if kept else faces[:0]
+    if len(faces) and (keep_largest or min_faces > 1):
+        components = trimesh.graph.connected_components(trimesh.graph.face_adjacency(faces),
+                                                        nodes=np.arange(len(faces)))
+        components = sorted(components, key=len, reverse=True)
+        kept = components[:1] if keep_largest else [c for c in components if len(c) >= min_faces]
+        faces = faces[np.sort(np.concatenate(kept))] if kept else faces[:0]
     used, faces = np.unique(faces, return_inverse=True)
-    return vertices[used], faces.reshape(-1, 3)
+    return used, faces.reshape(-1, 3)
+
+
+@torch.no_grad()
+def visible_faces(run: LoadedRun, vertices: np.ndarray, faces: np.ndarray, views: ViewSet, *,
+                  threshold: float = DEFAULT_THRESHOLD, tolerance: float = 0.0,
+                  on_progress: Progress | None = None) -> np.ndarray:
+    """[F] bool: the faces of a mesh of the surface ``sigma = threshold`` that some view sees.
+
+    Face ``f`` is seen by a view when its centre projects into the image, it faces the camera
+    (its counter-clockwise normal points towards it), and it lies no farther from the camera
+    than the surface the pixel's ray reaches first (:func:`surface_distances` at
+    ``threshold``) plus ``tolerance`` and two pixels' footprint at that distance. Surfaces no
+    camera can see (the inner walls of a solid whose density the views never asked for, its
+    unseen underside's inside) are what this drops. With a forward-facing (NDC) run every face
+    counts as seen.
+
+    Args:
+        vertices: [V, 3] positions, field coordinates; faces: [F, 3] vertex indices.
+        views: the cameras (their pixels' rays give the first surface).
+        tolerance: world units of slack on the depth test (the mesh's own discretisation).
+    """
+    seen = np.zeros(len(faces), dtype=bool)
+    if run.camera_rig().ndc is not None:
+        return ~seen
+    device = run.grid.aabb.device
+    a, b, c = (torch.as_tensor(vertices[faces[:, i]], dtype=torch.float32, device=device) for i in range(3))
+    centres = (a + b + c) / 3
+    normals = torch.linalg.cross(b - a, c - a)
+    seen_t = torch.zeros(len(faces), dtype=torch.bool, device=device)
+    for i in range(len(views)):
+        origins, directions = _view_rays(run, views, i)
+        depth = surface_distances(run, origins, directions, near=views.near, far=views.far, threshold=threshold)
+        c2w = views.c2w[i].to(device)
+        fx, fy, cx, cy = views.intrinsics[i].tolist()
+        to_camera = c2w[:, 3] - centres
+        local = -to_camera @ c2w[:, :3]
+        ahead = local[:, 2] < 0
+        z = (-local[:, 2]).clamp_min(1e-9)
+        u = torch.floor(fx * local[:, 0] / z + cx).long()
+        v = torch.floor(cy - fy * local[:, 1] / z).long()
+        inside = ahead & (u >= 0) & (u < views.width) & (v >= 0) & (v < views.height)
+        pixel = (v.clamp(0, views.height - 1) * views.width + u.clamp(0, views.width - 1))
+        distance = to_camera.norm(dim=-1)
+        slack = tolerance + 2.0 * distance / fx
+        facing = (normals * to_camera).sum(-1) > 0
+        seen_t |= inside & facing & (distance <= depth[pixel] + slack)
+        if on_progress is not None:
+            on_progress(i + 1, len(views))
+    return seen_t.cpu().numpy()
 
 
 def extract_mesh(run: LoadedRun, *, resolution: int, threshold: float = DEFAULT_THRESHOLD,
-                 box: np.ndarray | None = None, keep_largest: bool = False, min_component_faces: int = 1,
-                 on_progress: Progress | None = None, available_memory: int | None = None) -> Mesh:
+                 box: np.ndarray | None = None, views: ViewSet | None = None, keep_largest: bool = False,
+                 min_component_faces: int = 1, on_progress: Progress | None = None) -> Mesh:
     """The surface ``sigma = threshold`` of the run's field by marching cubes.
 
     Args:
@@ -240,26 +365,31 @@ def extract_mesh(run: LoadedRun, *, resolution: int, threshold: float = DEFAULT_
         resolution: grid points along the longest side of the export box.
         threshold: density sigma (1 / world unit) of the surface; :data:`DEFAULT_THRESHOLD`.
         box: [2, 3] ``(min, max)`` in field coordinates (None: :func:`export_box`).
+        views: cameras whose unseen faces are dropped (:func:`visible_faces`); None keeps every
+            face.
         keep_largest: keep only the largest connected piece.
         min_component_faces: drop connected pieces of fewer faces (floaters).
-        on_progress: ``(done, total)`` over the grid points evaluated.
-        available_memory: host bytes to plan with (None: measured).
+        on_progress: ``(done, total)`` over the grid points evaluated, then over the views.
+
+    The density is zero outside the run's occupied cells (:func:`sample_density`).
 
     Returns:
         A :class:`Mesh` with vertex colours: the field's colour slightly inside the surface,
         seen along the inward normal (as a camera facing the surface sees it).
+
+    Raises:
+        NotEnoughMemory: the grid of ``resolution`` would not fit in RAM (checked first).
     """
     mcubes, _ = require_mesh_libraries()
     if not threshold > 0:
         raise OptionValueError("threshold", f"must be a positive density, got {threshold}")
     grid = voxel_grid(export_box(run, box), resolution)
-    check_fits(grid, _MESH_BYTES_PER_VOXEL, available_memory)
+    check_grid_fits(grid, resolution, _MESH_BYTES_PER_VOXEL)
     sigma = sample_density(run, grid, on_progress=on_progress)
     vertices, faces = mcubes.marching_cubes(sigma, float(threshold))
     del sigma
     vertices = grid.lo + grid.voxel_size * vertices
     faces = faces.astype(np.int64)
-    vertices, faces = _drop_small_components(vertices, faces, keep_largest, min_component_faces)
     device = run.grid.aabb.device
     x = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     normals = density_normals(run, x, 0.5 * grid.voxel_size)
@@ -269,6 +399,11 @@ def extract_mesh(run: LoadedRun, *, resolution: int, threshold: float = DEFAULT_
         along = (winding * normals.cpu().numpy()[faces].mean(axis=1)).sum()
         if along < 0:
             faces = faces[:, ::-1].copy()
+    if views is not None and len(faces):
+        faces = faces[visible_faces(run, vertices, faces, views, threshold=threshold,
+                                    tolerance=2.0 * grid.voxel_size, on_progress=on_progress)]
+    kept, faces = _drop_small_components(len(vertices), faces, keep_largest, min_component_faces)
+    vertices, normals, x = vertices[kept], normals[torch.as_tensor(kept, device=device)], x[torch.as_tensor(kept, device=device)]
     inside = x - normals * (0.5 * grid.voxel_size)
     colours = _colour(run, inside, -normals)
     return Mesh(vertices.astype(np.float32), faces,
@@ -329,63 +464,35 @@ class PointCloud:
     """[N, 3] uint8 RGB."""
 
 
-def _unmixed_pixels(hit: torch.Tensor, depth: torch.Tensor, max_depth_jump: float) -> torch.Tensor:
-    """[H, W] bool: the pixels of ``hit`` whose four neighbours are hits too, at depths within
-    ``max_depth_jump`` times their own (not on a silhouette, where the mean depth of a pixel
-    mixes two surfaces and lies between them)."""
-    padded_hit = torch.nn.functional.pad(hit[None, None].float(), (1, 1, 1, 1))[0, 0] > 0
-    padded_depth = torch.nn.functional.pad(depth[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-    keep = hit.clone()
-    h, w = hit.shape
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        keep &= padded_hit[dy:dy + h, dx:dx + w]
-        keep &= (padded_depth[dy:dy + h, dx:dx + w] - depth).abs() <= max_depth_jump * depth
-    return keep
-
-
-def extract_points(run: LoadedRun, views: ViewSet, *, n_points: int = 1_000_000, min_opacity: float = 0.9,
-                   max_depth_jump: float = 0.01, box: np.ndarray | None = None, seed: int = 0,
+def extract_points(run: LoadedRun, views: ViewSet, *, threshold: float = DEFAULT_THRESHOLD,
+                   n_points: int = 1_000_000, box: np.ndarray | None = None, seed: int = 0,
                    on_progress: Progress | None = None) -> PointCloud:
-    """A coloured point cloud from depth renders of ``views``: each pixel whose rendered opacity
-    reaches ``min_opacity`` gives the point at its mean depth along its ray, with its colour
-    (unmixed from the background), unless a neighbouring pixel is no hit or lies more than
-    ``max_depth_jump`` times its depth nearer or farther (a silhouette); points outside the
-    export box (:func:`export_box` of ``box``) are dropped, and ``n_points`` of the rest are
-    kept at random (``seed``)."""
+    """A coloured point cloud of the surface the cameras of ``views`` see: one point per pixel,
+    where its ray first reaches the density ``threshold`` (:func:`surface_distances`, the
+    same surface as the mesh's), coloured by the field one marching step further in, seen
+    along the ray; pixels whose ray never reaches it give none, points outside the export box
+    (:func:`export_box` of ``box``) are dropped, and ``n_points`` of the rest are kept at random
+    (``seed``)."""
     if n_points < 1:
         raise OptionValueError("n_points", f"must be positive, got {n_points}")
-    if not 0.0 < min_opacity <= 1.0:
-        raise OptionValueError("min_opacity", f"must be in (0, 1], got {min_opacity}")
-    if not max_depth_jump > 0:
-        raise OptionValueError("max_depth_jump", f"must be positive, got {max_depth_jump}")
+    if not threshold > 0:
+        raise OptionValueError("threshold", f"must be a positive density, got {threshold}")
     backend.init()
     device = run.grid.aabb.device
     region = torch.as_tensor(export_box(run, box), dtype=torch.float32, device=device)
-    rig = run.camera_rig()
-    background = torch.tensor(views.background if views.background is not None else (1.0, 1.0, 1.0),
-                              dtype=torch.float32)
+    step = run.marching_config().step_size(run.grid)
     points, colours = [], []
-
-    def collect(i: int, frame) -> None:
-        origins, directions = generate_rays(views.c2w[i:i + 1].to(device), views.intrinsics[i:i + 1].to(device),
-                                            views.height, views.width,
-                                            lens=None if views.lens is None else views.lens.select(slice(i, i + 1)))
-        origins, directions = rig.scene_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
-        opacity = torch.from_numpy(frame.opacity).to(device)
-        depth = torch.from_numpy(frame.depth).to(device) / opacity.clamp_min(1e-6)
-        hit = _unmixed_pixels(opacity >= min_opacity, depth, max_depth_jump).reshape(-1)
-        opacity, depth = opacity.reshape(-1), depth.reshape(-1)
-        rgb = torch.from_numpy(frame.rgb.reshape(-1, 3))
-        x = origins[hit] + directions[hit] * depth[hit, None]
+    for i in range(len(views)):
+        origins, directions = _view_rays(run, views, i)
+        t = surface_distances(run, origins, directions, near=views.near, far=views.far, threshold=threshold)
+        hit = torch.isfinite(t)
+        x = origins[hit] + directions[hit] * t[hit, None]
         inside = ((x >= region[0]) & (x <= region[1])).all(dim=-1)
-        a = opacity[hit][inside].cpu()[:, None]
-        unmixed = ((rgb[hit.cpu()][inside.cpu()] - (1 - a) * background) / a).clamp(0, 1)
-        points.append(x[inside].cpu())
-        colours.append(unmixed)
+        x, d = x[inside], directions[hit][inside]
+        points.append(x.cpu())
+        colours.append(_colour(run, x + d * step, d).clamp(0, 1).cpu())
         if on_progress is not None:
             on_progress(i + 1, len(views))
-
-    render_views(run, views, on_frame=collect)
     xyz = torch.cat(points) if points else torch.zeros(0, 3)
     rgb = torch.cat(colours) if colours else torch.zeros(0, 3)
     if len(xyz) > n_points:
@@ -405,14 +512,14 @@ def write_points(cloud: PointCloud, path: str | os.PathLike) -> Path:
 
 @torch.no_grad()
 def write_volume(run: LoadedRun, path: str | os.PathLike, *, resolution: int, box: np.ndarray | None = None,
-                 rgb_threshold: float = DEFAULT_THRESHOLD, on_progress: Progress | None = None,
-                 available_memory: int | None = None) -> VoxelGrid:
+                 rgb_threshold: float = DEFAULT_THRESHOLD, on_progress: Progress | None = None) -> VoxelGrid:
     """Write the run's density and colour on a regular grid to a compressed ``.npz``.
 
     Layout (``data = numpy.load(path)``):
 
     - ``density`` [nx, ny, nz] float32: sigma in 1 / world unit (``exp`` of phi1's raw density)
-      at the point ``box[0] + voxel_size * (i, j, k)`` of index ``[i, j, k]`` (x, y, z order);
+      at the point ``box[0] + voxel_size * (i, j, k)`` of index ``[i, j, k]`` (x, y, z order),
+      zero outside the run's occupied cells (as :func:`sample_density`);
     - ``rgb`` [nx, ny, nz, 3] uint8: the colour there averaged over four directions (a regular
       tetrahedron's), 0 where ``density < rgb_threshold``;
     - ``box`` [2, 3] float64: ``(min, max)`` corners, ``box[1] = box[0] + voxel_size * (shape - 1)``;
@@ -423,9 +530,10 @@ def write_volume(run: LoadedRun, path: str | os.PathLike, *, resolution: int, bo
     """
     path = check_output(path, "volume")
     grid = voxel_grid(export_box(run, box), resolution)
-    check_fits(grid, _VOLUME_BYTES_PER_VOXEL, available_memory)
+    check_grid_fits(grid, resolution, _VOLUME_BYTES_PER_VOXEL)
     backend.init()
     device = run.grid.aabb.device
+    occupied = occupancy_lookup(run)
     density = np.empty(grid.n_points, dtype=np.float32)
     rgb = np.zeros((grid.n_points, 3), dtype=np.uint8)
     directions = torch.as_tensor(_TETRAHEDRON, device=device)
@@ -433,7 +541,7 @@ def write_volume(run: LoadedRun, path: str | os.PathLike, *, resolution: int, bo
         stop = min(start + CHUNK, grid.n_points)
         x = _field_positions(run, _grid_positions(grid, start, stop, device))
         features = run.field.features(x)
-        sigma = torch.exp(features[:, 0].float())
+        sigma = torch.exp(features[:, 0].float()) * occupied(x)
         density[start:stop] = sigma.cpu().numpy()
         solid = torch.nonzero(sigma >= rgb_threshold).squeeze(-1)
         if len(solid):

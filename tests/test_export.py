@@ -7,8 +7,8 @@ Two kinds of field are exported:
   sharp enough that the exporter's own error (box, axis order, threshold, voxel offsets) is what
   the Chamfer distance measures: it must stay below 1% of the scene box;
 - a tiny hash run trained on the demo scene and a grid student distilled from it, on the CPU in
-  about a minute: their distance to the true surface is what such a run learns, above the
-  issue's 1% (see the constants below for the measured figures and the bounds).
+  a few minutes: their meshes too lie within 1% of the box of the true surface, and their
+  points a median within 2%.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from taichi_pvd.data import demo
 from taichi_pvd.data.camera_rig import CameraRig
 from taichi_pvd.data import load_scene
 from taichi_pvd.distill.api import distill
-from taichi_pvd.errors import OptionValueError
+from taichi_pvd import memory
+from taichi_pvd.errors import NotEnoughMemory
 from taichi_pvd.fields.base import RadianceField
 from taichi_pvd.io.runs import LoadedRun, load_run
 from taichi_pvd.rendering.occupancy import OccupancyGrid
@@ -145,7 +146,8 @@ class SolidsField(RadianceField):
 def _solids_run(path, sharpness: float = SHARPNESS) -> LoadedRun:
     field = SolidsField(sharpness)
     grid = OccupancyGrid(field.aabb, resolution=32)
-    grid.update(field.density, step=0)
+    for step in range(16):  # as training refreshes it: each cell's densest of 16 jittered samples
+        grid.update(field.density, step=step, generator=torch.Generator().manual_seed(step))
     return LoadedRun(path=path, field=field, grid=grid, config={"model": "solids"}, meta={})
 
 
@@ -188,6 +190,27 @@ def test_mesh_normals_point_out_and_colours_come_from_the_surface(solids_mesh):
     assert (np.einsum("ij,ij->i", tm.face_normals, solids_mesh.normals[solids_mesh.faces].mean(1)) > 0).mean() > 0.99
 
 
+class FloaterField(SolidsField):
+    """:class:`SolidsField` plus a ball of density at ``(1, 1, 1)`` that its occupancy grid,
+    built from the solids alone, leaves out (as an mlp holds density where rendering never
+    samples)."""
+
+    def features(self, x):
+        features = super().features(x)
+        floater = math.log(export.DEFAULT_THRESHOLD) - self.sharpness * ((x - 1.0).norm(dim=-1) - 0.2)
+        return torch.cat([torch.maximum(features[:, :1], floater[:, None]), features[:, 1:]], dim=-1)
+
+
+def test_density_away_from_the_occupied_cells_makes_no_mesh(tmp_path):
+    run = _solids_run(tmp_path)
+    run.field = FloaterField()
+    box = np.array([[-1.5] * 3, [1.5] * 3])
+    with_floater = export.extract_mesh(run, resolution=64, box=box)
+    assert not np.any(np.all(with_floater.vertices > 0.75, axis=1))
+    run.grid.mark_all_occupied()
+    assert np.any(np.all(export.extract_mesh(run, resolution=64, box=box).vertices > 0.75, axis=1))
+
+
 def test_the_default_box_is_the_occupied_part(solids_run):
     box = export.export_box(solids_run)
     assert np.all(box[0] > -1.5) and np.all(box[1] < 1.5)
@@ -195,18 +218,18 @@ def test_the_default_box_is_the_occupied_part(solids_run):
     assert np.all(truth >= box[0]) and np.all(truth <= box[1])
 
 
-def test_points_of_rendered_depth_lie_on_the_surface(tmp_path, demo_scene):
-    # Rendered depth lies where the light is absorbed: with SHARPNESS 40, some 0.06 inside the
-    # threshold's surface; a field 10x sharper puts it within 0.01.
-    solids_run = _solids_run(tmp_path, sharpness=10 * SHARPNESS)
-    solids_run.grid.mark_all_occupied()  # one jittered sample per cell can miss so thin a shell
+def test_points_where_rays_first_cross_the_threshold_lie_on_the_surface(tmp_path, demo_scene):
+    solids_run = _solids_run(tmp_path)
     scene = demo_scene
     solids_run.config["camera_rig"] = CameraRig.from_scene(load_scene(scene, "train")).to_dict()
     cloud = export.extract_points(solids_run, split_views(scene, "train"), n_points=200)
     assert len(cloud.points) == 200
     distance = _solids_distance(torch.as_tensor(cloud.points)).abs()
     print(f"exact field's points: median {float(distance.median()):.4f}, max {float(distance.max()):.4f}")
-    assert float(distance.max()) < POINT_BOUND
+    assert float(distance.max()) < 0.25 * POINT_BOUND
+    denser = export.extract_points(solids_run, split_views(scene, "train"), n_points=200,
+                                   threshold=20 * export.DEFAULT_THRESHOLD)
+    assert float(_solids_distance(torch.as_tensor(denser.points)).abs().median()) > POINT_BOUND
 
 
 def test_the_volume_round_trips(solids_run, tmp_path):
@@ -223,9 +246,13 @@ def test_the_volume_round_trips(solids_run, tmp_path):
     assert solid.any() and np.all(data["rgb"][~solid] == 0) and np.all(data["rgb"][solid].max(-1) > 0)
 
 
-def test_a_resolution_that_does_not_fit_is_refused_before_allocating(solids_run):
-    with pytest.raises(OptionValueError, match="resolution gives .* GiB"):
-        export.extract_mesh(solids_run, resolution=4096, available_memory=2**30)
+def test_a_resolution_that_does_not_fit_is_refused_before_allocating(solids_run, monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": (2**30, "in RAM"))
+    monkeypatch.setattr(export, "sample_density", None)  # never reached
+    with pytest.raises(NotEnoughMemory, match="resolution 4096 needs about .* GiB of memory, more than the 1.0 GiB available"):
+        export.extract_mesh(solids_run, resolution=4096)
+    with pytest.raises(NotEnoughMemory, match="resolution 2048 needs about"):
+        export.write_volume(solids_run, "/tmp/never.npz", resolution=2048)
 
 
 def test_the_cli_default_threshold_is_the_library_s():
@@ -234,17 +261,11 @@ def test_the_cli_default_threshold_is_the_library_s():
 
 # --- trained runs -------------------------------------------------------------------------------
 
-#: The runs below (about 60 s of training and distillation on 2 shared CPU cores) do not reach
-#: the issue's bounds. Measured: the Chamfer distance of the hash mesh to the demo surface is
-#: 0.045-0.047 (1.5-1.6% of the box), of the grid student's 0.064 (2.1%), of their transposed
-#: meshes 0.082-0.085 and 0.093; the hash run's points lie a median 0.084 (2.8%) from the
-#: surface, the farthest 0.19 (6.3%): a run trained this briefly is blurred, and its rendered
-#: depth lies in the blur. The exporter itself meets 1% and 2% on the exact field above. The
-#: mesh bound sits between the right meshes' figures and the transposed ones'.
-TRAINED_MESH_BOUND = 0.025 * BOX_SIZE
-TRAINED_POINT_MEDIAN_BOUND = 0.035 * BOX_SIZE
-
-
+#: The runs below train for some 3-6 minutes on 2 shared CPU cores. Their meshes, the
+#: faces the training views see, lie within 1% of the box of the demo surface (measured: hash
+#: 0.91%, grid 0.87%; the hash mesh keeping unseen faces 1.58%, the inner walls of the sphere and
+#: box, open at their unseen undersides, being a quarter of the mesh); the meshes of a threshold
+#: 20x off or of swapped axes miss it by more.
 @pytest.fixture(scope="module")
 def demo_scene(tmp_path_factory):
     """The demo scene at 40x40 pixels, 24 training views."""
@@ -259,11 +280,11 @@ def demo_runs(tmp_path_factory, demo_scene):
     scene = demo_scene
     train(data=scene, model="hash", out=root / "hash",
           field_overrides={"log2_table_size": 14, "n_levels": 8, "finest_resolution": 256},
-          train_overrides={"steps": 300, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
-                           "grid_resolution": 64, "marching": {"steps_across_box": 256}})
+          train_overrides={"steps": 1000, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
+                           "grid_resolution": 64, "grid_warmup_steps": 64, "marching": {"steps_across_box": 256}})
     distill(source="hash", target="grid", teacher=root / "hash", out=root / "grid",
             student_overrides={"resolution": 64},
-            distill_overrides={"steps": 150, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
+            distill_overrides={"steps": 500, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
                                "val_views": 1, "val_size": 24, "virtual_cameras": 40})
     return {"scene": scene, "hash": root / "hash", "grid": root / "grid"}
 
@@ -275,12 +296,18 @@ def demo_truth():
 
 @pytest.mark.parametrize("model", ["hash", "grid"])
 def test_the_mesh_of_a_trained_run_is_near_the_demo_surface(demo_runs, demo_truth, model):
-    mesh = export.extract_mesh(load_run(demo_runs[model]), resolution=96, min_component_faces=300)
-    samples = _mesh_samples(mesh)
-    chamfer = _chamfer(samples, demo_truth["everywhere"], demo_truth["seen"])
-    swapped = _chamfer(samples[:, [1, 0, 2]], demo_truth["everywhere"], demo_truth["seen"])
-    print(f"{model}: Chamfer {chamfer:.4f} ({chamfer / BOX_SIZE:.2%} of the box), transposed {swapped:.4f}")
-    assert chamfer < TRAINED_MESH_BOUND < swapped
+    run = load_run(demo_runs[model])
+    views = split_views(demo_runs["scene"], "train")
+
+    def chamfer(samples: torch.Tensor) -> float:
+        return _chamfer(samples, demo_truth["everywhere"], demo_truth["seen"])
+
+    samples = _mesh_samples(export.extract_mesh(run, resolution=96, views=views, min_component_faces=300))
+    dense = export.extract_mesh(run, resolution=96, views=views, threshold=20 * export.DEFAULT_THRESHOLD)
+    print(f"{model}: Chamfer {chamfer(samples):.4f} ({chamfer(samples) / BOX_SIZE:.2%} of the box), "
+          f"transposed {chamfer(samples[:, [1, 0, 2]]):.4f}")
+    assert chamfer(samples) < MESH_BOUND < chamfer(samples[:, [1, 0, 2]])
+    assert len(dense.faces) == 0 or chamfer(_mesh_samples(dense)) > MESH_BOUND
 
 
 def test_points_of_a_trained_run_are_near_the_demo_surface(demo_runs, demo_truth):
@@ -290,7 +317,9 @@ def test_points_of_a_trained_run_are_near_the_demo_surface(demo_runs, demo_truth
     print(f"points: {len(cloud.points)}, distance mean {float(distance.mean()):.4f}, "
           f"median {float(distance.median()):.4f}, 99th percentile {float(distance.quantile(0.99)):.4f}, "
           f"max {float(distance.max()):.4f}")
-    assert float(distance.median()) < TRAINED_POINT_MEDIAN_BOUND
+    # Measured: median 0.020, 99th percentile 0.097, farthest 1.6 (floaters of so brief a run
+    # that its rays cross before the surface): the median, not every point, is within 2%.
+    assert len(cloud.points) > 5000 and float(distance.median()) < POINT_BOUND
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -299,12 +328,13 @@ def _invoke(*args):
     return CliRunner().invoke(main, ["--arch", "cpu", "export", *map(str, args)])
 
 
-def test_export_writes_a_mesh_that_trimesh_loads(demo_runs, tmp_path):
-    out = tmp_path / "mesh.ply"
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".glb"])
+def test_export_writes_a_mesh_that_trimesh_loads(demo_runs, tmp_path, suffix):
+    out = tmp_path / f"mesh{suffix}"
     result = _invoke("--run", demo_runs["grid"], "--format", "mesh", "--out", out, "--resolution", 48,
                      "--min-faces", 50)
     assert result.exit_code == 0, result.output
-    loaded = trimesh.load(out, process=False)
+    loaded = trimesh.load(out, process=False, force="mesh")
     assert isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) > 100
     assert loaded.faces.max() < len(loaded.vertices) and np.isfinite(loaded.vertices).all()
     assert loaded.visual.vertex_colors.shape == (len(loaded.vertices), 4)
