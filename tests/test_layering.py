@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("distill", ("taichi_pvd.distill",)),
     ("jobs", ("taichi_pvd.evaluation", "taichi_pvd.run_info", "taichi_pvd.plots", "taichi_pvd.demo_job",
               "taichi_pvd.export")),
+    ("viewer", ("taichi_pvd.viewer",)),
 ]
 
 
