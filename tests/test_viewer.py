@@ -29,7 +29,7 @@ from taichi_pvd.io.runs import load_run
 from taichi_pvd.rendering.inference import Frame
 from taichi_pvd.training.api import train
 from taichi_pvd.viewer.cameras import ViewCamera, matrix_from_wxyz, wxyz_from_matrix
-from taichi_pvd.viewer.compositing import compose, panel_images, split_columns
+from taichi_pvd.viewer.compositing import compose, panel_images, split_columns, upscale
 from taichi_pvd.viewer.resolution import AdaptiveResolution, fit_size
 from taichi_pvd.viewer.sources import render_frame, run_source
 from taichi_pvd_cli.main import main
@@ -270,7 +270,9 @@ def _reference(runs, saved: dict, canvas_shape) -> np.ndarray:
     width, height = saved["camera"]["width"], saved["camera"]["height"]
     sources = [run_source(load_run(r)) for r in runs]
     frames = [render_frame(s, camera, width, height) for s in sources]
-    picture = compose([f.rgb for f in frames], [s.caption() for s in sources], "split", 0.5)
+    canvas_width, canvas_height = saved["canvas"]
+    picture = compose([upscale(f.rgb, canvas_width, canvas_height) for f in frames], [s.caption() for s in sources],
+                      "split", 0.5)
     scaled = Image.fromarray(picture).resize((canvas_shape[1], canvas_shape[0]), Image.BILINEAR)
     return np.asarray(scaled, np.float32) / 255.0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..rendering.images import caption, colour_depth, error_heatmap, to_uint8
 from ..rendering.inference import Frame
@@ -31,6 +32,14 @@ def panel_images(frames: Sequence[Frame], mode: str, near: float, far: float, *,
             raise ValueError("the difference needs two runs")
         return [error_heatmap(frames[0].rgb, frames[1].rgb)]
     raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
+
+
+def upscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` (float in [0, 1] or uint8 [h, w, 3]) resized bilinearly to ``width`` x
+    ``height`` when that is larger (captions then stay small on the page); uint8."""
+    if width <= image.shape[1] and height <= image.shape[0]:
+        return to_uint8(image)
+    return np.asarray(Image.fromarray(to_uint8(image)).resize((width, height), Image.BILINEAR))
 
 
 def split_columns(width: int, split: float) -> int:

@@ -24,7 +24,7 @@ import torch
 from ..errors import ViewerUnavailable
 from ..rendering.images import write_png
 from .cameras import ViewCamera, vertical_fov
-from .compositing import compose, panel_images
+from .compositing import compose, panel_images, upscale
 from .controls import Controls
 from .resolution import AdaptiveResolution, fit_size
 from .sources import ViewSource, render_frame
@@ -180,6 +180,9 @@ class ViewerSession:
         frames = [render_frame(source, camera, width, height) for source in self.sources]
         self.adaptive.record(width * height * len(frames), time.perf_counter() - start)
         images = panel_images(frames, mode, self.rig.near, self.rig.far, log_depth=self.rig.contraction is not None)
+        if full:
+            display = (canvas[0] // 2 if side_by_side else canvas[0], canvas[1])
+            images = [upscale(image, *display) for image in images]
         if mode == "|difference|":
             captions = [f"|{self.sources[0].label} - {self.sources[1].label}|"]
         else:

@@ -54,14 +54,14 @@ class ViewSource:
 
 
 def recorded_psnr(run_dir: Path) -> str:
-    """A run's best-known PSNR from its ``metrics.json``: test (``pvd-ti eval``), else
-    validation, else a distilled run's PSNR against its teacher; empty when none."""
+    """A run's best-known PSNR from its ``metrics.json``: test (``pvd-ti eval``), else a
+    distilled run's PSNR against its teacher, else validation; empty when none."""
     path = Path(run_dir) / METRICS_NAME
     try:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError):
         return ""
-    for key, name in (("test_psnr_db", "test"), ("val_psnr_db", "val"), ("student_vs_teacher_psnr_db", "vs teacher")):
+    for key, name in (("test_psnr_db", "test"), ("student_vs_teacher_psnr_db", "vs teacher"), ("val_psnr_db", "val")):
         if isinstance(metrics.get(key), (int, float)):
             return f"{metrics[key]:.2f} dB {name}"
     return ""

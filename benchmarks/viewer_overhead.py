@@ -1,0 +1,171 @@
+"""Steps per second of a distillation with and without a viewer client connected (the cost of
+``pvd-ti distill --view``), and the frames the client got.
+
+The client is a Python websocket client (``websockets``, a dependency of viser), no browser: it
+connects with viser's subprotocol, sends a ``ViewerCameraMessage`` (msgpack, as the page sends it)
+every 50 ms along an orbit around the scene (a user dragging the camera the whole time: the
+most frames the viewer ever wants) and drains what the server sends. To the server it is a
+client with a camera; the distillation renders for it between steps through
+:meth:`~taichi_pvd.viewer.session.ViewerSession.between_steps`, the path ``--view`` uses.
+
+Usage::
+
+    python benchmarks/viewer_overhead.py [--teacher RUN_DIR] [--to grid] [--steps 2000] [--batch-rays N]
+
+Without ``--teacher`` a demo-scene hash teacher is trained first (``--teacher-steps``). A short
+distillation first compiles the kernels; then one without and one with the client, same steps.
+Records ``viewer_overhead-<scene>-<card>.json``: steps per second of both, their ratio, frames
+sent and the share of wall time spent rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import write_result  # noqa: E402
+from taichi_pvd import backend  # noqa: E402
+from taichi_pvd.data.camera_paths import look_at  # noqa: E402
+from taichi_pvd.distill.api import distill  # noqa: E402
+from taichi_pvd.training.api import train  # noqa: E402
+from taichi_pvd.viewer.cameras import ViewCamera, vertical_fov  # noqa: E402
+from taichi_pvd.viewer.session import ViewerSession, import_viser  # noqa: E402
+from taichi_pvd.viewer.sources import distillation_sources  # noqa: E402
+
+
+class OrbitingClient(threading.Thread):
+    """A viser client without a browser: sends its camera every ``period_s`` seconds, moving
+    along an orbit of the rig, with a ``width`` x ``height`` canvas; counts messages received."""
+
+    def __init__(self, url: str, rig, width: int = 1280, height: int = 720, period_s: float = 0.05):
+        super().__init__(daemon=True)
+        self.url, self.rig, self.size, self.period_s = url, rig, (width, height), period_s
+        self.received = 0
+        self.stop = threading.Event()
+
+    def _camera_message(self, angle: float) -> bytes:
+        import msgspec
+        import torch
+
+        rig = self.rig
+        up = torch.tensor(rig.up, dtype=torch.float64)
+        centre = torch.tensor(rig.centre, dtype=torch.float64)
+        side = torch.linalg.cross(up, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
+        if side.norm() < 1e-3:
+            side = torch.linalg.cross(up, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+        side = side / side.norm()
+        other = torch.linalg.cross(up, side)
+        eye = centre + rig.radius * (0.87 * (math.cos(angle) * side + math.sin(angle) * other) + 0.5 * up)
+        c2w = look_at(eye, centre, up)
+        fov = vertical_fov(rig.fy * self.size[1] / rig.height * rig.width / self.size[0], self.size[1])
+        wxyz, position = ViewCamera(tuple(map(tuple, c2w.tolist())), fov).viser_pose()
+        return msgspec.msgpack.encode({
+            "type": "ViewerCameraMessage", "wxyz": wxyz.tolist(), "position": position.tolist(), "fov": fov,
+            "near": 0.01, "far": 1000.0, "image_height": self.size[1], "image_width": self.size[0],
+            "look_at": centre.tolist(), "up_direction": up.tolist()})
+
+    def run(self) -> None:
+        from websockets.sync.client import connect
+
+        viser = import_viser()
+        with connect(self.url.replace("http", "ws"), subprotocols=[f"viser-v{viser.__version__}"],
+                     max_size=None) as ws:
+            angle = 0.0
+            while not self.stop.is_set():
+                ws.send(self._camera_message(angle))
+                angle += 0.05
+                deadline = time.perf_counter() + self.period_s
+                while (left := deadline - time.perf_counter()) > 0:
+                    try:
+                        ws.recv(timeout=left)
+                        self.received += 1
+                    except TimeoutError:
+                        break
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int | None, with_client: bool) -> dict:
+    """One distillation; returns its steps per second (wall time of the steps, from the first
+    step to the end) and, with a client, the viewer's figures."""
+    seen: dict = {}
+
+    def on_ready(loop) -> None:
+        if with_client:
+            session = ViewerSession(distillation_sources(loop, teacher), port=_free_port(), save_dir=out,
+                                    live=True, log=lambda _: None)
+            client = OrbitingClient(session.url, loop.rig)
+            client.start()
+            deadline = time.time() + 30
+            while not session._clients and time.time() < deadline:
+                time.sleep(0.05)
+            if not session._clients:
+                raise RuntimeError("the websocket client did not register with the viewer")
+            session.started = time.perf_counter()
+            loop.between_steps = session.between_steps
+            seen.update(session=session, client=client)
+        seen["start"] = time.perf_counter()
+
+    overrides = {"steps": steps, "val_every": 0, "checkpoint_every": 0,
+                 **({"batch_rays": batch_rays} if batch_rays else {})}
+    metrics = distill(source="hash", target=target, teacher=teacher, out=out, overwrite=True,
+                      distill_overrides=overrides, on_ready=on_ready)
+    wall = time.perf_counter() - seen["start"]
+    result = {"steps": metrics["steps"], "wall_seconds": wall, "steps_per_second": metrics["steps"] / wall}
+    if with_client:
+        session, client = seen["session"], seen["client"]
+        client.stop.set()
+        client.join(timeout=5)
+        session.close()
+        result.update(frames_sent=session.frames_sent, render_seconds=session.render_seconds,
+                      render_share=session.render_seconds / wall, client_messages=client.received)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher", type=Path, default=None, help="hash teacher run (default: train a demo one)")
+    parser.add_argument("--teacher-steps", type=int, default=300)
+    parser.add_argument("--to", dest="target", default="grid")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-rays", type=int, default=None)
+    parser.add_argument("--scene", default=None, help="scene name in the result file (default: demo or the teacher folder)")
+    args = parser.parse_args()
+    backend.init()
+    work = Path(tempfile.mkdtemp(prefix="viewer-overhead-"))
+    teacher = args.teacher
+    if teacher is None:
+        teacher = work / "teacher"
+        train(model="hash", out=teacher, train_overrides={"steps": args.teacher_steps, "val_every": 0,
+                                                         "checkpoint_every": 0})
+    _distil(teacher, work / "warm-up", args.target, 20, args.batch_rays, with_client=True)
+    without = _distil(teacher, work / "without", args.target, args.steps, args.batch_rays, with_client=False)
+    with_viewer = _distil(teacher, work / "with", args.target, args.steps, args.batch_rays, with_client=True)
+    ratio = with_viewer["steps_per_second"] / without["steps_per_second"]
+    figures = {"teacher": "hash", "student": args.target, "steps": args.steps,
+               "steps_per_second_without_viewer": without["steps_per_second"],
+               "steps_per_second_with_viewer": with_viewer["steps_per_second"],
+               "with_over_without": ratio, "frames_sent": with_viewer["frames_sent"],
+               "render_share_of_wall_time": with_viewer["render_share"],
+               "client_messages_received": with_viewer["client_messages"]}
+    scene = args.scene or ("demo" if args.teacher is None else args.teacher.resolve().name)
+    path = write_result("viewer_overhead", scene, figures)
+    print(f"steps/s without viewer {without['steps_per_second']:.2f}, with a moving client "
+          f"{with_viewer['steps_per_second']:.2f} ({(1 - ratio) * 100:.1f}% fewer), "
+          f"{with_viewer['frames_sent']} frames -> {path}")
+
+
+if __name__ == "__main__":
+    main()
