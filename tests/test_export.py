@@ -232,6 +232,19 @@ def test_points_where_rays_first_cross_the_threshold_lie_on_the_surface(tmp_path
     assert float(_solids_distance(torch.as_tensor(denser.points)).abs().median()) > POINT_BOUND
 
 
+def test_rays_become_opaque_at_the_surface_of_a_known_field(solids_run):
+    origins = torch.tensor([[-0.3, -0.25, 3.0], [-1.4, 1.4, 3.0]])  # above the sphere; past everything
+    directions = torch.tensor([[0.0, 0.0, -1.0]] * 2)
+    t = export.opaque_distances(solids_run, origins, directions, near=0.0, far=6.0)
+    # The sphere's top is 3.0 - (0.05 + 0.5) = 2.45 away; along the ray sigma is about
+    # DEFAULT_THRESHOLD * exp(SHARPNESS * s) at depth s, whose optical depth reaches ln 2 at
+    # s = ln(ln 2 * SHARPNESS / DEFAULT_THRESHOLD) / SHARPNESS (0.053).
+    inside = math.log(math.log(2.0) * SHARPNESS / export.DEFAULT_THRESHOLD) / SHARPNESS
+    assert float(t[0]) == pytest.approx(2.45 + inside, abs=0.004) and math.isinf(float(t[1]))
+    faint = export.opaque_distances(solids_run, origins[:1], directions[:1], near=0.0, far=2.0)
+    assert math.isinf(float(faint[0]))
+
+
 def test_the_volume_round_trips(solids_run, tmp_path):
     path = tmp_path / "volume.npz"
     grid = export.write_volume(solids_run, path, resolution=24)
@@ -320,6 +333,34 @@ def test_points_of_a_trained_run_are_near_the_demo_surface(demo_runs, demo_truth
     # Measured: median 0.020, 99th percentile 0.097, farthest 1.6 (floaters of so brief a run
     # that its rays cross before the surface): the median, not every point, is within 2%.
     assert len(cloud.points) > 5000 and float(distance.median()) < POINT_BOUND
+
+
+# --- unbounded scenes --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def unbounded_run(tmp_path_factory):
+    """A grid run of the unbounded demo after a few steps (its occupancy grid still all occupied)."""
+    root = tmp_path_factory.mktemp("export_unbounded")
+    scene = demo.write_unbounded_demo(root / "scene", size=8, n_train=4, n_val=1, n_test=1)
+    train(data=scene, model="grid", out=root / "grid", field_overrides={"resolution": 16},
+          train_overrides={"steps": 2, "batch_rays": 64, "val_every": 0, "checkpoint_every": 0,
+                           "grid_resolution": 16})
+    return root / "grid"
+
+
+def test_an_unbounded_scene_exports_its_inner_region_unless_a_box_is_given(unbounded_run, tmp_path):
+    run = load_run(unbounded_run)
+    assert run.grid.contracted and float(run.grid.aabb[1, 0]) == 2.0
+    np.testing.assert_array_equal(export.export_box(run), [[-1.0] * 3, [1.0] * 3])
+    volume = tmp_path / "volume.npz"
+    assert _invoke("--run", unbounded_run, "--format", "volume", "--out", volume, "--resolution", 9).exit_code == 0
+    np.testing.assert_allclose(np.load(volume)["box"], [[-1.0] * 3, [1.0] * 3])
+    result = _invoke("--run", unbounded_run, "--format", "volume", "--out", volume, "--resolution", 7,
+                     "--box", "-0.5,-0.25,0,0.5,0.25,1.5")
+    assert result.exit_code == 0, result.output
+    data = np.load(volume)
+    np.testing.assert_allclose(data["box"], [[-0.5, -0.25, 0.0], [0.5, 0.25, 1.5]], atol=1e-9)
+    assert data["density"].shape == (5, 3, 7)
 
 
 # --- the command --------------------------------------------------------------------------------
