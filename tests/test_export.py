@@ -8,7 +8,7 @@ Two kinds of field are exported:
   the Chamfer distance measures: it must stay below 1% of the scene box;
 - a tiny hash run trained on the demo scene and a grid student distilled from it, on the CPU in
   a few minutes: their meshes too lie within 1% of the box of the true surface, and their
-  points a median within 2%.
+  points a median within 2% (the farthest within 20%).
 """
 
 from __future__ import annotations
@@ -274,10 +274,10 @@ def test_the_cli_default_threshold_is_the_library_s():
 
 # --- trained runs -------------------------------------------------------------------------------
 
-#: The runs below train for some 3-6 minutes on 2 shared CPU cores. Their meshes, the
-#: faces the training views see, lie within 1% of the box of the demo surface (measured: hash
-#: 0.91%, grid 0.87%; the hash mesh keeping unseen faces 1.58%, the inner walls of the sphere and
-#: box, open at their unseen undersides, being a quarter of the mesh); the meshes of a threshold
+#: The runs below train in about 2.5 minutes on 2 shared CPU cores. Their meshes at resolution
+#: 64, the faces the training views see, lie within 1% of the box of the demo surface (measured:
+#: hash 500 steps 0.85%, its grid student 300 steps 0.84%; 1000 and 500 steps gave 0.82% and
+#: 0.81%, 3000 hash steps 0.85%: 40x40 views limit them, not training); the meshes of a threshold
 #: 20x off or of swapped axes miss it by more.
 @pytest.fixture(scope="module")
 def demo_scene(tmp_path_factory):
@@ -293,11 +293,11 @@ def demo_runs(tmp_path_factory, demo_scene):
     scene = demo_scene
     train(data=scene, model="hash", out=root / "hash",
           field_overrides={"log2_table_size": 14, "n_levels": 8, "finest_resolution": 256},
-          train_overrides={"steps": 1000, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
+          train_overrides={"steps": 500, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
                            "grid_resolution": 64, "grid_warmup_steps": 64, "marching": {"steps_across_box": 256}})
     distill(source="hash", target="grid", teacher=root / "hash", out=root / "grid",
             student_overrides={"resolution": 64},
-            distill_overrides={"steps": 500, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
+            distill_overrides={"steps": 300, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
                                "val_views": 1, "val_size": 24, "virtual_cameras": 40})
     return {"scene": scene, "hash": root / "hash", "grid": root / "grid"}
 
@@ -315,8 +315,8 @@ def test_the_mesh_of_a_trained_run_is_near_the_demo_surface(demo_runs, demo_trut
     def chamfer(samples: torch.Tensor) -> float:
         return _chamfer(samples, demo_truth["everywhere"], demo_truth["seen"])
 
-    samples = _mesh_samples(export.extract_mesh(run, resolution=96, views=views, min_component_faces=300))
-    dense = export.extract_mesh(run, resolution=96, views=views, threshold=20 * export.DEFAULT_THRESHOLD)
+    samples = _mesh_samples(export.extract_mesh(run, resolution=64, views=views, min_component_faces=300))
+    dense = export.extract_mesh(run, resolution=64, views=views, threshold=20 * export.DEFAULT_THRESHOLD)
     print(f"{model}: Chamfer {chamfer(samples):.4f} ({chamfer(samples) / BOX_SIZE:.2%} of the box), "
           f"transposed {chamfer(samples[:, [1, 0, 2]]):.4f}")
     assert chamfer(samples) < MESH_BOUND < chamfer(samples[:, [1, 0, 2]])
@@ -330,9 +330,16 @@ def test_points_of_a_trained_run_are_near_the_demo_surface(demo_runs, demo_truth
     print(f"points: {len(cloud.points)}, distance mean {float(distance.mean()):.4f}, "
           f"median {float(distance.median()):.4f}, 99th percentile {float(distance.quantile(0.99)):.4f}, "
           f"max {float(distance.max()):.4f}")
-    # Measured: median 0.020, 99th percentile 0.097, farthest 1.6 (floaters of so brief a run
-    # that its rays cross before the surface): the median, not every point, is within 2%.
-    assert len(cloud.points) > 5000 and float(distance.median()) < POINT_BOUND
+    # Measured (hash, 500 steps): 4600-4700 points, median 0.020, 99th percentile 0.066, farthest
+    # 0.22-0.28 (a 1000-step run: 1.66 keeping the pixels whose rays cross faint floaters
+    # without becoming opaque).
+    # The farthest points are where the run's own surface is off (seen alike by 3 or more
+    # views): every point within 2% is not met at 40x40 views.
+    assert len(cloud.points) > 3000 and float(distance.median()) < POINT_BOUND
+    assert float(distance.quantile(0.99)) < 2 * POINT_BOUND and float(distance.max()) < 0.2 * BOX_SIZE
+    # y and z swapped (x and y nearly mirror this scene): measured median 0.12.
+    swapped = _nearest(torch.as_tensor(cloud.points)[:, [0, 2, 1]], demo_truth["everywhere"])
+    assert float(swapped.median()) > POINT_BOUND
 
 
 # --- unbounded scenes --------------------------------------------------------------------------
