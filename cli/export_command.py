@@ -71,8 +71,9 @@ def export(run_dir, kind, out, resolution, threshold, keep_largest, min_componen
     \b
     mesh    marching cubes of the density sigma at --threshold, the faces the --views see,
             vertex colours seen along the surface normal; .ply, .obj or .glb.
-    points  one point per pixel of the --views, where its ray first reaches --threshold,
-            with the colour seen there; .ply.
+    points  one point per pixel of the --views, where its ray first reaches --threshold
+            (when it becomes opaque just after: faint floaters give none), with the
+            colour seen there; .ply.
     volume  .npz: data = numpy.load(FILE);
               data["density"]  [nx, ny, nz] float32, sigma (1/world unit) at
                                data["box"][0] + data["voxel_size"] * (i, j, k)

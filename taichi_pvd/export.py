@@ -5,7 +5,8 @@ of phi1 (``features(x)[:, 0]``, ``sigma = exp(raw)``):
   the cameras see, vertex colours seen along the surface normal; :func:`write_mesh` writes
   ``.ply``, ``.obj`` or ``.glb``;
 - :func:`extract_points`: a coloured point cloud where the rays of views' pixels first reach
-  the surface; :func:`write_points` writes ``.ply``;
+  the surface, from the pixels whose rays become opaque there; :func:`write_points` writes
+  ``.ply``;
 - :func:`write_volume`: sigma and RGB on a regular grid as ``.npz`` (layout in its docstring).
 
 Every position is in the field's coordinates: world units for a bounded scene, the normalised
@@ -201,6 +202,13 @@ def _raw_density(run: LoadedRun, x: torch.Tensor, chunk: int = CHUNK) -> torch.T
                       for i in range(0, len(x), chunk)]) if len(x) else x.new_zeros(0)
 
 
+def _raw_density_at_samples(run: LoadedRun, positions: torch.Tensor) -> torch.Tensor:
+    """Raw density [S] float32 at marched samples' ``positions`` [S, 3] (already the field's
+    positions: contracted for an unbounded scene)."""
+    return torch.cat([run.field.features(positions[j:j + CHUNK])[:, 0].float()
+                      for j in range(0, len(positions), CHUNK)])
+
+
 @torch.no_grad()
 def _colour(run: LoadedRun, x: torch.Tensor, directions: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """RGB [N, 3] in [0, 1] at scene positions [N, 3] seen along unit directions [N, 3]."""
@@ -237,8 +245,7 @@ def surface_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.T
         t = torch.full((len(o),), math.inf, device=o.device)
         n = samples.n_samples
         if n:
-            sigma = torch.exp(torch.cat([run.field.features(samples.positions[j:j + CHUNK])[:, 0].float()
-                                         for j in range(0, n, CHUNK)]))
+            sigma = torch.exp(_raw_density_at_samples(run, samples.positions))
             index = torch.arange(n, device=o.device)
             above = sigma >= threshold
             first = torch.full((len(o),), n, dtype=torch.int64, device=o.device)
@@ -253,6 +260,51 @@ def surface_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.T
             s_before = torch.where(adjacent, sigma[before], torch.zeros_like(t_f))
             w = ((threshold - s_before) / (sigma[f] - s_before).clamp_min(1e-12)).clamp(0, 1)
             t[rays] = t_before + w * (t_f - t_before)
+        parts.append(t)
+    return torch.cat(parts) if parts else origins.new_zeros(0)
+
+
+@torch.no_grad()
+def opaque_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.Tensor, *, near: float,
+                     far: float, opacity: float = 0.5, chunk: int = 1 << 14) -> torch.Tensor:
+    """Distance [N] (world units) along each ray to where its accumulated opacity
+    ``1 - transmittance`` reaches ``opacity`` (the "median depth" for 0.5): the rays are marched
+    as rendering marches them, and within the sample where the opacity crosses it the crossing
+    is placed exactly for the sample's constant density (optical depth ``-ln(1 - opacity)``
+    reached ``(-ln(1 - opacity) - tau_before) / sigma`` into its interval); ``inf`` where the
+    ray's total opacity stays below ``opacity``. Faint floaters in front of a surface barely
+    move it, unlike the first density crossing of :func:`surface_distances`.
+
+    Args:
+        run: a loaded run.
+        origins, directions: [N, 3] float32 rays in the space the field is marched in, unit
+            directions, on the run's device.
+        near, far: distance range along the rays.
+        opacity: in (0, 1), the accumulated opacity of the surface.
+        chunk: rays marched at once.
+    """
+    if not 0 < opacity < 1:
+        raise OptionValueError("opacity", f"must lie in (0, 1), got {opacity}")
+    config = run.marching_config()
+    depth = -math.log1p(-opacity)
+    parts = []
+    for i in range(0, len(origins), chunk):
+        o, d = origins[i:i + chunk].contiguous(), directions[i:i + chunk].contiguous()
+        samples = march(run.grid, o, d, near=near, far=far, config=config)
+        t = torch.full((len(o),), math.inf, device=o.device)
+        n = samples.n_samples
+        if n:
+            sigma = torch.exp(_raw_density_at_samples(run, samples.positions)).double()
+            tau = sigma * samples.dt.double()
+            total = torch.cumsum(tau, 0)
+            rays = samples.ray_indices.long()
+            offset = (total - tau)[samples.ray_starts.long().clamp_max(n - 1)][rays]
+            after = total - offset
+            before = after - tau
+            crossing = torch.nonzero((before < depth) & (after >= depth)).squeeze(-1)
+            into = ((depth - before[crossing]) / sigma[crossing].clamp_min(1e-12)).float()
+            start = samples.t[crossing] - 0.5 * samples.dt[crossing]
+            t[rays[crossing]] = start + into.clamp(min=0).minimum(samples.dt[crossing])
         parts.append(t)
     return torch.cat(parts) if parts else origins.new_zeros(0)
 
@@ -464,15 +516,22 @@ class PointCloud:
     """[N, 3] uint8 RGB."""
 
 
+#: How far past the threshold crossing (a fraction of the field box's longest side) a pixel's
+#: ray must become opaque for the pixel to give a point: faint floaters, which a ray crosses
+#: without becoming opaque, give none.
+OPAQUE_WITHIN = 1 / 32
+
+
 def extract_points(run: LoadedRun, views: ViewSet, *, threshold: float = DEFAULT_THRESHOLD,
                    n_points: int = 1_000_000, box: np.ndarray | None = None, seed: int = 0,
                    on_progress: Progress | None = None) -> PointCloud:
     """A coloured point cloud of the surface the cameras of ``views`` see: one point per pixel,
     where its ray first reaches the density ``threshold`` (:func:`surface_distances`, the
-    same surface as the mesh's), coloured by the field one marching step further in, seen
-    along the ray; pixels whose ray never reaches it give none, points outside the export box
-    (:func:`export_box` of ``box``) are dropped, and ``n_points`` of the rest are kept at random
-    (``seed``)."""
+    same surface as the mesh's), provided the ray's accumulated opacity reaches 0.5
+    (:func:`opaque_distances`) within :data:`OPAQUE_WITHIN` of the box after it; coloured by
+    the field one marching step further in, seen along the ray. Pixels whose ray never becomes
+    opaque there give none, points outside the export box (:func:`export_box` of ``box``) are
+    dropped, and ``n_points`` of the rest are kept at random (``seed``)."""
     if n_points < 1:
         raise OptionValueError("n_points", f"must be positive, got {n_points}")
     if not threshold > 0:
@@ -481,11 +540,13 @@ def extract_points(run: LoadedRun, views: ViewSet, *, threshold: float = DEFAULT
     device = run.grid.aabb.device
     region = torch.as_tensor(export_box(run, box), dtype=torch.float32, device=device)
     step = run.marching_config().step_size(run.grid)
+    within = OPAQUE_WITHIN * float((run.field.aabb[1] - run.field.aabb[0]).max())
     points, colours = [], []
     for i in range(len(views)):
         origins, directions = _view_rays(run, views, i)
         t = surface_distances(run, origins, directions, near=views.near, far=views.far, threshold=threshold)
-        hit = torch.isfinite(t)
+        opaque = opaque_distances(run, origins, directions, near=views.near, far=views.far)
+        hit = torch.isfinite(t) & (opaque - t <= within)
         x = origins[hit] + directions[hit] * t[hit, None]
         inside = ((x >= region[0]) & (x <= region[1])).all(dim=-1)
         x, d = x[inside], directions[hit][inside]

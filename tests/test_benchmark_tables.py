@@ -2,6 +2,7 @@
 --check`` tells when they are not), and the time-to-quality figures read the first time each
 curve reaches a level."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -86,3 +87,23 @@ def test_levels_are_timed_at_the_first_record_reaching_them():
     figures = level_times(scratch, history, {"31dB": 31.0, "32dB": 32.0})
     assert figures["31dB"] == {"psnr_db": 31.0, "scratch_seconds": 60.0, "distill_seconds": 3.0, "speedup": 20.0}
     assert figures["32dB"]["distill_seconds"] is None and figures["32dB"]["speedup"] is None
+
+
+def test_an_export_result_renders_the_export_section(tmp_path):
+    root = copy_of_the_pages(tmp_path)
+    run = {"model": "hash", "role": "teacher", "mesh_seconds": 12.34, "vertices": 123456, "resolution": 512,
+           "threshold": 3.35, "points_seconds": 4.5, "points": 98765, "volume_seconds": 6.7, "volume_resolution": 256}
+    student = {**run, "model": "grid", "role": "student", "vertices": 120001, "chamfer_to_teacher": 0.01234,
+               "chamfer_to_teacher_box_percent": 0.41}
+    record = {"benchmark": "export", "card": "NVIDIA H100 80GB HBM3", "commit": "a" * 40, "scene": "lego",
+              "date": "2026-01-01T00:00:00+00:00", "command": "python benchmarks/export.py runs/hash runs/grid",
+              "runs": [run, student], "samples": 200000}
+    (root / "benchmarks" / "results" / "export-lego-h100.json").write_text(json.dumps(record))
+    assert check(root) == 1
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "make_tables.py"), "--root", str(root)], check=True,
+                   capture_output=True)
+    section = (root / "benchmarks" / "RESULTS.md").read_text().split("## Export", 1)[1].split("\n## ", 1)[0]
+    assert "lego, H100; meshes at resolution 512, threshold 3.35" in section
+    assert "| `hash` | teacher | 12.3 | 123,456 | - | 4.5 | 98,765 | 6.7 |" in section
+    assert "| `grid` | student | 12.3 | 120,001 | 0.0123 (0.41%) | 4.5 | 98,765 | 6.7 |" in section
+    assert "export-lego-h100.json" in section and check(root) == 0

@@ -8,7 +8,7 @@ Two kinds of field are exported:
   the Chamfer distance measures: it must stay below 1% of the scene box;
 - a tiny hash run trained on the demo scene and a grid student distilled from it, on the CPU in
   a few minutes: their meshes too lie within 1% of the box of the true surface, and their
-  points a median within 2%.
+  points a median within 2% (the farthest within 20%).
 """
 
 from __future__ import annotations
@@ -232,6 +232,19 @@ def test_points_where_rays_first_cross_the_threshold_lie_on_the_surface(tmp_path
     assert float(_solids_distance(torch.as_tensor(denser.points)).abs().median()) > POINT_BOUND
 
 
+def test_rays_become_opaque_at_the_surface_of_a_known_field(solids_run):
+    origins = torch.tensor([[-0.3, -0.25, 3.0], [-1.4, 1.4, 3.0]])  # above the sphere; past everything
+    directions = torch.tensor([[0.0, 0.0, -1.0]] * 2)
+    t = export.opaque_distances(solids_run, origins, directions, near=0.0, far=6.0)
+    # The sphere's top is 3.0 - (0.05 + 0.5) = 2.45 away; along the ray sigma is about
+    # DEFAULT_THRESHOLD * exp(SHARPNESS * s) at depth s, whose optical depth reaches ln 2 at
+    # s = ln(ln 2 * SHARPNESS / DEFAULT_THRESHOLD) / SHARPNESS (0.053).
+    inside = math.log(math.log(2.0) * SHARPNESS / export.DEFAULT_THRESHOLD) / SHARPNESS
+    assert float(t[0]) == pytest.approx(2.45 + inside, abs=0.004) and math.isinf(float(t[1]))
+    faint = export.opaque_distances(solids_run, origins[:1], directions[:1], near=0.0, far=2.0)
+    assert math.isinf(float(faint[0]))
+
+
 def test_the_volume_round_trips(solids_run, tmp_path):
     path = tmp_path / "volume.npz"
     grid = export.write_volume(solids_run, path, resolution=24)
@@ -261,10 +274,10 @@ def test_the_cli_default_threshold_is_the_library_s():
 
 # --- trained runs -------------------------------------------------------------------------------
 
-#: The runs below train for some 3-6 minutes on 2 shared CPU cores. Their meshes, the
-#: faces the training views see, lie within 1% of the box of the demo surface (measured: hash
-#: 0.91%, grid 0.87%; the hash mesh keeping unseen faces 1.58%, the inner walls of the sphere and
-#: box, open at their unseen undersides, being a quarter of the mesh); the meshes of a threshold
+#: The runs below train in about 2.5 minutes on 2 shared CPU cores. Their meshes at resolution
+#: 64, the faces the training views see, lie within 1% of the box of the demo surface (measured:
+#: hash 500 steps 0.85%, its grid student 300 steps 0.84%; 1000 and 500 steps gave 0.82% and
+#: 0.81%, 3000 hash steps 0.85%: 40x40 views limit them, not training); the meshes of a threshold
 #: 20x off or of swapped axes miss it by more.
 @pytest.fixture(scope="module")
 def demo_scene(tmp_path_factory):
@@ -280,11 +293,11 @@ def demo_runs(tmp_path_factory, demo_scene):
     scene = demo_scene
     train(data=scene, model="hash", out=root / "hash",
           field_overrides={"log2_table_size": 14, "n_levels": 8, "finest_resolution": 256},
-          train_overrides={"steps": 1000, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
+          train_overrides={"steps": 500, "batch_rays": 1024, "val_every": 0, "checkpoint_every": 0,
                            "grid_resolution": 64, "grid_warmup_steps": 64, "marching": {"steps_across_box": 256}})
     distill(source="hash", target="grid", teacher=root / "hash", out=root / "grid",
             student_overrides={"resolution": 64},
-            distill_overrides={"steps": 500, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
+            distill_overrides={"steps": 300, "batch_rays": 512, "val_every": 0, "checkpoint_every": 0,
                                "val_views": 1, "val_size": 24, "virtual_cameras": 40})
     return {"scene": scene, "hash": root / "hash", "grid": root / "grid"}
 
@@ -302,8 +315,8 @@ def test_the_mesh_of_a_trained_run_is_near_the_demo_surface(demo_runs, demo_trut
     def chamfer(samples: torch.Tensor) -> float:
         return _chamfer(samples, demo_truth["everywhere"], demo_truth["seen"])
 
-    samples = _mesh_samples(export.extract_mesh(run, resolution=96, views=views, min_component_faces=300))
-    dense = export.extract_mesh(run, resolution=96, views=views, threshold=20 * export.DEFAULT_THRESHOLD)
+    samples = _mesh_samples(export.extract_mesh(run, resolution=64, views=views, min_component_faces=300))
+    dense = export.extract_mesh(run, resolution=64, views=views, threshold=20 * export.DEFAULT_THRESHOLD)
     print(f"{model}: Chamfer {chamfer(samples):.4f} ({chamfer(samples) / BOX_SIZE:.2%} of the box), "
           f"transposed {chamfer(samples[:, [1, 0, 2]]):.4f}")
     assert chamfer(samples) < MESH_BOUND < chamfer(samples[:, [1, 0, 2]])
@@ -317,9 +330,44 @@ def test_points_of_a_trained_run_are_near_the_demo_surface(demo_runs, demo_truth
     print(f"points: {len(cloud.points)}, distance mean {float(distance.mean()):.4f}, "
           f"median {float(distance.median()):.4f}, 99th percentile {float(distance.quantile(0.99)):.4f}, "
           f"max {float(distance.max()):.4f}")
-    # Measured: median 0.020, 99th percentile 0.097, farthest 1.6 (floaters of so brief a run
-    # that its rays cross before the surface): the median, not every point, is within 2%.
-    assert len(cloud.points) > 5000 and float(distance.median()) < POINT_BOUND
+    # Measured (hash, 500 steps): 4600-4700 points, median 0.020, 99th percentile 0.066, farthest
+    # 0.22-0.28 (a 1000-step run: 1.66 keeping the pixels whose rays cross faint floaters
+    # without becoming opaque).
+    # The farthest points are where the run's own surface is off (seen alike by 3 or more
+    # views): every point within 2% is not met at 40x40 views.
+    assert len(cloud.points) > 3000 and float(distance.median()) < POINT_BOUND
+    assert float(distance.quantile(0.99)) < 2 * POINT_BOUND and float(distance.max()) < 0.2 * BOX_SIZE
+    # y and z swapped (x and y nearly mirror this scene): measured median 0.12.
+    swapped = _nearest(torch.as_tensor(cloud.points)[:, [0, 2, 1]], demo_truth["everywhere"])
+    assert float(swapped.median()) > POINT_BOUND
+
+
+# --- unbounded scenes --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def unbounded_run(tmp_path_factory):
+    """A grid run of the unbounded demo after a few steps (its occupancy grid still all occupied)."""
+    root = tmp_path_factory.mktemp("export_unbounded")
+    scene = demo.write_unbounded_demo(root / "scene", size=8, n_train=4, n_val=1, n_test=1)
+    train(data=scene, model="grid", out=root / "grid", field_overrides={"resolution": 16},
+          train_overrides={"steps": 2, "batch_rays": 64, "val_every": 0, "checkpoint_every": 0,
+                           "grid_resolution": 16})
+    return root / "grid"
+
+
+def test_an_unbounded_scene_exports_its_inner_region_unless_a_box_is_given(unbounded_run, tmp_path):
+    run = load_run(unbounded_run)
+    assert run.grid.contracted and float(run.grid.aabb[1, 0]) == 2.0
+    np.testing.assert_array_equal(export.export_box(run), [[-1.0] * 3, [1.0] * 3])
+    volume = tmp_path / "volume.npz"
+    assert _invoke("--run", unbounded_run, "--format", "volume", "--out", volume, "--resolution", 9).exit_code == 0
+    np.testing.assert_allclose(np.load(volume)["box"], [[-1.0] * 3, [1.0] * 3])
+    result = _invoke("--run", unbounded_run, "--format", "volume", "--out", volume, "--resolution", 7,
+                     "--box", "-0.5,-0.25,0,0.5,0.25,1.5")
+    assert result.exit_code == 0, result.output
+    data = np.load(volume)
+    np.testing.assert_allclose(data["box"], [[-0.5, -0.25, 0.0], [0.5, 0.25, 1.5]], atol=1e-9)
+    assert data["density"].shape == (5, 3, 7)
 
 
 # --- the command --------------------------------------------------------------------------------
