@@ -30,7 +30,7 @@ from taichi_pvd.rendering.inference import Frame
 from taichi_pvd.training.api import train
 from taichi_pvd.viewer.cameras import ViewCamera, matrix_from_wxyz, wxyz_from_matrix
 from taichi_pvd.viewer.compositing import compose, panel_images, split_columns, upscale
-from taichi_pvd.viewer.resolution import AdaptiveResolution, fit_size
+from taichi_pvd.viewer.resolution import START_LONG_SIDE, AdaptiveResolution, fit_size, start_resolution
 from taichi_pvd.viewer.sources import render_frame, run_source
 from taichi_pvd_cli.main import main
 
@@ -84,6 +84,18 @@ def test_split_shows_the_first_run_left_of_the_split_and_the_second_right():
     assert compose([a, b], ["a", "b"], "split", 0.0)[-1].min() == 255
 
 
+def test_captions_stand_clear_of_the_top_edge_and_of_the_split():
+    grey = np.full((400, 600, 3), 0.5)
+    image = compose([grey, grey], ["hash 28.05 dB test", "grid 26.99 dB test"], "split", 0.5)
+    dark = image[..., 0] < 10
+    assert (image[:8] == 128).all() and (image[:, 300:308] == 128).all()
+    for part in (dark[:, :300], dark[:, 300:]):
+        rows, columns = part.nonzero()
+        assert rows.min() >= 8 and columns.min() >= 8 and rows.max() < 60
+    letters = image[..., 0] > 200
+    assert letters[:, :300].sum() > 100 and letters[:, 300:].sum() > 100 and not letters[60:].any()
+
+
 def test_side_by_side_puts_the_runs_next_to_each_other():
     image = compose([np.zeros((60, 8, 3)), np.ones((60, 8, 3))], ["a", "b"], "side by side")
     assert image.shape == (60, 16, 3) and (image[-1, 8:] == 255).all() and (image[-1, :8] == 0).all()
@@ -107,6 +119,11 @@ def test_moving_frames_shrink_to_keep_fifteen_frames_a_second():
     adaptive.record(100, 1e-7)
     assert adaptive.moving_size(400, 300) == (400, 300)
     assert fit_size(1000, 500, 64) == (64, 32)
+
+
+def test_still_frames_start_at_least_at_the_start_size_or_the_training_images():
+    assert start_resolution(128, 96) == START_LONG_SIDE == 512
+    assert start_resolution(1008, 756) == 1008
 
 
 def test_live_viewer_renders_only_within_its_share_of_the_wall_time(monkeypatch):
