@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -253,6 +254,23 @@ def _status(driver) -> str:
     return " ".join(e.text for e in driver.find_elements(By.XPATH, "//*[contains(text(), ' a frame') or contains(text(), 'saved to')]"))
 
 
+def _wait_for_still_frame(driver, what: str) -> None:
+    """Wait until the status line reports a full frame and then stays the same for twice the
+    time that frame took (a later one, of a camera that moved meanwhile, would have changed it)."""
+    last, since = None, time.time()
+
+    def settled():
+        nonlocal last, since
+        status = _status(driver)
+        if status != last:
+            last, since = status, time.time()
+            return False
+        match = re.search(r"(\d+) ms a frame", status)
+        return match is not None and time.time() - since > max(1.0, 2e-3 * int(match.group(1)))
+
+    _wait(settled, timeout=180.0, what=what)
+
+
 def _canvas_picture(driver) -> np.ndarray:
     """The page's 3D canvas as float [H, W, 3] in [0, 1]."""
     import io
@@ -299,8 +317,7 @@ def _drag_and_check(browser, url, runs):
     from selenium.webdriver.common.by import By
 
     browser.get(url)
-    _wait(lambda: " a frame" in _status(browser), what="a rendered frame")
-    time.sleep(1.0)
+    _wait_for_still_frame(browser, "a rendered frame")
     before = _canvas_picture(browser)
     first = _save_view(browser, runs[0], 0)
     assert np.abs(_region(before) - _region(_reference(runs, first, before.shape))).mean() < 0.04
@@ -310,8 +327,7 @@ def _drag_and_check(browser, url, runs):
     for _ in range(6):
         chain = chain.move_by_offset(40, 5).pause(0.05)
     chain.release().perform()
-    time.sleep(3.0)  # the still frame replaces the reduced ones
-    _wait(lambda: " a frame" in _status(browser), what="a still frame of the moved camera")
+    _wait_for_still_frame(browser, "a still frame of the moved camera")
     after = _canvas_picture(browser)
     second = _save_view(browser, runs[0], 1)
     assert second["camera"]["c2w"] != first["camera"]["c2w"]
