@@ -4,7 +4,7 @@ chromium, the camera turned by a mouse drag, and the page saved once the full-si
 Usage (runs of ``pvd-ti demo --out /tmp/demo-runs``, about 4 minutes on a CPU)::
 
     python benchmarks/viewer_screenshot.py /tmp/demo-runs/hash /tmp/demo-runs/hash-to-grid \\
-        --resolution 1200 [--out assets/media/viewer-hash-vs-grid.png] [--size 1200x700] [--drag 200,-60]
+        --resolution 1200 [--out assets/media/viewer-hash-vs-grid.png] [--size 1200x700] [--drag 240,60]
 
 Takes about 30 s. Needs viser, selenium, chromium and chromedriver. The notice of software WebGL
 (chromium without a GPU) is hidden; the PNG is reduced to 256 colours to stay small.
@@ -100,8 +100,7 @@ def _set_slider(driver, label: str, value: float) -> None:
     from selenium.webdriver.common.keys import Keys
 
     box = driver.find_element(By.XPATH, f"//*[text()='{label}']/following::input[@type='text' or not(@type)][1]")
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(str(value), Keys.ENTER)
+    box.send_keys(Keys.END, Keys.BACKSPACE * 8, str(value), Keys.ENTER)
 
 
 def take(runs: list[Path], out: Path, width: int, height: int, drag: tuple[int, int], resolution: int | None) -> Path:
@@ -144,7 +143,7 @@ def main() -> None:
     parser.add_argument("compare", type=Path, nargs="?", help="a second run, shown split with the first")
     parser.add_argument("--out", type=Path, default=REPO / "assets" / "media" / "viewer-hash-vs-grid.png")
     parser.add_argument("--size", default="1200x700", help="browser window, WIDTHxHEIGHT pixels")
-    parser.add_argument("--drag", default="200,-60", help="mouse drag on the canvas that turns the camera, DX,DY px")
+    parser.add_argument("--drag", default="240,60", help="mouse drag on the canvas that turns the camera, DX,DY px")
     parser.add_argument("--resolution", type=int, default=None, help="resolution slider (px); default: its start")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))

@@ -271,6 +271,16 @@ def _wait_for_still_frame(driver, what: str) -> None:
     _wait(settled, timeout=180.0, what=what)
 
 
+def _set_resolution(driver, pixels: int) -> None:
+    """Type ``pixels`` into the number box of the resolution slider."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    path = "//*[text()='resolution (px)']/following::input[@type='text' or not(@type)][1]"
+    box = _wait(lambda: driver.find_elements(By.XPATH, path), what="the resolution box")[0]
+    box.send_keys(Keys.END, Keys.BACKSPACE * 5, str(pixels), Keys.ENTER)
+
+
 def _canvas_picture(driver) -> np.ndarray:
     """The page's 3D canvas as float [H, W, 3] in [0, 1]."""
     import io
@@ -317,9 +327,11 @@ def _drag_and_check(browser, url, runs):
     from selenium.webdriver.common.by import By
 
     browser.get(url)
+    _set_resolution(browser, 64)  # small stills keep the test fast
     _wait_for_still_frame(browser, "a rendered frame")
     before = _canvas_picture(browser)
     first = _save_view(browser, runs[0], 0)
+    assert max(first["camera"]["width"], first["camera"]["height"]) == 64  # the resolution typed
     assert np.abs(_region(before) - _region(_reference(runs, first, before.shape))).mean() < 0.04
 
     canvas = browser.find_elements(By.TAG_NAME, "canvas")[0]
