@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,7 +31,7 @@ from taichi_pvd.rendering.inference import Frame
 from taichi_pvd.training.api import train
 from taichi_pvd.viewer.cameras import ViewCamera, matrix_from_wxyz, wxyz_from_matrix
 from taichi_pvd.viewer.compositing import compose, panel_images, split_columns, upscale
-from taichi_pvd.viewer.resolution import AdaptiveResolution, fit_size
+from taichi_pvd.viewer.resolution import START_LONG_SIDE, AdaptiveResolution, fit_size, start_resolution
 from taichi_pvd.viewer.sources import render_frame, run_source
 from taichi_pvd_cli.main import main
 
@@ -84,6 +85,18 @@ def test_split_shows_the_first_run_left_of_the_split_and_the_second_right():
     assert compose([a, b], ["a", "b"], "split", 0.0)[-1].min() == 255
 
 
+def test_captions_stand_clear_of_the_top_edge_and_of_the_split():
+    grey = np.full((400, 600, 3), 0.5)
+    image = compose([grey, grey], ["hash 28.05 dB test", "grid 26.99 dB test"], "split", 0.5)
+    dark = image[..., 0] < 10
+    assert (image[:8] == 128).all() and (image[:, 300:308] == 128).all()
+    for part in (dark[:, :300], dark[:, 300:]):
+        rows, columns = part.nonzero()
+        assert rows.min() >= 8 and columns.min() >= 8 and rows.max() < 60
+    letters = image[..., 0] > 200
+    assert letters[:, :300].sum() > 100 and letters[:, 300:].sum() > 100 and not letters[60:].any()
+
+
 def test_side_by_side_puts_the_runs_next_to_each_other():
     image = compose([np.zeros((60, 8, 3)), np.ones((60, 8, 3))], ["a", "b"], "side by side")
     assert image.shape == (60, 16, 3) and (image[-1, 8:] == 255).all() and (image[-1, :8] == 0).all()
@@ -107,6 +120,11 @@ def test_moving_frames_shrink_to_keep_fifteen_frames_a_second():
     adaptive.record(100, 1e-7)
     assert adaptive.moving_size(400, 300) == (400, 300)
     assert fit_size(1000, 500, 64) == (64, 32)
+
+
+def test_still_frames_start_at_least_at_the_start_size_or_the_training_images():
+    assert start_resolution(128, 96) == START_LONG_SIDE == 512
+    assert start_resolution(1008, 756) == 1008
 
 
 def test_live_viewer_renders_only_within_its_share_of_the_wall_time(monkeypatch):
@@ -236,6 +254,33 @@ def _status(driver) -> str:
     return " ".join(e.text for e in driver.find_elements(By.XPATH, "//*[contains(text(), ' a frame') or contains(text(), 'saved to')]"))
 
 
+def _wait_for_still_frame(driver, what: str) -> None:
+    """Wait until the status line reports a full frame and then stays the same for twice the
+    time that frame took (a later one, of a camera that moved meanwhile, would have changed it)."""
+    last, since = None, time.time()
+
+    def settled():
+        nonlocal last, since
+        status = _status(driver)
+        if status != last:
+            last, since = status, time.time()
+            return False
+        match = re.search(r"(\d+) ms a frame", status)
+        return match is not None and time.time() - since > max(1.0, 2e-3 * int(match.group(1)))
+
+    _wait(settled, timeout=180.0, what=what)
+
+
+def _set_resolution(driver, pixels: int) -> None:
+    """Type ``pixels`` into the number box of the resolution slider."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    path = "//*[text()='resolution (px)']/following::input[@type='text' or not(@type)][1]"
+    box = _wait(lambda: driver.find_elements(By.XPATH, path), what="the resolution box")[0]
+    box.send_keys(Keys.END, Keys.BACKSPACE * 5, str(pixels), Keys.ENTER)
+
+
 def _canvas_picture(driver) -> np.ndarray:
     """The page's 3D canvas as float [H, W, 3] in [0, 1]."""
     import io
@@ -282,10 +327,11 @@ def _drag_and_check(browser, url, runs):
     from selenium.webdriver.common.by import By
 
     browser.get(url)
-    _wait(lambda: " a frame" in _status(browser), what="a rendered frame")
-    time.sleep(1.0)
+    _set_resolution(browser, 64)  # small stills keep the test fast
+    _wait_for_still_frame(browser, "a rendered frame")
     before = _canvas_picture(browser)
     first = _save_view(browser, runs[0], 0)
+    assert max(first["camera"]["width"], first["camera"]["height"]) == 64  # the resolution typed
     assert np.abs(_region(before) - _region(_reference(runs, first, before.shape))).mean() < 0.04
 
     canvas = browser.find_elements(By.TAG_NAME, "canvas")[0]
@@ -293,8 +339,7 @@ def _drag_and_check(browser, url, runs):
     for _ in range(6):
         chain = chain.move_by_offset(40, 5).pause(0.05)
     chain.release().perform()
-    time.sleep(3.0)  # the still frame replaces the reduced ones
-    _wait(lambda: " a frame" in _status(browser), what="a still frame of the moved camera")
+    _wait_for_still_frame(browser, "a still frame of the moved camera")
     after = _canvas_picture(browser)
     second = _save_view(browser, runs[0], 1)
     assert second["camera"]["c2w"] != first["camera"]["c2w"]

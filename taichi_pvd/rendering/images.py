@@ -99,15 +99,21 @@ def error_comparison(pred_a: np.ndarray, pred_b: np.ndarray, target: np.ndarray,
 
 
 def caption(image: np.ndarray, text: str) -> np.ndarray:
-    """``image`` ([H, W, 3], float or uint8) with ``text`` written in its top-left corner,
-    white on a dark box; same size, returned as uint8. Text wider than the image is cut."""
+    """``image`` ([H, W, 3], float or uint8) with ``text`` written near its top-left corner,
+    white on a dark box that keeps a third of the font size clear of the top and left edges;
+    same size, returned as uint8. Text wider than the image is cut."""
     pil = Image.fromarray(to_uint8(image))
-    height = pil.height
-    font = ImageFont.load_default(size=max(8, min(24, height // 16)))
+    size = max(8, min(24, pil.height // 16))
+    margin, pad = size // 3, max(1, size // 6)
+    font = ImageFont.load_default(size=size)
     draw = ImageDraw.Draw(pil)
-    _, _, right, bottom = draw.textbbox((2, 1), text, font=font)
-    draw.rectangle((0, 0, min(right + 2, pil.width), bottom + 2), fill=(0, 0, 0))
-    draw.text((2, 1), text, fill=(255, 255, 255), font=font)
+    origin = (margin + pad, margin + pad)
+    _, top, right, bottom = draw.textbbox(origin, text, font=font)
+    # The glyphs' box starts below the origin by the font's internal leading: move it up to it.
+    origin = (origin[0], origin[1] - (top - origin[1]))
+    bottom -= top - (margin + pad)
+    draw.rectangle((margin, margin, min(right + pad, pil.width - 1), bottom + pad), fill=(0, 0, 0))
+    draw.text(origin, text, fill=(255, 255, 255), font=font)
     return np.asarray(pil)
 
 

@@ -10,6 +10,9 @@ import math
 TARGET_FPS = 15.0
 #: The smallest side of a reduced frame, pixels.
 MIN_SIDE = 16
+#: Long side of still frames the viewer starts with (unless the training images are larger),
+#: pixels; frames while the camera moves stay smaller, as the frame rate needs.
+START_LONG_SIDE = 512
 
 
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -17,6 +20,12 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     ``max_side``; never below 1 pixel."""
     scale = min(1.0, max_side / max(width, height, 1))
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def start_resolution(width: int, height: int) -> int:
+    """The long side (pixels) of still frames the viewer starts with for training images of
+    ``width`` x ``height``: theirs, or :data:`START_LONG_SIDE` when that is larger."""
+    return max(width, height, START_LONG_SIDE)
 
 
 class AdaptiveResolution:

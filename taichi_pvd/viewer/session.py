@@ -26,7 +26,7 @@ from ..rendering.images import write_png
 from .cameras import ViewCamera, vertical_fov
 from .compositing import compose, panel_images, upscale
 from .controls import Controls
-from .resolution import AdaptiveResolution, fit_size
+from .resolution import AdaptiveResolution, fit_size, start_resolution
 from .sources import ViewSource, render_frame
 
 #: Seconds without a camera update after which a client's camera counts as still.
@@ -96,7 +96,7 @@ class ViewerSession:
         self._lock = threading.Lock()
         self.server = viser.ViserServer(host=host, port=port, label="taichi-pvd", verbose=False)
         self._set_scene(cameras)
-        self.controls = Controls(self.server, len(self.sources), max(self.rig.width, self.rig.height),
+        self.controls = Controls(self.server, len(self.sources), start_resolution(self.rig.width, self.rig.height),
                                  cameras is not None, self._settings_changed, self._show_cameras, self._request_save)
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
