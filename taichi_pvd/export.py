@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from .io.runs import LoadedRun
 from .kernels.contraction import contract
 from .memory import check_fits
 from .rendering.view_sets import ViewSet
+from .kernels.marching import PackedSamples
 from .rendering.volume import march
 
 #: Default density threshold of the mesh surface, sigma in 1 / world unit: where 1% of the
@@ -219,6 +220,19 @@ def _colour(run: LoadedRun, x: torch.Tensor, directions: torch.Tensor, chunk: in
     return torch.cat(parts) if parts else x.new_zeros(0, 3)
 
 
+def _marched_chunks(run: LoadedRun, origins: torch.Tensor, directions: torch.Tensor, *, near: float, far: float,
+                    chunk: int) -> Iterator[tuple[PackedSamples, torch.Tensor, torch.Tensor]]:
+    """The rays marched ``chunk`` at a time as rendering marches them (the run's step, through its
+    occupied cells): per chunk, its samples, their density sigma [S] (1 / world unit) and a
+    distance per ray [chunk] filled with ``inf``, for the caller to fill in."""
+    config = run.marching_config()
+    for i in range(0, len(origins), chunk):
+        o, d = origins[i:i + chunk].contiguous(), directions[i:i + chunk].contiguous()
+        samples = march(run.grid, o, d, near=near, far=far, config=config)
+        sigma = torch.exp(_raw_density_at_samples(run, samples.positions)) if samples.n_samples else None
+        yield samples, sigma, torch.full((len(o),), math.inf, device=o.device)
+
+
 @torch.no_grad()
 def surface_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.Tensor, *, near: float,
                       far: float, threshold: float = DEFAULT_THRESHOLD, chunk: int = 1 << 14) -> torch.Tensor:
@@ -237,18 +251,13 @@ def surface_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.T
         threshold: density sigma (1 / world unit) of the surface.
         chunk: rays marched at once.
     """
-    config = run.marching_config()
     parts = []
-    for i in range(0, len(origins), chunk):
-        o, d = origins[i:i + chunk].contiguous(), directions[i:i + chunk].contiguous()
-        samples = march(run.grid, o, d, near=near, far=far, config=config)
-        t = torch.full((len(o),), math.inf, device=o.device)
+    for samples, sigma, t in _marched_chunks(run, origins, directions, near=near, far=far, chunk=chunk):
         n = samples.n_samples
         if n:
-            sigma = torch.exp(_raw_density_at_samples(run, samples.positions))
-            index = torch.arange(n, device=o.device)
+            index = torch.arange(n, device=t.device)
             above = sigma >= threshold
-            first = torch.full((len(o),), n, dtype=torch.int64, device=o.device)
+            first = torch.full((len(t),), n, dtype=torch.int64, device=t.device)
             first.scatter_reduce_(0, samples.ray_indices[above].long(), index[above], reduce="amin")
             rays = torch.nonzero(first < n).squeeze(-1)
             f = first[rays]
@@ -285,16 +294,12 @@ def opaque_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.Te
     """
     if not 0 < opacity < 1:
         raise OptionValueError("opacity", f"must lie in (0, 1), got {opacity}")
-    config = run.marching_config()
     depth = -math.log1p(-opacity)
     parts = []
-    for i in range(0, len(origins), chunk):
-        o, d = origins[i:i + chunk].contiguous(), directions[i:i + chunk].contiguous()
-        samples = march(run.grid, o, d, near=near, far=far, config=config)
-        t = torch.full((len(o),), math.inf, device=o.device)
+    for samples, sigma, t in _marched_chunks(run, origins, directions, near=near, far=far, chunk=chunk):
         n = samples.n_samples
         if n:
-            sigma = torch.exp(_raw_density_at_samples(run, samples.positions)).double()
+            sigma = sigma.double()
             tau = sigma * samples.dt.double()
             total = torch.cumsum(tau, 0)
             rays = samples.ray_indices.long()
