@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_result  # noqa: E402
 from taichi_pvd import backend  # noqa: E402
 from taichi_pvd import export  # noqa: E402
+from taichi_pvd.errors import PvdError  # noqa: E402
 from taichi_pvd.io.runs import load_run  # noqa: E402
 from taichi_pvd.rendering.view_sets import split_views  # noqa: E402
 
@@ -79,12 +80,19 @@ def main(argv: list[str] | None = None) -> Path:
     for index, run_dir in enumerate([args.teacher, *args.students]):
         run = load_run(run_dir, device)
         scene = scene or run.config.get("scene", {}).get("name", "unknown")
-        views = split_views(run.scene_path(), "train")
-        export.extract_mesh(run, resolution=32, threshold=args.threshold, views=views.view(0))  # kernels compiled
+        views = split_views(run.scene_path(), "train", scene_options=run.scene_options())
         (run_dir / "export").mkdir(exist_ok=True)
-        start = synchronized_clock(device)
-        mesh = export.extract_mesh(run, resolution=args.resolution, threshold=args.threshold, views=views,
-                                   min_component_faces=args.min_faces)
+        try:
+            export.extract_mesh(run, resolution=32, threshold=args.threshold, views=views.view(0))  # kernels compiled
+            start = synchronized_clock(device)
+            mesh = export.extract_mesh(run, resolution=args.resolution, threshold=args.threshold, views=views,
+                                       min_component_faces=args.min_faces)
+        except PvdError as exc:
+            if index == 0:
+                raise
+            entries.append({"model": run.model, "run": str(run_dir), "role": "student", "error": str(exc)})
+            print(f"{run.model:5s} {run_dir}: no mesh: {exc}", flush=True)
+            continue
         path = export.write_mesh(mesh, run_dir / "export" / f"mesh-{args.resolution}.ply")
         mesh_seconds = synchronized_clock(device) - start
         start = synchronized_clock(device)

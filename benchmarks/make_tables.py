@@ -527,7 +527,8 @@ def export_section(results: dict[str, dict], base: str) -> list[str]:
     lines = []
     for name in sorted(n for n in results if n.startswith("export-lego-")):
         record = results[name]
-        rows = [[f"`{r['model']}`", r["role"], f"{r['mesh_seconds']:.1f}", f"{r['vertices']:,}",
+        rows = [[f"`{r['model']}`", r["role"], f"no mesh: {r['error']}", "", "", "", "", ""] if "error" in r else
+                [f"`{r['model']}`", r["role"], f"{r['mesh_seconds']:.1f}", f"{r['vertices']:,}",
                  f"{r['chamfer_to_teacher']:.4f} ({r['chamfer_to_teacher_box_percent']:.2f}%)" if "chamfer_to_teacher" in r
                  else "-", f"{r['points_seconds']:.1f}", f"{r['points']:,}", f"{r['volume_seconds']:.1f}"]
                 for r in record["runs"]]

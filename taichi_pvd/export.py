@@ -436,6 +436,7 @@ def extract_mesh(run: LoadedRun, *, resolution: int, threshold: float = DEFAULT_
 
     Raises:
         NotEnoughMemory: the grid of ``resolution`` would not fit in RAM (checked first).
+        OptionValueError: the density never reaches ``threshold`` in the box (no surface).
     """
     mcubes, _ = require_mesh_libraries()
     if not threshold > 0:
@@ -445,6 +446,9 @@ def extract_mesh(run: LoadedRun, *, resolution: int, threshold: float = DEFAULT_
     sigma = sample_density(run, grid, on_progress=on_progress)
     vertices, faces = mcubes.marching_cubes(sigma, float(threshold))
     del sigma
+    if not len(faces):
+        raise OptionValueError("threshold", f"the field's density never reaches {threshold:g} in the export box, so "
+                               "there is no surface: check that the run is trained, or pass a lower --threshold")
     vertices = grid.lo + grid.voxel_size * vertices
     faces = faces.astype(np.int64)
     device = run.grid.aabb.device

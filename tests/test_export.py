@@ -406,6 +406,8 @@ def test_export_writes_points_and_a_volume(demo_runs, tmp_path):
     (["--run", "{hash}", "--format", "mesh", "--out", "{tmp}/missing/m.ply"], "--out"),
     (["--run", "{hash}", "--format", "mesh", "--out", "{tmp}/m.npz"], "--out"),
     (["--run", "{hash}", "--format", "volume", "--out", "{tmp}/v.npz", "--resolution", "100000"], "--resolution"),
+    (["--run", "{hash}", "--format", "mesh", "--out", "{tmp}/m.ply", "--resolution", "16", "--threshold", "1e30"],
+     "no surface"),
 ])
 def test_bad_input_gets_one_error_line(demo_runs, tmp_path, args, words):
     args = [a.format(tmp=tmp_path, hash=demo_runs["hash"]) for a in args]
