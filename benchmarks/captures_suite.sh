@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # The real-capture benchmarks as run on the GPU machine, one part per 10-minute device call.
-# Usage: bash benchmarks/captures_suite.sh fern|garden   (logs, results and video frames under $OUT)
-#   fern:   the hash teacher alone (120 s), then five lanes sharing the GPU: hash -> hash, vm |
-#           hash -> mlp | hash -> grid | vm from scratch | mlp from scratch; then grid from scratch
-#           beside the render of the spiral path, teacher | grid student.
+# Usage: bash benchmarks/captures_suite.sh fern|fern-scratch|garden   (logs, results, video under $OUT)
+#   fern:   the hash teacher alone (120 s), then two lanes sharing the GPU: hash -> hash, vm (90 s
+#           each) | hash -> grid (90 s), mlp (180 s); then the spiral path, teacher | grid student.
+#   fern-scratch: vm, mlp and grid from scratch (180 s each), sharing the GPU.
 #   garden: the hash teacher alone (270 s), then two lanes: hash -> grid | hash -> mlp; then the
 #           ellipse path, teacher | grid student.
 # TIME_SCALE=0.05 FRAMES=2 scale every time limit and the path (a smoke test on the CPU).
 # Each lane writes its own results folder; they are merged into $OUT/res at the end. Runs that
 # shared the GPU say so in their "note".
 set -u
-part=${1:?usage: captures_suite.sh fern|garden}
+part=${1:?usage: captures_suite.sh fern|fern-scratch|garden}
 out=${OUT:?set OUT}
 kit=${KIT_DATA:-.device-kit/data}
-runs=/tmp/pvd-runs/$part
+runs=/tmp/pvd-runs/${part%-scratch}
+size=(--train-set downscale=8)
 mkdir -p "$runs" "$out"
+# Several runs share the GPU: let torch return freed blocks between their large evaluations.
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 
 secs() { python3 -c "print(max(2, round($1 * ${TIME_SCALE:-1})))"; }
 lane() {  # lane NAME NOTE COMMAND...: results into $out/res-NAME, output into $out/NAME.log
@@ -29,6 +32,7 @@ teacher() {  # teacher DATA SECONDS TRAIN-SETS...: the hash teacher alone on the
    python benchmarks/train.py --model hash --data "$data" --steps 200000 --val-every 2000 \
      --train-set time_limit_s="$(secs "$seconds")" "$@" --out "$runs/hash") > "$out/teacher.log" 2>&1
 }
+distil_grid_mlp() { distil "$1" hash:grid 90 && distil "$1" hash:mlp 180; }
 distil() {  # distil DATA PAIRS SECONDS: students kept in $runs/students
   python benchmarks/distill.py --data "$1" --teacher hash="$runs/hash" --pairs "$2" --time-limit "$(secs "$3")" \
     --keep-runs "$runs/students"
@@ -42,17 +46,19 @@ scratch() {  # scratch DATA MODEL SECONDS TRAIN-SETS...
 
 if [ "$part" = fern ]; then
   data=$kit/nerf_llff_data/fern
-  size=(--train-set downscale=8)
-  note="shared the GPU with four other lanes"
   teacher "$data" 120 "${size[@]}"
-  lane distil-a "$note" distil "$data" hash:hash,hash:vm 90 &
-  lane distil-b "$note" distil "$data" hash:mlp 180 &
-  lane grid "$note" distil "$data" hash:grid 90 &
-  lane scratch-vm "$note" scratch "$data" vm 120 "${size[@]}" &
-  lane scratch-mlp "$note" scratch "$data" mlp 180 "${size[@]}" &
+  lane distil-a "shared the GPU with the hash -> grid, mlp lane" distil "$data" hash:hash,hash:vm 90 &
+  lane distil-b "shared the GPU with the hash -> hash, vm lane" distil_grid_mlp "$data" &
   wait
-  lane scratch-grid "shared the GPU with the render of the spiral path" scratch "$data" grid 90 "${size[@]}" &
   path=spiral
+elif [ "$part" = fern-scratch ]; then
+  data=$kit/nerf_llff_data/fern
+  note="shared the GPU with two other from-scratch runs"
+  lane scratch-vm "$note" scratch "$data" vm 180 "${size[@]}" &
+  lane scratch-mlp "$note" scratch "$data" mlp 180 "${size[@]}" &
+  lane scratch-grid "$note" scratch "$data" grid 180 "${size[@]}" &
+  wait
+  path=
 else
   data=$kit/nerfstudio/garden
   teacher "$data" 270
@@ -62,9 +68,11 @@ else
   path=ellipse
 fi
 
-python -m cli render --run "$runs/hash" --compare "$runs/students/hash-to-grid" --path "$path" --frames "${FRAMES:-48}" \
-  --out "$out/$path" > "$out/render.log" 2>&1
-wait
+if [ -n "$path" ]; then  # the frames stay on the machine; the video comes back
+  python -m cli render --run "$runs/hash" --compare "$runs/students/hash-to-grid" --path "$path" \
+    --frames "${FRAMES:-48}" --out "$runs/$path" > "$out/render.log" 2>&1
+  cp "$runs/$path"/video.* "$out/" 2>/dev/null
+fi
 mkdir -p "$out/res"
 for kind in train distill; do
   files=("$out"/res-*/"$kind"-*.json)

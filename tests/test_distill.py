@@ -113,6 +113,28 @@ def test_stage_one_runs_neither_colour_head_nor_compositor(teachers, scene, tmp_
     assert seen[-1][1:4] == (1 + 3, 2, 6) and "rgb" in seen[-1][4]
 
 
+def test_under_a_time_limit_the_stages_follow_the_clock(teachers, scene, tmp_path):
+    """A run of many steps that its time limit ends early still reaches every stage, at the
+    paper's shares of the time (10% and 16.7%), and its label blocks start where stages begin."""
+    distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path, steps=100_000, time_limit_s=10.0,
+                               label_block_steps=4)
+    seen = []
+    for step, seconds in enumerate([0.0, 0.5, 0.9, 1.1, 1.5, 2.0, 2.6, 2.8, 9.0]):
+        distiller.train_seconds = seconds
+        stage = distiller.stage()
+        distiller.optimizer_step()
+        seen.append((stage, distiller.block_start))
+        distiller.train_seconds = 0.0
+        assert distiller.stage() == stage, "a stage once begun is kept"
+    assert [s for s, _ in seen] == [1, 1, 1, 2, 2, 2, 2, 3, 3]
+    assert distiller.stage_begins == [0, 3, 7]
+    assert [b for _, b in seen] == [0, 0, 0, 3, 3, 3, 3, 7, 7]
+    resumed = make_distiller(teachers, scene, "hash", "mlp", tmp_path / "resumed", steps=100_000, time_limit_s=10.0)
+    resumed.load_extra_state(distiller.extra_state())
+    resumed.step = distiller.step
+    assert resumed.stage() == 3 and resumed.stage_begins == [0, 3, 7]
+
+
 def constant_density_grid(scene, raw: float):
     field = make_field("grid", scene.aabb, {"resolution": 8})
     with torch.no_grad():

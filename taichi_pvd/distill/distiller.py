@@ -40,6 +40,8 @@ BLOCK_SEED_STRIDE = 1_000_003
 
 #: Checkpoint entry of the chunks' sample slots.
 CAPACITY_KEY = "distill.label_capacity"
+#: Checkpoint entry of the steps at which stages 1, 2 and 3 began (-1: not yet), under a time limit.
+STAGE_BEGINS_KEY = "distill.stage_begins"
 
 #: Share of the scene box above which a teacher's occupancy grid looks barely trained (trained
 #: object teachers mark a few percent).
@@ -89,6 +91,8 @@ class Distiller(OptimizationLoop):
         #: Sample slots of every step's chunk, set by the run's first block.
         self.capacity: int | None = None
         self._buffers: LabelChunk | None = None
+        #: Under a time limit, the steps at which stages 1, 2 and 3 began (None: not yet).
+        self.stage_begins: list[int | None] = [0, None, None]
         #: Steps into a torch-only student run as CUDA graphs (not under a float16 loss scale,
         #: whose step checks the gradients on the host).
         self.graphs = StepGraphs(config.cuda_graphs and self.device.type == "cuda" and student.graph_capturable
@@ -109,8 +113,14 @@ class Distiller(OptimizationLoop):
 
     def _block_bounds(self, step: int) -> tuple[int, int]:
         """First step and length of the label block holding ``step``: blocks of
-        ``label_block_steps`` from the start of each stage, cut at the stage's end."""
+        ``label_block_steps`` from the start of each stage, cut at the stage's end (under a time
+        limit, where the stages' ends are not known in advance, a block the next stage begins
+        in is left there)."""
         c = self.config
+        if self._timed_stages():
+            base = max(b for b in self.stage_begins if b is not None and b <= step)
+            start = base + (step - base) // c.label_block_steps * c.label_block_steps
+            return start, min(c.label_block_steps, max(c.steps, step + 1) - start)
         stage1, stage2 = c.stage_lengths()
         cuts = sorted({0, stage1, stage1 + stage2, c.steps}) if c.blockwise else [0, c.steps]
         base = max(b for b in cuts if b <= step)
@@ -183,17 +193,38 @@ class Distiller(OptimizationLoop):
         return self.block.chunk(k), n_samples / max(n_rays, 1)
 
     def extra_state(self) -> dict[str, torch.Tensor]:
-        return {} if self.capacity is None else {CAPACITY_KEY: torch.tensor(self.capacity)}
+        state = {STAGE_BEGINS_KEY: torch.tensor([-1 if b is None else b for b in self.stage_begins])}
+        return state if self.capacity is None else {**state, CAPACITY_KEY: torch.tensor(self.capacity)}
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if CAPACITY_KEY in tensors:
             self.capacity = int(tensors[CAPACITY_KEY])
+        if STAGE_BEGINS_KEY in tensors:
+            self.stage_begins = [None if b < 0 else b for b in tensors[STAGE_BEGINS_KEY].tolist()]
 
     # -- the losses ------------------------------------------------------------------------------
 
+    def _timed_stages(self) -> bool:
+        """Whether the stages follow the run's progress in time as well as in steps."""
+        return bool(self.config.time_limit_s) and self.config.blockwise
+
     def stage(self) -> int:
-        """Stage of the current step; stage 1 is skipped without a feature loss."""
-        stage = self.config.stage(self.step)
+        """Stage of the current step; stage 1 is skipped without a feature loss.
+
+        The stages take the paper's shares of the run (or ``stage1_steps`` / ``stage2_steps``
+        of ``steps``). Under a time limit the run's progress is the larger of its share of the
+        steps and its share of the time, so that a run the clock ends early still passes
+        through every stage; the step each stage began at is kept (and checkpointed)."""
+        c = self.config
+        if not self._timed_stages():
+            stage = c.stage(self.step)
+        else:
+            by_time = round(c.steps * self.train_seconds / c.time_limit_s)
+            stage = max(c.stage(min(max(self.step, by_time), c.steps - 1)),
+                        max(i + 1 for i, b in enumerate(self.stage_begins) if b is not None))
+            for later in range(stage):
+                if self.stage_begins[later] is None:
+                    self.stage_begins[later] = self.step
         return 2 if stage == 1 and not self.use_feature_loss else stage
 
     def _clip(self, raw: torch.Tensor) -> torch.Tensor:
