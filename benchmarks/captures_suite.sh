@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The real-capture benchmarks as run on the GPU machine, one part per 10-minute device call.
 # Usage: bash benchmarks/captures_suite.sh fern|fern-scratch|garden   (logs, results, video under $OUT)
-#   fern:   the hash teacher alone (120 s), then two lanes sharing the GPU: hash -> hash, vm (90 s
-#           each) | hash -> grid (90 s), mlp (180 s); then the spiral path, teacher | grid student.
-#   fern-scratch: vm, mlp and grid from scratch (180 s each), sharing the GPU.
+#   fern:   the hash teacher alone (120 s), then three lanes sharing the GPU: hash -> hash, vm (90 s
+#           each) | hash -> grid (90 s) | hash -> mlp (180 s); then the spiral path, teacher | grid
+#           student.
+#   fern-scratch: vm, grid (120 s) and mlp (180 s) from scratch, sharing the GPU.
 #   garden: the hash teacher alone (270 s), then two lanes: hash -> grid | hash -> mlp; then the
 #           ellipse path, teacher | grid student.
+# The hash teachers follow the image-size recipe of lego (docs/experiments.md): a finest level of
+# about 1.25 cells a pixel across the images (640 for fern's 504 pixels in NDC; 640 for garden's
+# 256 pixels, whose unit cube fills half of the contracted box), 4 features a level, the
+# parameter average 0.99.
 # TIME_SCALE=0.05 FRAMES=2 scale every time limit and the path (a smoke test on the CPU).
 # Each lane writes its own results folder; they are merged into $OUT/res at the end. Runs that
 # shared the GPU say so in their "note".
@@ -15,6 +20,7 @@ out=${OUT:?set OUT}
 kit=${KIT_DATA:-.device-kit/data}
 runs=/tmp/pvd-runs/${part%-scratch}
 size=(--train-set downscale=8)
+recipe=(--set finest_resolution=640 --set features_per_level=4 --train-set ema_decay=0.99)
 mkdir -p "$runs" "$out"
 # Several runs share the GPU: let torch return freed blocks between their large evaluations.
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
@@ -32,7 +38,6 @@ teacher() {  # teacher DATA SECONDS TRAIN-SETS...: the hash teacher alone on the
    python benchmarks/train.py --model hash --data "$data" --steps 200000 --val-every 2000 \
      --train-set time_limit_s="$(secs "$seconds")" "$@" --out "$runs/hash") > "$out/teacher.log" 2>&1
 }
-distil_grid_mlp() { distil "$1" hash:grid 90 && distil "$1" hash:mlp 180; }
 distil() {  # distil DATA PAIRS SECONDS: students kept in $runs/students
   python benchmarks/distill.py --data "$1" --teacher hash="$runs/hash" --pairs "$2" --time-limit "$(secs "$3")" \
     --keep-runs "$runs/students"
@@ -46,22 +51,23 @@ scratch() {  # scratch DATA MODEL SECONDS TRAIN-SETS...
 
 if [ "$part" = fern ]; then
   data=$kit/nerf_llff_data/fern
-  teacher "$data" 120 "${size[@]}"
-  lane distil-a "shared the GPU with the hash -> grid, mlp lane" distil "$data" hash:hash,hash:vm 90 &
-  lane distil-b "shared the GPU with the hash -> hash, vm lane" distil_grid_mlp "$data" &
+  teacher "$data" 120 "${size[@]}" "${recipe[@]}"
+  lane distil-a "shared the GPU with the hash -> grid and hash -> mlp lanes" distil "$data" hash:hash,hash:vm 90 &
+  lane distil-b "shared the GPU with the hash -> hash, vm and hash -> mlp lanes" distil "$data" hash:grid 90 &
+  lane distil-c "shared the GPU with the hash -> hash, vm and hash -> grid lanes" distil "$data" hash:mlp 180 &
   wait
   path=spiral
 elif [ "$part" = fern-scratch ]; then
   data=$kit/nerf_llff_data/fern
   note="shared the GPU with two other from-scratch runs"
-  lane scratch-vm "$note" scratch "$data" vm 180 "${size[@]}" &
+  lane scratch-vm "$note" scratch "$data" vm 120 "${size[@]}" &
   lane scratch-mlp "$note" scratch "$data" mlp 180 "${size[@]}" &
-  lane scratch-grid "$note" scratch "$data" grid 180 "${size[@]}" &
+  lane scratch-grid "$note" scratch "$data" grid 120 "${size[@]}" &
   wait
   path=
 else
   data=$kit/nerfstudio/garden
-  teacher "$data" 270
+  teacher "$data" 270 "${recipe[@]}"
   lane distil-a "shared the GPU with the hash -> mlp lane" distil "$data" hash:grid 90 &
   lane distil-b "shared the GPU with the hash -> grid lane" distil "$data" hash:mlp 180 &
   wait
@@ -69,7 +75,7 @@ else
 fi
 
 if [ -n "$path" ]; then  # the frames stay on the machine; the video comes back
-  python -m cli render --run "$runs/hash" --compare "$runs/students/hash-to-grid" --path "$path" \
+  python -m taichi_pvd_cli render --run "$runs/hash" --compare "$runs/students/hash-to-grid" --path "$path" \
     --frames "${FRAMES:-48}" --out "$runs/$path" > "$out/render.log" 2>&1
   cp "$runs/$path"/video.* "$out/" 2>/dev/null
 fi

@@ -31,6 +31,6 @@ wait
 distil hash:mlp 30 --distill-set init_head_from_teacher=true > "$out/distil-mlp.log" 2>&1
 python benchmarks/export.py "$runs/hash" "$runs/hash-to-vm" "$runs/hash-to-grid" "$runs/hash-to-mlp" \
   --scene lego --out-dir "$out/res" > "$out/export.log" 2>&1
-python -m cli export --run "$runs/hash" --format mesh --resolution 256 --out "$out/lego-hash-256.ply" \
+python -m taichi_pvd_cli export --run "$runs/hash" --format mesh --resolution 256 --out "$out/lego-hash-256.ply" \
   >> "$out/export.log" 2>&1
 grep -h "dB test PSNR\|student .* dB\|chamfer\|export\|Error\|Traceback" "$out"/*.log

@@ -32,8 +32,8 @@ else
    python benchmarks/distill.py --data "$lego" --teacher hash="$runs/hash" --pairs hash:mlp \
      --steps 9400 --stage1-steps 1000 --stage2-steps 1500 --time-limit 180 --val-every 500
    python benchmarks/render_fps.py "$runs/hash" --size 400 --frames 10 --scene lego
-   python -m cli render --run "$runs/hash" --path orbit --frames 36 --size 200x200 --fps 12 --out "$out/orbit"
-   python -m cli eval --run "$runs/hash" --views 5
+   python -m taichi_pvd_cli render --run "$runs/hash" --path orbit --frames 36 --size 200x200 --fps 12 --out "$out/orbit"
+   python -m taichi_pvd_cli eval --run "$runs/hash" --views 5
    mkdir -p "$out/testview" && cp "$runs/hash"/eval/test/000-*.png "$out/testview/"
   ) > "$out/distill-b.log" 2>&1 &
 fi
