@@ -542,9 +542,68 @@ def export_section(results: dict[str, dict], base: str) -> list[str]:
     return ["## Export", "", *lines[:-1]] if lines else []
 
 
+#: Real captures of ``../shared/data`` with their GPU records (``train-<scene>-<card>.json``).
+CAPTURES = ("fern", "garden")
+
+
+def captures_section(results: dict[str, dict], base: str) -> list[str]:
+    """Per real capture recorded on a GPU: training from scratch (with samples a ray) and the
+    distillations of its hash teacher against the lower of teacher and from-scratch score;
+    nothing while no such record exists."""
+    lines = []
+    for scene in CAPTURES:
+        for name in sorted(n for n in results if n.startswith(f"train-{scene}-") and not n.endswith("-cpu.json")):
+            record = results[name]
+            runs = current_training(record)
+            rows = [[f"`{r['model']}`", str(r["steps"]), f"{r['train_seconds']:.0f}",
+                     f"{r['samples_per_ray_after_warmup']:.1f}", f"{r['test_psnr_db']:.2f}", f"{r['test_ssim']:.4f}",
+                     shown_settings(r["command"]), r.get("note", "")] for r in runs.values()]
+            views = next(iter(runs.values()))["test_views"]
+            lines += [f"{scene}, one {card(record)}, trained from scratch; test PSNR over its {views} held-out "
+                      "views, one ray a pixel; samples a ray averaged after the occupancy grid's warm-up:", "",
+                      *table(["architecture", "steps", "time (s)", "samples a ray", "test PSNR (dB)", "SSIM",
+                              "settings", "note"], rows), "",
+                      source(name, base, f", commit {short_commits(', '.join(sorted({r['commit'] for r in runs.values()})))}"),
+                      ""]
+            distilled = name.replace("train-", "distill-", 1)
+            if distilled not in results:
+                continue
+            rows = []
+            for (teacher, student), r in current_distillations(results[distilled]).items():
+                reference, gap = distillation_gap(r, runs) if student in runs else (r["teacher_test_psnr_db"], None)
+                rows.append([f"{teacher} -> {student}", str(r["steps"]), f"{r['distill_seconds']:.0f}",
+                             f"{r['teacher_test_psnr_db']:.2f}", f"{r['student_test_psnr_db']:.2f}",
+                             f"{reference:.2f}" + ("" if student in runs else " (teacher only)"),
+                             signed(gap) if gap is not None else "-", r.get("note", "")])
+            lines += [f"{scene}, distilled from the hash teacher above; the reference is the lower of the "
+                      "teacher's score and the student architecture's from-scratch score:", "",
+                      *table(["teacher -> student", "steps", "time (s)", "teacher (dB)", "student (dB)",
+                              "reference (dB)", "gap (dB)", "note"], rows), "",
+                      source(distilled, base, f", commit {results[distilled]['commit'][:7]}"), ""]
+    return ["## Real captures", "", *lines[:-1]] if lines else []
+
+
+def viewer_section(results: dict[str, dict], base: str) -> list[str]:
+    """A distillation's steps a second with and without a viewer client moving the camera
+    (``viewer_overhead-*.json``, from ``benchmarks/viewer_overhead.py``)."""
+    names = sorted(n for n in results if n.startswith("viewer_overhead-"))
+    rows = [[results[n]["scene"], card(results[n]), f"{results[n]['teacher']} -> {results[n]['student']}",
+             str(results[n]["steps"]), f"{results[n]['steps_per_second_without_viewer']:.3g}",
+             f"{results[n]['steps_per_second_with_viewer']:.3g}",
+             f"{(1 - results[n]['with_over_without']) * 100:.1f}%", str(results[n]["frames_sent"]),
+             link(results[n]["commit"][:7], n, base)] for n in names]
+    if not rows:
+        return []
+    return ["## Live viewer", "",
+            "`distill --view` with a client that moves the camera every 50 ms the whole run, against the "
+            "same distillation with no client (`benchmarks/viewer_overhead.py`):", "",
+            *table(["scene", "card", "pair", "steps", "steps/s without", "steps/s with", "fewer steps",
+                    "frames sent", "commit"], rows)]
+
+
 SECTIONS = (training_section, distillation_section, ablation_section, time_to_quality_section,
             earlier_time_to_quality, render_section, kernels_section, newcomer_section, cpu_scenes_section,
-            export_section, gpu_checks_section, batch_scaling_section)
+            captures_section, export_section, viewer_section, gpu_checks_section, batch_scaling_section)
 
 
 def results_page(results: dict[str, dict]) -> str:
