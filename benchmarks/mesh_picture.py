@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import trimesh  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
+from PIL import Image, ImageChops  # noqa: E402
 
 AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -52,7 +53,18 @@ def draw(mesh: trimesh.Trimesh, out: Path, elevation: float, azimuth: float, siz
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, transparent=False, facecolor="white")
     plt.close(fig)
+    crop_to_content(out)
     return out
+
+
+def crop_to_content(path: Path, margin: int = 8) -> None:
+    """Cut the white around the drawing in the PNG at ``path``, keeping ``margin`` pixels."""
+    image = Image.open(path).convert("RGB")
+    box = ImageChops.difference(image, Image.new("RGB", image.size, "white")).getbbox()
+    if box:
+        left, top, right, bottom = box
+        image.crop((max(0, left - margin), max(0, top - margin), min(image.width, right + margin),
+                    min(image.height, bottom + margin))).save(path, optimize=True)
 
 
 def main() -> None:
