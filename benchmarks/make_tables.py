@@ -585,20 +585,32 @@ def captures_section(results: dict[str, dict], base: str) -> list[str]:
 
 def viewer_section(results: dict[str, dict], base: str) -> list[str]:
     """A distillation's steps a second with and without a viewer client moving the camera
-    (``viewer_overhead-*.json``, from ``benchmarks/viewer_overhead.py``)."""
+    (``viewer_overhead-*.json``) and ``pvd-ti view``'s frames a second while it moves
+    (``viewer_fps-*.json``); nothing while neither exists."""
     names = sorted(n for n in results if n.startswith("viewer_overhead-"))
     rows = [[results[n]["scene"], card(results[n]), f"{results[n]['teacher']} -> {results[n]['student']}",
              str(results[n]["steps"]), f"{results[n]['steps_per_second_without_viewer']:.3g}",
              f"{results[n]['steps_per_second_with_viewer']:.3g}",
              f"{(1 - results[n]['with_over_without']) * 100:.1f}%", str(results[n]["frames_sent"]),
              link(results[n]["commit"][:7], n, base)] for n in names]
-    if not rows:
-        return []
-    return ["## Live viewer", "",
-            "`distill --view` with a client that moves the camera every 50 ms the whole run, against the "
-            "same distillation with no client (`benchmarks/viewer_overhead.py`):", "",
-            *table(["scene", "card", "pair", "steps", "steps/s without", "steps/s with", "fewer steps",
-                    "frames sent", "commit"], rows)]
+    fps_names = sorted(n for n in results if n.startswith("viewer_fps-"))
+    fps_rows = [[results[n]["scene"], card(results[n]), str(results[n]["panels"]),
+                 "x".join(map(str, results[n]["canvas"])), f"{results[n]['frames_per_second_moving']:.1f}",
+                 "x".join(map(str, results[n]["moving_frame_size"])), str(results[n]["still_long_side"]),
+                 link(results[n]["commit"][:7], n, base)] for n in fps_names]
+    lines = []
+    if rows:
+        lines += ["`distill --view` with a client that moves the camera every 50 ms the whole run, against the "
+                  "same distillation with no client (`benchmarks/viewer_overhead.py`):", "",
+                  *table(["scene", "card", "pair", "steps", "steps/s without", "steps/s with", "fewer steps",
+                          "frames sent", "commit"], rows), ""]
+    if fps_rows:
+        lines += ["`pvd-ti view` with a client that moves the camera every 50 ms (at most 20 frames a second), "
+                  "after a warm-up (`benchmarks/viewer_fps.py`): frames a second while moving and the size of "
+                  "each panel the viewer rendered them at:", "",
+                  *table(["scene", "card", "panels", "canvas", "frames/s moving", "moving panel size",
+                          "still long side", "commit"], fps_rows), ""]
+    return ["## Live viewer", "", *lines[:-1]] if lines else []
 
 
 SECTIONS = (training_section, distillation_section, ablation_section, time_to_quality_section,

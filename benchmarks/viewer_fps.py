@@ -67,7 +67,7 @@ def measure(runs: list[Path], seconds: float, warm_up: float, canvas: tuple[int,
     still_side = session.controls.settings()[3]
     width, height = fit_size(*canvas, still_side)
     moving = session.adaptive.moving_size(width, height, len(sources))
-    return {"runs": [str(r) for r in runs], "canvas": list(canvas), "still_long_side": still_side,
+    return {"run_folders": [str(r) for r in runs], "canvas": list(canvas), "still_long_side": still_side,
             "seconds": elapsed, "frames_moving": frames, "frames_per_second_moving": frames / elapsed,
             "moving_frame_size": list(moving), "panels": len(sources),
             "seconds_per_megapixel": session.adaptive.seconds_per_pixel * 1e6}
