@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real-capture benchmarks as run on the GPU machine, one part per 10-minute device call.
-# Usage: bash benchmarks/captures_suite.sh fern|fern-scratch|garden   (logs, results, video under $OUT)
+# Usage: bash benchmarks/captures_suite.sh fern|fern-scratch|garden   (video and suite.tgz, the logs and
+# results, under $OUT: benchmarks/pack_out.sh)
 #   fern:   the hash teacher alone (120 s), then three lanes sharing the GPU: hash -> hash, vm (90 s
 #           each) | hash -> grid (90 s) | hash -> mlp (180 s); then the spiral path, teacher | grid
 #           student.
@@ -85,3 +86,4 @@ for kind in train distill; do
   [ -e "${files[0]}" ] && python benchmarks/merge_results.py "$out/res/$(basename "${files[0]}")" "${files[@]}"
 done
 grep -h "dB test PSNR\|student .* dB\|samples\|Error\|Traceback" "$out"/*.log
+bash benchmarks/pack_out.sh "$out"

@@ -3,7 +3,8 @@
 # a hash teacher (60 s), its vm, grid (20 s each, sharing the GPU) and mlp (30 s) students, then
 # benchmarks/export.py (mesh, point cloud and volume export times, vertex counts, each student's
 # Chamfer distance to the teacher's mesh), and the teacher's mesh at 256 for the README picture.
-# Usage: bash benchmarks/export_suite.sh   (logs, results and the teacher's mesh under $OUT)
+# Usage: bash benchmarks/export_suite.sh   (the teacher's mesh and suite.tgz, the logs and results,
+# under $OUT: benchmarks/pack_out.sh)
 # TIME_SCALE=0.05 scales every time limit (a smoke test on the CPU).
 set -u
 out=${OUT:?set OUT}
@@ -34,3 +35,4 @@ python benchmarks/export.py "$runs/hash" "$runs/hash-to-vm" "$runs/hash-to-grid"
 python -m taichi_pvd_cli export --run "$runs/hash" --format mesh --resolution 256 --out "$out/lego-hash-256.ply" \
   >> "$out/export.log" 2>&1
 grep -h "dB test PSNR\|student .* dB\|chamfer\|export\|Error\|Traceback" "$out"/*.log
+bash benchmarks/pack_out.sh "$out"
