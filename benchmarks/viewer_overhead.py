@@ -98,9 +98,14 @@ def _free_port() -> int:
 
 
 def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int | None, with_client: bool) -> dict:
-    """One distillation; returns its steps per second (wall time of the steps, from the first
-    step to the end) and, with a client, the viewer's figures."""
+    """One distillation; returns its steps per second (wall time from the first step to the end
+    of the last, the final validation and checkpoint left out) and, with a client, the viewer's
+    figures."""
     seen: dict = {}
+
+    def on_progress(progress) -> None:
+        if progress.phase != "train" and "end" not in seen:
+            seen["end"] = time.perf_counter()
 
     def on_ready(loop) -> None:
         if with_client:
@@ -121,8 +126,8 @@ def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int |
     overrides = {"steps": steps, "val_every": 0, "checkpoint_every": 0,
                  **({"batch_rays": batch_rays} if batch_rays else {})}
     metrics = distill(source="hash", target=target, teacher=teacher, out=out, overwrite=True,
-                      distill_overrides=overrides, on_ready=on_ready)
-    wall = time.perf_counter() - seen["start"]
+                      distill_overrides=overrides, on_ready=on_ready, on_progress=on_progress)
+    wall = seen["end"] - seen["start"]
     result = {"steps": metrics["steps"], "wall_seconds": wall, "steps_per_second": metrics["steps"] / wall}
     if with_client:
         session, client = seen["session"], seen["client"]
