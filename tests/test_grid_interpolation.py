@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from taichi_pvd.kernels import grid_interpolation
 from taichi_pvd.kernels.grid_interpolation import grid_interpolate, grid_interpolate_reference
+from tests.launch_limits import record_launch_rows
 
 SHAPE = (5, 3, 9)  # vertex spacing 1/4, 1/2, 1/8 in [0, 1]: vertices are exact in float32
 
@@ -36,6 +38,26 @@ def test_forward_and_backward_match_float64_reference(n_channels):
     ref.backward(upstream.double())
 
     assert out.shape == (x.shape[0], n_channels) and out.dtype == torch.float32
+    assert rel_err(out, ref) < 1e-3
+    assert rel_err(grid.grad, grid64.grad) < 1e-3
+
+
+def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypatch):
+    n_channels, rows_per_launch = 28, 100
+    launched = record_launch_rows(monkeypatch, grid_interpolation, ("_grid_forward", "_grid_backward"),
+                                  max_values=rows_per_launch * n_channels)
+    gen = torch.Generator().manual_seed(3)
+    x = boundary_and_random_points(1000, gen)
+    grid = torch.randn(*SHAPE, n_channels, generator=gen).requires_grad_()
+    out = grid_interpolate(x, grid)
+    upstream = torch.randn(out.shape, generator=gen)
+    out.backward(upstream)
+
+    grid64 = grid.detach().double().requires_grad_()
+    ref = grid_interpolate_reference(x.double(), grid64)
+    ref.backward(upstream.double())
+
+    assert len(launched) == 2 * -(-x.shape[0] // rows_per_launch) and max(launched) == rows_per_launch
     assert rel_err(out, ref) < 1e-3
     assert rel_err(grid.grad, grid64.grad) < 1e-3
 

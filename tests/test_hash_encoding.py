@@ -4,12 +4,14 @@ import pytest
 import torch
 
 from taichi_pvd.errors import ConfigError
+from taichi_pvd.kernels import hash_encoding
 from taichi_pvd.kernels.hash_encoding import (
     hash_encode,
     hash_encode_reference,
     hash_grid_layout,
     init_hash_table,
 )
+from tests.launch_limits import record_launch_rows
 
 # Growth factor 3: scales 4, 14, 44; resolutions 5, 15, 45.
 SMALL = dict(
@@ -94,6 +96,27 @@ def test_forward_and_backward_match_float64_reference(features_per_level):
     ref.backward(upstream.double())
 
     assert out.shape == (x.shape[0], layout.output_dim) and out.dtype == torch.float32
+    assert rel_err(out, ref) < 1e-3
+    assert rel_err(table.grad, table64.grad) < 1e-3
+
+
+def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypatch):
+    layout = hash_grid_layout(**SMALL)
+    rows_per_launch = 100
+    launched = record_launch_rows(monkeypatch, hash_encoding, ("_hash_encode_forward", "_hash_encode_backward"),
+                                  max_values=rows_per_launch * layout.output_dim)
+    gen = torch.Generator().manual_seed(3)
+    x = boundary_and_random_points(layout, 1000, gen)
+    table = torch.randn(layout.total_entries, layout.features_per_level, generator=gen).requires_grad_()
+    out = hash_encode(x, table, layout)
+    upstream = torch.randn(out.shape, generator=gen)
+    out.backward(upstream)
+
+    table64 = table.detach().double().requires_grad_()
+    ref = hash_encode_reference(x.double(), table64, layout)
+    ref.backward(upstream.double())
+
+    assert len(launched) == 2 * -(-x.shape[0] // rows_per_launch) and max(launched) == rows_per_launch
     assert rel_err(out, ref) < 1e-3
     assert rel_err(table.grad, table64.grad) < 1e-3
 

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from taichi_pvd.kernels import vm_interpolation
 from taichi_pvd.kernels.vm_interpolation import vm_interpolate, vm_interpolate_reference
+from tests.launch_limits import record_launch_rows
 
 RES = 9  # vertex spacing 1/8: vertices are exact in float32
 
@@ -36,6 +38,33 @@ def test_forward_and_backward_match_float64_reference(n_channels):
     ref.backward(upstream.double())
 
     assert out.shape == (x.shape[0], 3 * n_channels) and out.dtype == torch.float32
+    assert rel_err(out, ref) < 1e-3
+    assert rel_err(planes.grad, planes64.grad) < 1e-3
+    assert rel_err(lines.grad, lines64.grad) < 1e-3
+
+
+def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypatch):
+    # One launch over N * 3C >= 2^31 values ran no iteration: a whole-image render of a vm field
+    # (144 appearance values a sample, 65536-ray chunks at ~260 samples a ray) came out NaN.
+    n_channels, rows_per_launch = 4, 100
+    launched = record_launch_rows(monkeypatch, vm_interpolation, ("_vm_forward", "_vm_backward"),
+                                  max_values=rows_per_launch * 3 * n_channels)
+    gen = torch.Generator().manual_seed(3)
+    x = boundary_and_random_points(1000, gen)
+    planes = torch.randn(3, RES, RES, n_channels, generator=gen).requires_grad_()
+    lines = torch.randn(3, RES, n_channels, generator=gen).requires_grad_()
+    out = vm_interpolate(x, planes, lines)
+    upstream = torch.randn(out.shape, generator=gen)
+    out.backward(upstream)
+
+    planes64 = planes.detach().double().requires_grad_()
+    lines64 = lines.detach().double().requires_grad_()
+    ref = vm_interpolate_reference(x.double(), planes64, lines64)
+    ref.backward(upstream.double())
+
+    blocks = -(-x.shape[0] // rows_per_launch)
+    assert len(launched) == 2 * blocks and max(launched) == rows_per_launch
+    assert sum(launched) == 2 * x.shape[0]
     assert rel_err(out, ref) < 1e-3
     assert rel_err(planes.grad, planes64.grad) < 1e-3
     assert rel_err(lines.grad, lines64.grad) < 1e-3

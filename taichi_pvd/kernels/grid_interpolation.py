@@ -15,6 +15,7 @@ import torch
 from taichi_pvd import backend
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.kernels.cell_math import axis_cell, corner_weight
+from taichi_pvd.kernels.index_limits import row_blocks
 
 _BLOCK_DIM = 128
 
@@ -65,7 +66,8 @@ class _GridInterpolate(torch.autograd.Function):
     def forward(ctx, x, grid):
         out = torch.empty((x.shape[0], grid.shape[3]), dtype=torch.float32, device=x.device)
         if out.numel() > 0:
-            _grid_forward(x, grid.detach(), out)
+            for rows in row_blocks(x.shape[0], out.shape[1]):
+                _grid_forward(x[rows], grid.detach(), out[rows])
         ctx.save_for_backward(x)
         ctx.grid_shape = grid.shape
         return out
@@ -78,7 +80,9 @@ class _GridInterpolate(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         grad_grid = torch.zeros(ctx.grid_shape, dtype=torch.float32, device=x.device)
         if grad_out.numel() > 0:
-            _grid_backward(x, grad_out.contiguous(), grad_grid)
+            grad_out = grad_out.contiguous()
+            for rows in row_blocks(x.shape[0], grad_out.shape[1]):
+                _grid_backward(x[rows], grad_out[rows], grad_grid)
         return None, grad_grid
 
 

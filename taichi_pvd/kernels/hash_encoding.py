@@ -27,6 +27,7 @@ import torch
 from taichi_pvd import backend
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.kernels.cell_math import corner_weight
+from taichi_pvd.kernels.index_limits import row_blocks
 from taichi_pvd.errors import ConfigError
 
 #: Primes of the spatial hash, per axis (Teschner et al. 2003, as in Instant-NGP).
@@ -244,8 +245,8 @@ class _HashEncode(torch.autograd.Function):
     def forward(ctx, x, table, level_scales, level_meta, n_features):
         width = level_scales.shape[0] * n_features
         out = torch.empty((x.shape[0], width), dtype=torch.float32, device=x.device)
-        if x.shape[0] > 0:
-            _hash_encode_forward(x, table.detach(), level_scales, level_meta, out, n_features)
+        for rows in row_blocks(x.shape[0], width):
+            _hash_encode_forward(x[rows], table.detach(), level_scales, level_meta, out[rows], n_features)
         ctx.save_for_backward(x, level_scales, level_meta)
         ctx.table_shape = table.shape
         ctx.n_features = n_features
@@ -258,9 +259,10 @@ class _HashEncode(torch.autograd.Function):
             return None, None, None, None, None
         x, level_scales, level_meta = ctx.saved_tensors
         grad_table = torch.zeros(ctx.table_shape, dtype=torch.float32, device=x.device)
-        if x.shape[0] > 0:
+        grad_out = grad_out.contiguous()
+        for rows in row_blocks(x.shape[0], grad_out.shape[1]):
             _hash_encode_backward(
-                x, grad_out.contiguous(), level_scales, level_meta, grad_table, ctx.n_features
+                x[rows], grad_out[rows], level_scales, level_meta, grad_table, ctx.n_features
             )
         return None, grad_table, None, None, None
 

@@ -25,6 +25,7 @@ import torch
 from taichi_pvd import backend
 from taichi_pvd.kernels.fast_launch import fast_launch
 from taichi_pvd.kernels.cell_math import axis_cell
+from taichi_pvd.kernels.index_limits import row_blocks
 
 #: (first plane axis, second plane axis, line axis) of each mode.
 VM_MODE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
@@ -103,7 +104,8 @@ class _VmInterpolate(torch.autograd.Function):
     def forward(ctx, x, planes, lines):
         out = torch.empty((x.shape[0], 3 * lines.shape[2]), dtype=torch.float32, device=x.device)
         if out.numel() > 0:
-            _vm_forward(x, planes.detach(), lines.detach(), out)
+            for rows in row_blocks(x.shape[0], out.shape[1]):
+                _vm_forward(x[rows], planes.detach(), lines.detach(), out[rows])
         ctx.save_for_backward(x, planes, lines)
         return out
 
@@ -116,9 +118,11 @@ class _VmInterpolate(torch.autograd.Function):
         grad_planes = torch.zeros_like(planes)
         grad_lines = torch.zeros_like(lines)
         if grad_out.numel() > 0:
-            _vm_backward(
-                x, planes.detach(), lines.detach(), grad_out.contiguous(), grad_planes, grad_lines
-            )
+            grad_out = grad_out.contiguous()
+            for rows in row_blocks(x.shape[0], grad_out.shape[1]):
+                _vm_backward(
+                    x[rows], planes.detach(), lines.detach(), grad_out[rows], grad_planes, grad_lines
+                )
         return None, grad_planes, grad_lines
 
 
