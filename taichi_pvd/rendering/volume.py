@@ -129,6 +129,11 @@ def render_rays(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
 #: Samples the CPU evaluates at once when rendering without gradients: about a second of work
 #: for the slower fields, so that a stop request or Ctrl-C is answered between slices.
 CPU_SAMPLES_PER_SLICE = 1 << 16
+#: Samples a GPU evaluates at once when rendering without gradients: enough to fill it, while a
+#: chunk of rays through an untrained or open scene (hundreds of samples a ray, tens of millions
+#: in a chunk) no longer holds every sample's features at once (a vm field's 144 appearance
+#: values a sample came to about 15 GB).
+GPU_SAMPLES_PER_SLICE = 1 << 22
 
 
 def render_rays_chunked(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
@@ -138,20 +143,20 @@ def render_rays_chunked(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.T
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render many rays without gradients in chunks of ``chunk`` rays.
 
-    On the CPU the field is evaluated :data:`CPU_SAMPLES_PER_SLICE` samples at a time, so that
-    no single call runs for minutes. ``should_stop`` (optional) is asked between chunks and
+    The field is evaluated :data:`CPU_SAMPLES_PER_SLICE` samples at a time on the CPU, so that
+    no single call runs for minutes, and :data:`GPU_SAMPLES_PER_SLICE` at a time on a GPU. ``should_stop`` (optional) is asked between chunks and
     slices; when it answers True the rendering stops by raising :class:`KeyboardInterrupt`.
 
     Returns ``(rgb [N, 3], depth [N], opacity [N])``. ``background`` is [3] or [N, 3].
     """
-    per_slice = CPU_SAMPLES_PER_SLICE if origins.device.type == "cpu" else None
+    per_slice = CPU_SAMPLES_PER_SLICE if origins.device.type == "cpu" else GPU_SAMPLES_PER_SLICE
 
     def stop_if_asked() -> None:
         if should_stop is not None and should_stop():
             raise KeyboardInterrupt("rendering stopped on request")
 
     def sliced_field_fn(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if per_slice is None or x.shape[0] <= per_slice:
+        if x.shape[0] <= per_slice:
             return field_fn(x, d)
         sigmas, rgbs = [], []
         for start in range(0, x.shape[0], per_slice):
