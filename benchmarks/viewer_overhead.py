@@ -10,7 +10,7 @@ client with a camera; the distillation renders for it between steps through
 
 Usage::
 
-    python benchmarks/viewer_overhead.py [--teacher RUN_DIR] [--to grid] [--steps 2000] [--batch-rays N]
+    python benchmarks/viewer_overhead.py [--teacher RUN_DIR] [--to grid] [--steps 2000] [--batch-rays N] [--preset cpu]
 
 Without ``--teacher`` a demo-scene hash teacher is trained first (``--teacher-steps``). A short
 distillation first compiles the kernels; then one without and one with the client, same steps.
@@ -97,7 +97,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int | None, with_client: bool) -> dict:
+def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int | None, with_client: bool,
+            preset: str | None = None) -> dict:
     """One distillation; returns its steps per second (wall time from the first step to the end
     of the last, the final validation and checkpoint left out) and, with a client, the viewer's
     figures."""
@@ -125,7 +126,7 @@ def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int |
 
     overrides = {"steps": steps, "val_every": 0, "checkpoint_every": 0,
                  **({"batch_rays": batch_rays} if batch_rays else {})}
-    metrics = distill(source="hash", target=target, teacher=teacher, out=out, overwrite=True,
+    metrics = distill(source="hash", target=target, teacher=teacher, out=out, overwrite=True, preset=preset,
                       distill_overrides=overrides, on_ready=on_ready, on_progress=on_progress)
     wall = seen["end"] - seen["start"]
     result = {"steps": metrics["steps"], "wall_seconds": wall, "steps_per_second": metrics["steps"] / wall}
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--to", dest="target", default="grid")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-rays", type=int, default=None)
+    parser.add_argument("--preset", default=None, help="distillation preset, e.g. cpu as `pvd-ti demo` runs it on a CPU "
+                        "(default: the library's for the teacher)")
     parser.add_argument("--scene", default=None, help="scene name in the result file (default: demo or the teacher folder)")
     args = parser.parse_args()
     backend.init()
@@ -155,9 +158,10 @@ def main() -> None:
         teacher = work / "teacher"
         train(model="hash", out=teacher, train_overrides={"steps": args.teacher_steps, "val_every": 0,
                                                          "checkpoint_every": 0})
-    _distil(teacher, work / "warm-up", args.target, 20, args.batch_rays, with_client=True)
-    without = _distil(teacher, work / "without", args.target, args.steps, args.batch_rays, with_client=False)
-    with_viewer = _distil(teacher, work / "with", args.target, args.steps, args.batch_rays, with_client=True)
+    run = {"target": args.target, "batch_rays": args.batch_rays, "preset": args.preset}
+    _distil(teacher, work / "warm-up", steps=20, with_client=True, **run)
+    without = _distil(teacher, work / "without", steps=args.steps, with_client=False, **run)
+    with_viewer = _distil(teacher, work / "with", steps=args.steps, with_client=True, **run)
     ratio = with_viewer["steps_per_second"] / without["steps_per_second"]
     figures = {"teacher": "hash", "student": args.target, "steps": args.steps,
                "steps_per_second_without_viewer": without["steps_per_second"],
