@@ -24,9 +24,10 @@ def boundary_and_random_points(n_random: int, generator: torch.Generator) -> tor
     return x.clamp(0.0, 1.0)
 
 
-@pytest.mark.parametrize("n_channels", [1, 28])
-def test_forward_and_backward_match_float64_reference(n_channels):
-    gen = torch.Generator().manual_seed(n_channels)
+def matches_float64_reference(n_channels: int, seed: int) -> torch.Tensor:
+    """Interpolate ``n_channels`` random channels at boundary and random points, forward and
+    backward, and check both against the float64 reference; returns the points [N, 3]."""
+    gen = torch.Generator().manual_seed(seed)
     x = boundary_and_random_points(1000, gen)
     grid = torch.randn(*SHAPE, n_channels, generator=gen).requires_grad_()
     out = grid_interpolate(x, grid)
@@ -40,26 +41,20 @@ def test_forward_and_backward_match_float64_reference(n_channels):
     assert out.shape == (x.shape[0], n_channels) and out.dtype == torch.float32
     assert rel_err(out, ref) < 1e-3
     assert rel_err(grid.grad, grid64.grad) < 1e-3
+    return x
+
+
+@pytest.mark.parametrize("n_channels", [1, 28])
+def test_forward_and_backward_match_float64_reference(n_channels):
+    matches_float64_reference(n_channels, seed=n_channels)
 
 
 def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypatch):
     n_channels, rows_per_launch = 28, 100
     launched = record_launch_rows(monkeypatch, grid_interpolation, ("_grid_forward", "_grid_backward"),
                                   max_values=rows_per_launch * n_channels)
-    gen = torch.Generator().manual_seed(3)
-    x = boundary_and_random_points(1000, gen)
-    grid = torch.randn(*SHAPE, n_channels, generator=gen).requires_grad_()
-    out = grid_interpolate(x, grid)
-    upstream = torch.randn(out.shape, generator=gen)
-    out.backward(upstream)
-
-    grid64 = grid.detach().double().requires_grad_()
-    ref = grid_interpolate_reference(x.double(), grid64)
-    ref.backward(upstream.double())
-
+    x = matches_float64_reference(n_channels, seed=3)
     assert len(launched) == 2 * -(-x.shape[0] // rows_per_launch) and max(launched) == rows_per_launch
-    assert rel_err(out, ref) < 1e-3
-    assert rel_err(grid.grad, grid64.grad) < 1e-3
 
 
 def test_vertices_return_stored_values_align_corners():

@@ -81,12 +81,12 @@ def test_init_hash_table_is_small_uniform_and_seeded():
     assert a.abs().max() <= 1e-4 and a.std() > 4e-5
 
 
-@pytest.mark.parametrize("features_per_level", [2, 4, 8])
-def test_forward_and_backward_match_float64_reference(features_per_level):
-    gen = torch.Generator().manual_seed(0)
-    layout = hash_grid_layout(**{**SMALL, "features_per_level": features_per_level})
-    x = boundary_and_random_points(layout, 2000, gen)
-    table = torch.randn(layout.total_entries, features_per_level, generator=gen).requires_grad_()
+def matches_float64_reference(layout, n_random: int, seed: int) -> torch.Tensor:
+    """Encode boundary and random points with a random table of ``layout``, forward and
+    backward, and check both against the float64 reference; returns the points [N, 3]."""
+    gen = torch.Generator().manual_seed(seed)
+    x = boundary_and_random_points(layout, n_random, gen)
+    table = torch.randn(layout.total_entries, layout.features_per_level, generator=gen).requires_grad_()
     out = hash_encode(x, table, layout)
     upstream = torch.randn(out.shape, generator=gen)
     out.backward(upstream)
@@ -98,6 +98,12 @@ def test_forward_and_backward_match_float64_reference(features_per_level):
     assert out.shape == (x.shape[0], layout.output_dim) and out.dtype == torch.float32
     assert rel_err(out, ref) < 1e-3
     assert rel_err(table.grad, table64.grad) < 1e-3
+    return x
+
+
+@pytest.mark.parametrize("features_per_level", [2, 4, 8])
+def test_forward_and_backward_match_float64_reference(features_per_level):
+    matches_float64_reference(hash_grid_layout(**{**SMALL, "features_per_level": features_per_level}), 2000, seed=0)
 
 
 def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypatch):
@@ -105,20 +111,8 @@ def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypa
     rows_per_launch = 100
     launched = record_launch_rows(monkeypatch, hash_encoding, ("_hash_encode_forward", "_hash_encode_backward"),
                                   max_values=rows_per_launch * layout.output_dim)
-    gen = torch.Generator().manual_seed(3)
-    x = boundary_and_random_points(layout, 1000, gen)
-    table = torch.randn(layout.total_entries, layout.features_per_level, generator=gen).requires_grad_()
-    out = hash_encode(x, table, layout)
-    upstream = torch.randn(out.shape, generator=gen)
-    out.backward(upstream)
-
-    table64 = table.detach().double().requires_grad_()
-    ref = hash_encode_reference(x.double(), table64, layout)
-    ref.backward(upstream.double())
-
+    x = matches_float64_reference(layout, 1000, seed=3)
     assert len(launched) == 2 * -(-x.shape[0] // rows_per_launch) and max(launched) == rows_per_launch
-    assert rel_err(out, ref) < 1e-3
-    assert rel_err(table.grad, table64.grad) < 1e-3
 
 
 @pytest.mark.parametrize("log2_table_size, dense", [(7, True), (6, False)])

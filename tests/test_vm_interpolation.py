@@ -22,9 +22,11 @@ def boundary_and_random_points(n_random: int, generator: torch.Generator) -> tor
     return torch.cat([torch.rand(n_random, 3, generator=generator), on_vertices, on_faces, corners])
 
 
-@pytest.mark.parametrize("n_channels", [1, 16])
-def test_forward_and_backward_match_float64_reference(n_channels):
-    gen = torch.Generator().manual_seed(n_channels)
+def matches_float64_reference(n_channels: int, seed: int) -> torch.Tensor:
+    """Interpolate random planes and lines of ``n_channels`` channels at boundary and random
+    points, forward and backward, and check both against the float64 reference; returns the
+    points [N, 3]."""
+    gen = torch.Generator().manual_seed(seed)
     x = boundary_and_random_points(1000, gen)
     planes = torch.randn(3, RES, RES, n_channels, generator=gen).requires_grad_()
     lines = torch.randn(3, RES, n_channels, generator=gen).requires_grad_()
@@ -41,6 +43,12 @@ def test_forward_and_backward_match_float64_reference(n_channels):
     assert rel_err(out, ref) < 1e-3
     assert rel_err(planes.grad, planes64.grad) < 1e-3
     assert rel_err(lines.grad, lines64.grad) < 1e-3
+    return x
+
+
+@pytest.mark.parametrize("n_channels", [1, 16])
+def test_forward_and_backward_match_float64_reference(n_channels):
+    matches_float64_reference(n_channels, seed=n_channels)
 
 
 def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypatch):
@@ -49,25 +57,10 @@ def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypa
     n_channels, rows_per_launch = 4, 100
     launched = record_launch_rows(monkeypatch, vm_interpolation, ("_vm_forward", "_vm_backward"),
                                   max_values=rows_per_launch * 3 * n_channels)
-    gen = torch.Generator().manual_seed(3)
-    x = boundary_and_random_points(1000, gen)
-    planes = torch.randn(3, RES, RES, n_channels, generator=gen).requires_grad_()
-    lines = torch.randn(3, RES, n_channels, generator=gen).requires_grad_()
-    out = vm_interpolate(x, planes, lines)
-    upstream = torch.randn(out.shape, generator=gen)
-    out.backward(upstream)
-
-    planes64 = planes.detach().double().requires_grad_()
-    lines64 = lines.detach().double().requires_grad_()
-    ref = vm_interpolate_reference(x.double(), planes64, lines64)
-    ref.backward(upstream.double())
-
+    x = matches_float64_reference(n_channels, seed=3)
     blocks = -(-x.shape[0] // rows_per_launch)
     assert len(launched) == 2 * blocks and max(launched) == rows_per_launch
     assert sum(launched) == 2 * x.shape[0]
-    assert rel_err(out, ref) < 1e-3
-    assert rel_err(planes.grad, planes64.grad) < 1e-3
-    assert rel_err(lines.grad, lines64.grad) < 1e-3
 
 
 def test_modes_pair_planes_and_lines_over_the_documented_axes():
