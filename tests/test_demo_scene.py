@@ -129,6 +129,18 @@ def test_demo_scene_path_renders_once_into_the_cache(
         demo_scene_path(size=8, n_train=2, n_val=1, n_test=1, seed=1)
 
 
+def test_the_default_demo_scene_is_told_from_other_scenes_by_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run `pvd-ti demo` trains records the scene as the embedded demo scene, so that a later
+    # `pvd-ti distill` of it picks the preset that fits the hardware, not the paper's.
+    monkeypatch.setenv("PVD_CACHE", str(tmp_path))
+    monkeypatch.setattr(demo, "write_demo_scene", lambda out, **kwargs: (out / "transforms_test.json").write_text("{}"))
+    assert demo.is_embedded_demo_scene(demo_scene_path())
+    assert not demo.is_embedded_demo_scene(demo_scene_path(size=8))
+    assert not demo.is_embedded_demo_scene(tmp_path / "elsewhere")
+
+
 @pytest.mark.parametrize("kwargs", [dict(size=0), dict(n_val=0), dict(n_train=2.5)])
 def test_bad_sizes_raise_config_error(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ConfigError):

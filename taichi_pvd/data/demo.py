@@ -530,6 +530,24 @@ def _write_rendered_splits(out: Path, poses: dict[str, torch.Tensor],
         (out / f"transforms_{split}.json").write_text(json.dumps({**meta, "frames": frames}, indent=2))
 
 
+def _demo_scene_folder(size: int, n_train: int, n_val: int, n_test: int, seed: int,
+                       cache_dir: str | os.PathLike[str] | None) -> Path:
+    """Where :func:`demo_scene_path` keeps the demo scene of these parameters (not rendered here)."""
+    params = dict(
+        version=DEMO_VERSION, size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed
+    )
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    base = Path(cache_dir or os.environ.get("PVD_CACHE") or Path.home() / ".cache" / "taichi-pvd")
+    return base / f"demo-{size}-{digest}"
+
+
+def is_embedded_demo_scene(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is the folder of the embedded demo scene at its default parameters (the
+    scene ``pvd-ti train`` uses without ``--data``, and ``pvd-ti demo`` at its default size)."""
+    default = _demo_scene_folder(128, 60, 8, 16, 0, None)
+    return Path(path).resolve() == default.resolve()
+
+
 def demo_scene_path(
     size: int = 128,
     n_train: int = 60,
@@ -546,12 +564,8 @@ def demo_scene_path(
     folder beside it and renamed into place, so a reader never sees a half-written scene and
     concurrent callers are safe.
     """
-    params = dict(
-        version=DEMO_VERSION, size=size, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed
-    )
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    base = Path(cache_dir or os.environ.get("PVD_CACHE") or Path.home() / ".cache" / "taichi-pvd")
-    target = base / f"demo-{size}-{digest}"
+    target = _demo_scene_folder(size, n_train, n_val, n_test, seed, cache_dir)
+    base = target.parent
     if (target / "transforms_test.json").is_file():
         return target
     base.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import torch
 
 from .. import backend
 from ..data import demo_scene_path, load_scene
+from ..data.demo import is_embedded_demo_scene
 from ..data.camera_rig import CameraRig
 from ..fields import field_class, make_config, make_field
 from ..io.run_folder import RunFolder, check_resume_matches, claim_run_folder, scene_fingerprint
@@ -58,7 +59,7 @@ def train(*, data: str | Path | None = None, model: str = "hash", out: str | Pat
     ``force`` continues it on another scene.
     """
     check_option_types(field_class(model).config_class, field_overrides or {}, f"{model} field option")
-    demo = data is None
+    demo = data is None or is_embedded_demo_scene(data)
     scene_path = demo_scene_path() if demo else Path(data)
     out_dir = Path(out) if out is not None else default_run_dir(scene_path, model, demo)
     chosen = training_preset(preset, demo_scene=demo)
