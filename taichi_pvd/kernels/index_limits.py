@@ -3,10 +3,8 @@
 Taichi 1.7 computes the element offsets of an ndarray, and the flat iteration count of a
 ``ti.ndrange`` loop, in int32; past 2^31 it only warns ("Ndarray index might be out of int32
 boundary"). A kernel over ``[N, C]`` per-sample values with ``N * C >= 2^31`` then runs no
-iteration at all, and its ``torch.empty`` output keeps whatever the allocator handed back (a
-whole-image render of a vm field, 144 appearance values a sample, reached it at about 230
-samples a ray on 65536-ray chunks, and came out NaN). The per-sample kernels therefore launch on
-row blocks of fewer values.
+iteration at all, and its ``torch.empty`` output keeps whatever the allocator handed back. The
+per-sample kernels therefore launch on row blocks of fewer values.
 """
 
 #: Values one launch of a per-sample kernel may index: Taichi's int32 offsets and loop counts.
