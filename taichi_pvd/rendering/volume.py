@@ -131,8 +131,7 @@ def render_rays(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.Tensor,
 CPU_SAMPLES_PER_SLICE = 1 << 16
 #: Samples a GPU evaluates at once when rendering without gradients: enough to fill it, while a
 #: chunk of rays through an untrained or open scene (hundreds of samples a ray, tens of millions
-#: in a chunk) no longer holds every sample's features at once (a vm field's 144 appearance
-#: values a sample came to about 15 GB).
+#: in a chunk) does not hold every sample's features in memory at once.
 GPU_SAMPLES_PER_SLICE = 1 << 22
 
 
