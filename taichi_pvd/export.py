@@ -233,6 +233,54 @@ def _marched_chunks(run: LoadedRun, origins: torch.Tensor, directions: torch.Ten
         yield samples, sigma, torch.full((len(o),), math.inf, device=o.device)
 
 
+def _first_crossing(samples: PackedSamples, sigma: torch.Tensor | None, t: torch.Tensor,
+                    threshold: float) -> torch.Tensor:
+    """``t`` [rays] with each ray's first crossing of ``threshold`` (:func:`surface_distances`)."""
+    n = samples.n_samples
+    if n:
+        index = torch.arange(n, device=t.device)
+        above = sigma >= threshold
+        first = torch.full((len(t),), n, dtype=torch.int64, device=t.device)
+        first.scatter_reduce_(0, samples.ray_indices[above].long(), index[above], reduce="amin")
+        rays = torch.nonzero(first < n).squeeze(-1)
+        f = first[rays]
+        before = (f - 1).clamp_min(0)
+        t_f, dt_f = samples.t[f], samples.dt[f]
+        adjacent = (f > samples.ray_starts[rays].long()) & (
+            t_f - samples.t[before] <= 0.51 * (dt_f + samples.dt[before]))
+        t_before = torch.where(adjacent, samples.t[before], t_f - dt_f)
+        s_before = torch.where(adjacent, sigma[before], torch.zeros_like(t_f))
+        w = ((threshold - s_before) / (sigma[f] - s_before).clamp_min(1e-12)).clamp(0, 1)
+        t[rays] = t_before + w * (t_f - t_before)
+    return t
+
+
+def _optical_depth(opacity: float) -> float:
+    """The optical depth ``-ln(1 - opacity)`` at which a ray's opacity reaches ``opacity`` in (0, 1)."""
+    if not 0 < opacity < 1:
+        raise OptionValueError("opacity", f"must lie in (0, 1), got {opacity}")
+    return -math.log1p(-opacity)
+
+
+def _opacity_crossing(samples: PackedSamples, sigma: torch.Tensor | None, t: torch.Tensor,
+                      depth: float) -> torch.Tensor:
+    """``t`` [rays] with where each ray's optical depth reaches ``depth`` (:func:`opaque_distances`)."""
+    n = samples.n_samples
+    if n:
+        sigma = sigma.double()
+        tau = sigma * samples.dt.double()
+        total = torch.cumsum(tau, 0)
+        rays = samples.ray_indices.long()
+        offset = (total - tau)[samples.ray_starts.long().clamp_max(n - 1)][rays]
+        after = total - offset
+        before = after - tau
+        crossing = torch.nonzero((before < depth) & (after >= depth)).squeeze(-1)
+        into = ((depth - before[crossing]) / sigma[crossing].clamp_min(1e-12)).float()
+        start = samples.t[crossing] - 0.5 * samples.dt[crossing]
+        t[rays[crossing]] = start + into.clamp(min=0).minimum(samples.dt[crossing])
+    return t
+
+
 @torch.no_grad()
 def surface_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.Tensor, *, near: float,
                       far: float, threshold: float = DEFAULT_THRESHOLD, chunk: int = 1 << 14) -> torch.Tensor:
@@ -251,26 +299,9 @@ def surface_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.T
         threshold: density sigma (1 / world unit) of the surface.
         chunk: rays marched at once.
     """
-    parts = []
-    for samples, sigma, t in _marched_chunks(run, origins, directions, near=near, far=far, chunk=chunk):
-        n = samples.n_samples
-        if n:
-            index = torch.arange(n, device=t.device)
-            above = sigma >= threshold
-            first = torch.full((len(t),), n, dtype=torch.int64, device=t.device)
-            first.scatter_reduce_(0, samples.ray_indices[above].long(), index[above], reduce="amin")
-            rays = torch.nonzero(first < n).squeeze(-1)
-            f = first[rays]
-            before = (f - 1).clamp_min(0)
-            t_f, dt_f = samples.t[f], samples.dt[f]
-            adjacent = (f > samples.ray_starts[rays].long()) & (
-                t_f - samples.t[before] <= 0.51 * (dt_f + samples.dt[before]))
-            t_before = torch.where(adjacent, samples.t[before], t_f - dt_f)
-            s_before = torch.where(adjacent, sigma[before], torch.zeros_like(t_f))
-            w = ((threshold - s_before) / (sigma[f] - s_before).clamp_min(1e-12)).clamp(0, 1)
-            t[rays] = t_before + w * (t_f - t_before)
-        parts.append(t)
-    return torch.cat(parts) if parts else origins.new_zeros(0)
+    return torch.cat([_first_crossing(samples, sigma, t, threshold) for samples, sigma, t in
+                      _marched_chunks(run, origins, directions, near=near, far=far, chunk=chunk)]
+                     or [origins.new_zeros(0)])
 
 
 @torch.no_grad()
@@ -292,27 +323,25 @@ def opaque_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.Te
         opacity: in (0, 1), the accumulated opacity of the surface.
         chunk: rays marched at once.
     """
-    if not 0 < opacity < 1:
-        raise OptionValueError("opacity", f"must lie in (0, 1), got {opacity}")
-    depth = -math.log1p(-opacity)
-    parts = []
-    for samples, sigma, t in _marched_chunks(run, origins, directions, near=near, far=far, chunk=chunk):
-        n = samples.n_samples
-        if n:
-            sigma = sigma.double()
-            tau = sigma * samples.dt.double()
-            total = torch.cumsum(tau, 0)
-            rays = samples.ray_indices.long()
-            offset = (total - tau)[samples.ray_starts.long().clamp_max(n - 1)][rays]
-            after = total - offset
-            before = after - tau
-            crossing = torch.nonzero((before < depth) & (after >= depth)).squeeze(-1)
-            into = ((depth - before[crossing]) / sigma[crossing].clamp_min(1e-12)).float()
-            start = samples.t[crossing] - 0.5 * samples.dt[crossing]
-            t[rays[crossing]] = start + into.clamp(min=0).minimum(samples.dt[crossing])
-        parts.append(t)
-    return torch.cat(parts) if parts else origins.new_zeros(0)
+    depth = _optical_depth(opacity)
+    return torch.cat([_opacity_crossing(samples, sigma, t, depth) for samples, sigma, t in
+                      _marched_chunks(run, origins, directions, near=near, far=far, chunk=chunk)]
+                     or [origins.new_zeros(0)])
 
+
+@torch.no_grad()
+def _surface_and_opaque_distances(run: LoadedRun, origins: torch.Tensor, directions: torch.Tensor, *, near: float,
+                                  far: float, threshold: float, opacity: float = 0.5,
+                                  chunk: int = 1 << 14) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`surface_distances` and :func:`opaque_distances` [N] of the same rays, marched and
+    evaluated once."""
+    depth = _optical_depth(opacity)
+    surface, opaque = [], []
+    for samples, sigma, t in _marched_chunks(run, origins, directions, near=near, far=far, chunk=chunk):
+        surface.append(_first_crossing(samples, sigma, t.clone(), threshold))
+        opaque.append(_opacity_crossing(samples, sigma, t, depth))
+    empty = origins.new_zeros(0)
+    return torch.cat(surface or [empty]), torch.cat(opaque or [empty])
 
 def _view_rays(run: LoadedRun, views: ViewSet, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays [H * W, 3] of view ``i`` through its pixel centres (row-major), in the space the
@@ -553,8 +582,8 @@ def extract_points(run: LoadedRun, views: ViewSet, *, threshold: float = DEFAULT
     points, colours = [], []
     for i in range(len(views)):
         origins, directions = _view_rays(run, views, i)
-        t = surface_distances(run, origins, directions, near=views.near, far=views.far, threshold=threshold)
-        opaque = opaque_distances(run, origins, directions, near=views.near, far=views.far)
+        t, opaque = _surface_and_opaque_distances(run, origins, directions, near=views.near, far=views.far,
+                                                  threshold=threshold)
         hit = torch.isfinite(t) & (opaque - t <= within)
         x = origins[hit] + directions[hit] * t[hit, None]
         inside = ((x >= region[0]) & (x <= region[1])).all(dim=-1)
