@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_result  # noqa: E402
-from benchmarks.viewer_overhead import OrbitingClient, _free_port  # noqa: E402
+from benchmarks.viewer_overhead import OrbitingClient  # noqa: E402
+from benchmarks.viewer_screenshot import _free_port  # noqa: E402
 from taichi_pvd import backend  # noqa: E402
 from taichi_pvd.io.runs import load_run  # noqa: E402
 from taichi_pvd.viewer.resolution import fit_size  # noqa: E402

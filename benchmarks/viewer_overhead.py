@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_result  # noqa: E402
+from benchmarks.viewer_screenshot import _free_port  # noqa: E402
 from taichi_pvd import backend  # noqa: E402
 from taichi_pvd.data.camera_paths import look_at  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
@@ -89,12 +89,6 @@ class OrbitingClient(threading.Thread):
                         self.received += 1
                     except TimeoutError:
                         break
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int | None, with_client: bool,
