@@ -5,7 +5,8 @@
 #   fern:   the hash teacher alone (120 s), then three lanes sharing the GPU: hash -> hash, vm (90 s
 #           each) | hash -> grid (90 s) | hash -> mlp (180 s); then the spiral path, teacher | grid
 #           student.
-#   fern-scratch: vm, grid (120 s) and mlp (180 s) from scratch, sharing the GPU.
+#   fern-scratch: vm, grid (120 s) and mlp (180 s) from scratch, sharing the GPU (MODELS="vm" runs
+#           only those named).
 #   garden: the hash teacher alone (270 s), then two lanes: hash -> grid | hash -> mlp; then the
 #           ellipse path, teacher | grid student.
 # The hash teachers follow the image-size recipe of lego (docs/experiments.md): a finest level of
@@ -60,10 +61,13 @@ if [ "$part" = fern ]; then
   path=spiral
 elif [ "$part" = fern-scratch ]; then
   data=$kit/nerf_llff_data/fern
-  note="shared the GPU with two other from-scratch runs"
-  lane scratch-vm "$note" scratch "$data" vm 120 "${size[@]}" &
-  lane scratch-mlp "$note" scratch "$data" mlp 180 "${size[@]}" &
-  lane scratch-grid "$note" scratch "$data" grid 120 "${size[@]}" &
+  models=${MODELS:-vm mlp grid}
+  note="ran with ${models// /, } from scratch on one GPU${SHARED_WITH:+, alongside $SHARED_WITH}"
+  for model in $models; do
+    seconds=120
+    [ "$model" = mlp ] && seconds=180
+    lane "scratch-$model" "$note" scratch "$data" "$model" "$seconds" "${size[@]}" &
+  done
   wait
   path=
 else

@@ -1,8 +1,8 @@
 """Frames a second of ``pvd-ti view`` while the camera moves, and the size it renders them at.
 
-The client is :class:`benchmarks.viewer_overhead.OrbitingClient` (a websocket client speaking
-viser's protocol, no browser): it sends a new camera every 50 ms, so the page never stops
-moving and the viewer renders every frame at its reduced, frame-rate-keeping size (at most
+The client is :class:`benchmarks.orbiting_client.OrbitingClient` (a websocket client speaking
+viser's protocol in a process of its own, no browser): it sends a new camera every 50 ms, so the
+page never stops moving and the viewer renders every frame at its reduced, frame-rate-keeping size (at most
 20 frames a second: one per camera the client sends). After a warm-up (kernels compiled, the
 cost of a pixel learnt) the frames sent over ``--seconds`` are counted.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_result  # noqa: E402
-from benchmarks.viewer_overhead import OrbitingClient  # noqa: E402
+from benchmarks.orbiting_client import OrbitingClient  # noqa: E402
 from benchmarks.viewer_screenshot import _free_port  # noqa: E402
 from taichi_pvd import backend  # noqa: E402
 from taichi_pvd.io.runs import load_run  # noqa: E402
@@ -54,7 +54,7 @@ def measure(runs: list[Path], seconds: float, warm_up: float, canvas: tuple[int,
     client = OrbitingClient(session.url, session.rig, width=canvas[0], height=canvas[1])
     client.start()
     try:
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while not session._clients and time.time() < deadline:
             time.sleep(0.05)
         if not session._clients:
@@ -62,8 +62,7 @@ def measure(runs: list[Path], seconds: float, warm_up: float, canvas: tuple[int,
         _serve_for(session, warm_up)
         frames, elapsed = _serve_for(session, seconds)
     finally:
-        client.stop.set()
-        client.join(timeout=5)
+        client.close()
         session.close()
     still_side = session.controls.settings()[3]
     width, height = fit_size(*canvas, still_side)

@@ -1,11 +1,10 @@
 """Steps per second of a distillation with and without a viewer client connected (the cost of
 ``pvd-ti distill --view``), and the frames the client got.
 
-The client is a Python websocket client (``websockets``, a dependency of viser), no browser: it
-connects with viser's subprotocol, sends a ``ViewerCameraMessage`` (msgpack, as the page sends it)
-every 50 ms along an orbit around the scene (a user dragging the camera the whole time: the
-most frames the viewer ever wants) and drains what the server sends. To the server it is a
-client with a camera; the distillation renders for it between steps through
+The client is :class:`benchmarks.orbiting_client.OrbitingClient`, a websocket client in a
+process of its own, no browser: it sends a camera every 50 ms along an orbit around the scene (a
+user dragging the camera the whole time: the most frames the viewer ever wants) and drains what
+the server sends. To the server it is a client with a camera; the distillation renders for it between steps through
 :meth:`~taichi_pvd.viewer.session.ViewerSession.between_steps`, the path ``--view`` uses.
 
 Usage::
@@ -21,74 +20,21 @@ sent and the share of wall time spent rendering.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_result  # noqa: E402
+from benchmarks.orbiting_client import OrbitingClient  # noqa: E402
 from benchmarks.viewer_screenshot import _free_port  # noqa: E402
 from taichi_pvd import backend  # noqa: E402
-from taichi_pvd.data.camera_paths import look_at  # noqa: E402
 from taichi_pvd.distill.api import distill  # noqa: E402
 from taichi_pvd.training.api import train  # noqa: E402
-from taichi_pvd.viewer.cameras import ViewCamera, vertical_fov  # noqa: E402
-from taichi_pvd.viewer.session import ViewerSession, import_viser  # noqa: E402
+from taichi_pvd.viewer.session import ViewerSession  # noqa: E402
 from taichi_pvd.viewer.sources import distillation_sources  # noqa: E402
-
-
-class OrbitingClient(threading.Thread):
-    """A viser client without a browser: sends its camera every ``period_s`` seconds, moving
-    along an orbit of the rig, with a ``width`` x ``height`` canvas; counts messages received."""
-
-    def __init__(self, url: str, rig, width: int = 1280, height: int = 720, period_s: float = 0.05):
-        super().__init__(daemon=True)
-        self.url, self.rig, self.size, self.period_s = url, rig, (width, height), period_s
-        self.received = 0
-        self.stop = threading.Event()
-
-    def _camera_message(self, angle: float) -> bytes:
-        import msgspec
-        import torch
-
-        rig = self.rig
-        up = torch.tensor(rig.up, dtype=torch.float64)
-        centre = torch.tensor(rig.centre, dtype=torch.float64)
-        side = torch.linalg.cross(up, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
-        if side.norm() < 1e-3:
-            side = torch.linalg.cross(up, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
-        side = side / side.norm()
-        other = torch.linalg.cross(up, side)
-        eye = centre + rig.radius * (0.87 * (math.cos(angle) * side + math.sin(angle) * other) + 0.5 * up)
-        c2w = look_at(eye, centre, up)
-        fov = vertical_fov(rig.fy * self.size[1] / rig.height * rig.width / self.size[0], self.size[1])
-        wxyz, position = ViewCamera(tuple(map(tuple, c2w.tolist())), fov).viser_pose()
-        return msgspec.msgpack.encode({
-            "type": "ViewerCameraMessage", "wxyz": wxyz.tolist(), "position": position.tolist(), "fov": fov,
-            "near": 0.01, "far": 1000.0, "image_height": self.size[1], "image_width": self.size[0],
-            "look_at": centre.tolist(), "up_direction": up.tolist()})
-
-    def run(self) -> None:
-        from websockets.sync.client import connect
-
-        viser = import_viser()
-        with connect(self.url.replace("http", "ws"), subprotocols=[f"viser-v{viser.__version__}"],
-                     max_size=None) as ws:
-            angle = 0.0
-            while not self.stop.is_set():
-                ws.send(self._camera_message(angle))
-                angle += 0.05
-                deadline = time.perf_counter() + self.period_s
-                while (left := deadline - time.perf_counter()) > 0:
-                    try:
-                        ws.recv(timeout=left)
-                        self.received += 1
-                    except TimeoutError:
-                        break
 
 
 def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int | None, with_client: bool,
@@ -108,7 +54,7 @@ def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int |
                                     live=True, log=lambda _: None)
             client = OrbitingClient(session.url, loop.rig)
             client.start()
-            deadline = time.time() + 30
+            deadline = time.time() + 60
             while not session._clients and time.time() < deadline:
                 time.sleep(0.05)
             if not session._clients:
@@ -126,8 +72,7 @@ def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int |
     result = {"steps": metrics["steps"], "wall_seconds": wall, "steps_per_second": metrics["steps"] / wall}
     if with_client:
         session, client = seen["session"], seen["client"]
-        client.stop.set()
-        client.join(timeout=5)
+        client.close()
         session.close()
         result.update(frames_sent=session.frames_sent, render_seconds=session.render_seconds,
                       render_share=session.render_seconds / wall, client_messages=client.received)
