@@ -7,9 +7,8 @@
 #           student.
 #   fern-scratch: vm, grid (120 s) and mlp (180 s) from scratch, sharing the GPU (MODELS="vm" runs
 #           only those named).
-#   garden: the hash teacher alone (270 s), then two lanes: hash -> grid (90 s) | hash -> mlp (120 s: one call
-#           holds it all); then the
-#           ellipse path, teacher | grid student.
+#   garden: the hash teacher alone (270 s), then two lanes: hash -> grid (90 s) | hash -> mlp
+#           (120 s, so that one call holds it all); then the ellipse path, teacher | grid student.
 # The hash teachers follow the image-size recipe of lego (docs/experiments.md): a finest level of
 # about 1.25 cells a pixel across the images (640 for fern's 504 pixels in NDC; 640 for garden's
 # 256 pixels, whose unit cube fills half of the contracted box), 4 features a level, the
