@@ -13,7 +13,8 @@
 # about 1.25 cells a pixel across the images (640 for fern's 504 pixels in NDC; 640 for garden's
 # 256 pixels, whose unit cube fills half of the contracted box), 4 features a level, the
 # parameter average 0.99.
-# TIME_SCALE=0.05 FRAMES=2 scale every time limit and the path (a smoke test on the CPU).
+# TIME_SCALE=0.05 FRAMES=2 scale every time limit and the path (a smoke test on the CPU);
+# STUDENT_SCALE scales the distillations' time limits alone (when a call has less time left).
 # Each lane writes its own results folder; they are merged into $OUT/res at the end. Runs that
 # shared the GPU say so in their "note".
 set -u
@@ -41,7 +42,7 @@ teacher() {  # teacher DATA SECONDS TRAIN-SETS...: the hash teacher alone on the
      --train-set time_limit_s="$(secs "$seconds")" "$@" --out "$runs/hash") > "$out/teacher.log" 2>&1
 }
 distil() {  # distil DATA PAIRS SECONDS: students kept in $runs/students
-  python benchmarks/distill.py --data "$1" --teacher hash="$runs/hash" --pairs "$2" --time-limit "$(secs "$3")" \
+  python benchmarks/distill.py --data "$1" --teacher hash="$runs/hash" --pairs "$2" --time-limit "$(secs "$3 * ${STUDENT_SCALE:-1}")" \
     --keep-runs "$runs/students"
 }
 scratch() {  # scratch DATA MODEL SECONDS TRAIN-SETS...
