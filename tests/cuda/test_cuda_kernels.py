@@ -104,6 +104,33 @@ def test_vm_interpolation_matches_float64_reference():
                         seed=20 + call)
 
 
+def test_vm_interpolation_past_taichis_int32_launch_limit():
+    # More than 2^31 output values (8.6 GB of float32): Taichi 1.7 counts a launch's iterations
+    # in int32 and, past that, runs none; the kernel must launch in row blocks. Values and
+    # gradients against the float64 reference, computed on the GPU in chunks.
+    channels = 48
+    n = (2**31) // (3 * channels) + 4099
+    gen = torch.Generator(device=CUDA).manual_seed(7)
+    x = torch.rand(n, 3, device=CUDA, generator=gen)
+    planes = torch.randn(3, 16, 16, channels, device=CUDA, generator=gen).requires_grad_()
+    lines = torch.randn(3, 16, channels, device=CUDA, generator=gen).requires_grad_()
+    out = vm_interpolate(x, planes, lines)
+    assert out.shape[0] * out.shape[1] >= 2**31
+    upstream = torch.randn(out.shape, device=CUDA, generator=gen)
+    (out * upstream).sum().backward()
+    planes64 = planes.detach().double().requires_grad_()
+    lines64 = lines.detach().double().requires_grad_()
+    worst = 0.0
+    for rows in torch.arange(n, device=CUDA).split(1 << 21):
+        ref = vm_interpolate_reference(x[rows].double(), planes64, lines64)
+        worst = max(worst, float((out[rows].double() - ref).abs().max()))
+        (ref * upstream[rows].double()).sum().backward()
+    del out, upstream
+    assert worst < 1e-4
+    # Each line entry sums ~2M float32 products (rounding grows with the square root of that).
+    assert rel_err(planes.grad, planes64.grad) < 1e-3 and rel_err(lines.grad, lines64.grad) < 1e-3
+
+
 @pytest.mark.parametrize("n_bands", [1, 2, 3, 4])
 def test_sh_encoding_matches_float64_reference(n_bands):
     for call, n in enumerate(SIZES):
