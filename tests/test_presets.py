@@ -32,8 +32,8 @@ LOOP_FULL = {
 #: into the presets.
 TRAIN_FULL_HASH = {
     **LOOP_FULL, "steps": 20000, "batch_rays": 8192, "lr": 0.01, "grid_resolution": 128, "grid_update_every": 16,
-    "grid_warmup_steps": 256, "grid_decay": 0.95, "distortion_weight": 0.0, "random_background": True,
-    "downscale": 1, "holdout_every": 8, "scene_type": None,
+    "grid_warmup_steps": 256, "grid_decay": 0.95, "random_background": True, "downscale": 1, "holdout_every": 8,
+    "scene_type": None,
 }
 #: Every distillation option of the full preset into a hash student, as resolved before.
 DISTILL_FULL_HASH = {

@@ -25,9 +25,6 @@ class TrainConfig(LoopConfig):
     """Steps during which every occupancy cell is re-evaluated at each update."""
     grid_decay: float = 0.95
     """EMA decay of the occupancy densities."""
-    distortion_weight: float = 0.0
-    """Weight of the distortion loss of mip-NeRF 360
-    (:mod:`~taichi_pvd.training.interval_distortion`), averaged over the batch's rays."""
     random_background: bool = True
     """Composite transparent training pixels on a random colour per ray."""
     downscale: int = 1
@@ -49,7 +46,5 @@ class TrainConfig(LoopConfig):
         check_scene_type(self.scene_type)
         if self.grid_warmup_steps < 0:
             raise OptionValueError("grid_warmup_steps", f"must be >= 0, got {self.grid_warmup_steps}")
-        if not self.distortion_weight >= 0:
-            raise OptionValueError("distortion_weight", f"must be >= 0, got {self.distortion_weight}")
         if not 0 < self.grid_decay < 1:
             raise OptionValueError("grid_decay", f"must be in (0, 1), got {self.grid_decay}")

@@ -17,11 +17,9 @@ from ..errors import SceneOutOfView
 from ..fields import RadianceField
 from ..rendering.occupancy import OccupancyGrid
 from ..metrics import psnr
-from ..kernels.compositing import render_weights
 from ..kernels.marching import PackedSamples
 from ..rendering.volume import composite_samples, march
 from .config import TrainConfig
-from .interval_distortion import interval_distortion
 from .loop import OptimizationLoop
 
 #: A CPU run estimated to take longer than this (seconds) is told so before it starts.
@@ -112,10 +110,6 @@ class Trainer(OptimizationLoop):
         target = batch.rgb_on(background)
         rgb_loss = F.mse_loss(out.rgb, target)
         loss = rgb_loss + self.field.regularization(self.generator)
-        if c.distortion_weight > 0 and samples.n_samples:
-            weights = render_weights(sigma, samples.dt, samples.ray_starts, samples.ray_counts,
-                                     transmittance_threshold=c.marching.transmittance_threshold)
-            loss = loss + c.distortion_weight * interval_distortion(weights, samples).mean()
         return loss, samples.n_samples / n, {"rgb": rgb_loss.detach()}
 
     def sampling_warmup_steps(self) -> int:
