@@ -6,6 +6,7 @@ own tests on CUDA; the hand-written backwards against Taichi's autodiff on CUDA.
 import pytest
 import torch
 
+from taichi_pvd.data.contracted_space import contracted_aabb
 from taichi_pvd.kernels.compositing import (
     composite,
     composite_reference,
@@ -201,6 +202,24 @@ def test_marching_matches_float64_reference(cone_angle):
     assert samples.t.device.type == "cuda" and reference.n_samples > 2000
     assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far, cone_angle=cone_angle)
 
+
+
+@pytest.mark.parametrize("cone_angle", [0.0, 1.0 / 32])
+def test_contracted_marching_matches_float64_reference(cone_angle):
+    # Unbounded scenes: world-space steps growing with distance, positions contracted.
+    grid = OccupancyGrid(contracted_aabb(), resolution=16, contracted=True)
+    grid.bitfield.copy_(pack_bitfield(torch.rand(16**3, generator=_generator(2)) < 0.3))
+    gen = _generator(3)
+    n = 300
+    origins = 1.8 * (torch.rand(n, 3, generator=gen) - 0.5)
+    directions = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=1)
+    kwargs = dict(near=0.02 + 0.1 * torch.rand(n, generator=gen), far=1e4, step_size=0.01, cone_angle=cone_angle,
+                  jitter=torch.rand(n, generator=gen))
+    reference = march_rays_reference(origins, directions, grid, **kwargs)
+    samples = march_rays(origins.to(CUDA), directions.to(CUDA), grid.to(CUDA), **{
+        k: v.to(CUDA) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()})
+    assert samples.t.device.type == "cuda" and float(reference.t.max()) > 100.0
+    assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=1e4, cone_angle=cone_angle)
 
 @pytest.mark.parametrize("case", ["hash", "grid", "vm", "sh", "composite", "weights"])
 def test_handwritten_backwards_match_taichis_autodiff(case):
