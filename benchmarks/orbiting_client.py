@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 
 
 def _camera_message(rig, size: tuple[int, int], angle: float) -> bytes:
@@ -79,9 +80,16 @@ class OrbitingClient:
         """Messages received from the server so far."""
         return self._received.value
 
-    def start(self) -> None:
-        """Start the process (it connects within a few seconds: it imports torch)."""
+    def start(self, registered: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        """Start the process and wait until ``registered()`` says the server knows the client
+        (the process imports torch first: a few seconds); RuntimeError after ``timeout_s``."""
         self._process.start()
+        deadline = time.perf_counter() + timeout_s
+        while not registered():
+            if time.perf_counter() > deadline:
+                self.close()
+                raise RuntimeError("the websocket client did not register with the viewer")
+            time.sleep(0.05)
 
     def close(self) -> None:
         """Stop the process and wait for it."""

@@ -2,9 +2,9 @@
 
 The client is :class:`benchmarks.orbiting_client.OrbitingClient` (a websocket client speaking
 viser's protocol in a process of its own, no browser): it sends a new camera every 50 ms, so the
-page never stops moving and the viewer renders every frame at its reduced, frame-rate-keeping size (at most
-20 frames a second: one per camera the client sends). After a warm-up (kernels compiled, the
-cost of a pixel learnt) the frames sent over ``--seconds`` are counted.
+page never stops moving and the viewer renders every frame at its reduced, frame-rate-keeping
+size (at most 20 frames a second: one per camera the client sends). After a warm-up (kernels
+compiled, the cost of a pixel learnt) the frames sent over ``--seconds`` are counted.
 
 Usage::
 
@@ -52,13 +52,8 @@ def measure(runs: list[Path], seconds: float, warm_up: float, canvas: tuple[int,
     session = ViewerSession(sources, port=_free_port(), save_dir=Path(tempfile.mkdtemp(prefix="viewer-fps-")),
                             log=lambda _: None)
     client = OrbitingClient(session.url, session.rig, width=canvas[0], height=canvas[1])
-    client.start()
+    client.start(registered=lambda: bool(session._clients))
     try:
-        deadline = time.time() + 60
-        while not session._clients and time.time() < deadline:
-            time.sleep(0.05)
-        if not session._clients:
-            raise RuntimeError("the websocket client did not register with the viewer")
         _serve_for(session, warm_up)
         frames, elapsed = _serve_for(session, seconds)
     finally:

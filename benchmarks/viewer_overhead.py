@@ -4,8 +4,9 @@
 The client is :class:`benchmarks.orbiting_client.OrbitingClient`, a websocket client in a
 process of its own, no browser: it sends a camera every 50 ms along an orbit around the scene (a
 user dragging the camera the whole time: the most frames the viewer ever wants) and drains what
-the server sends. To the server it is a client with a camera; the distillation renders for it between steps through
-:meth:`~taichi_pvd.viewer.session.ViewerSession.between_steps`, the path ``--view`` uses.
+the server sends. To the server it is a client with a camera; the distillation renders for it
+between steps through :meth:`~taichi_pvd.viewer.session.ViewerSession.between_steps`, the path
+``--view`` uses.
 
 Usage::
 
@@ -53,12 +54,7 @@ def _distil(teacher: Path, out: Path, target: str, steps: int, batch_rays: int |
             session = ViewerSession(distillation_sources(loop, teacher), port=_free_port(), save_dir=out,
                                     live=True, log=lambda _: None)
             client = OrbitingClient(session.url, loop.rig)
-            client.start()
-            deadline = time.time() + 60
-            while not session._clients and time.time() < deadline:
-                time.sleep(0.05)
-            if not session._clients:
-                raise RuntimeError("the websocket client did not register with the viewer")
+            client.start(registered=lambda: bool(session._clients))
             session.started = time.perf_counter()
             loop.between_steps = session.between_steps
             seen.update(session=session, client=client)
