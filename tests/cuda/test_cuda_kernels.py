@@ -179,6 +179,11 @@ def test_render_weights_gradient_matches_float64_reference():
     assert rel_err(sigmas.grad, sigmas64.grad) < 1e-4
 
 
+def _on_cuda(kwargs: dict) -> dict:
+    """``kwargs`` with its tensors moved to the GPU."""
+    return {k: v.to(CUDA) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+
+
 def _random_grid(resolution: int, occupied: float, seed: int) -> OccupancyGrid:
     grid = OccupancyGrid(torch.tensor([[-1.0, -0.5, -1.5], [1.0, 1.5, 0.5]]), resolution=resolution)
     grid.bitfield.copy_(pack_bitfield(torch.rand(resolution**3, generator=_generator(seed)) < occupied))
@@ -197,11 +202,9 @@ def test_marching_matches_float64_reference(cone_angle):
     kwargs = dict(near=near, far=far, step_size=0.007, cone_angle=cone_angle, jitter=jitter)
     reference = march_rays_reference(origins, directions, grid, **kwargs)
     cuda_grid = grid.to(CUDA)
-    samples = march_rays(origins.to(CUDA), directions.to(CUDA), cuda_grid, **{
-        k: v.to(CUDA) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()})
+    samples = march_rays(origins.to(CUDA), directions.to(CUDA), cuda_grid, **_on_cuda(kwargs))
     assert samples.t.device.type == "cuda" and reference.n_samples > 2000
     assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far, cone_angle=cone_angle)
-
 
 
 @pytest.mark.parametrize("cone_angle", [0.0, 1.0 / 32])
@@ -216,10 +219,10 @@ def test_contracted_marching_matches_float64_reference(cone_angle):
     kwargs = dict(near=0.02 + 0.1 * torch.rand(n, generator=gen), far=1e4, step_size=0.01, cone_angle=cone_angle,
                   jitter=torch.rand(n, generator=gen))
     reference = march_rays_reference(origins, directions, grid, **kwargs)
-    samples = march_rays(origins.to(CUDA), directions.to(CUDA), grid.to(CUDA), **{
-        k: v.to(CUDA) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()})
+    samples = march_rays(origins.to(CUDA), directions.to(CUDA), grid.to(CUDA), **_on_cuda(kwargs))
     assert samples.t.device.type == "cuda" and float(reference.t.max()) > 100.0
     assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=1e4, cone_angle=cone_angle)
+
 
 @pytest.mark.parametrize("case", ["hash", "grid", "vm", "sh", "composite", "weights"])
 def test_handwritten_backwards_match_taichis_autodiff(case):
