@@ -30,3 +30,11 @@ def record_launch_rows(monkeypatch: pytest.MonkeyPatch, module: ModuleType, kern
     for name in kernel_names:
         monkeypatch.setattr(module, name, recorded(getattr(module, name)))
     return rows
+
+
+def assert_row_blocks(launched: list[int], n_rows: int, rows_per_launch: int) -> None:
+    """The forward and the backward kernel each covered ``n_rows`` rows in blocks of at most
+    ``rows_per_launch``: ``launched`` as :func:`record_launch_rows` recorded it."""
+    blocks = -(-n_rows // rows_per_launch)
+    assert len(launched) == 2 * blocks and max(launched) == rows_per_launch
+    assert sum(launched) == 2 * n_rows

@@ -5,7 +5,7 @@ import torch
 
 from taichi_pvd.kernels import grid_interpolation
 from taichi_pvd.kernels.grid_interpolation import grid_interpolate, grid_interpolate_reference
-from tests.launch_limits import record_launch_rows
+from tests.launch_limits import assert_row_blocks, record_launch_rows
 
 SHAPE = (5, 3, 9)  # vertex spacing 1/4, 1/2, 1/8 in [0, 1]: vertices are exact in float32
 
@@ -54,7 +54,7 @@ def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypa
     launched = record_launch_rows(monkeypatch, grid_interpolation, ("_grid_forward", "_grid_backward"),
                                   max_values=rows_per_launch * n_channels)
     x = matches_float64_reference(n_channels, seed=3)
-    assert len(launched) == 2 * -(-x.shape[0] // rows_per_launch) and max(launched) == rows_per_launch
+    assert_row_blocks(launched, x.shape[0], rows_per_launch)
 
 
 def test_vertices_return_stored_values_align_corners():

@@ -11,7 +11,7 @@ from taichi_pvd.kernels.hash_encoding import (
     hash_grid_layout,
     init_hash_table,
 )
-from tests.launch_limits import record_launch_rows
+from tests.launch_limits import assert_row_blocks, record_launch_rows
 
 # Growth factor 3: scales 4, 14, 44; resolutions 5, 15, 45.
 SMALL = dict(
@@ -112,7 +112,7 @@ def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypa
     launched = record_launch_rows(monkeypatch, hash_encoding, ("_hash_encode_forward", "_hash_encode_backward"),
                                   max_values=rows_per_launch * layout.output_dim)
     x = matches_float64_reference(layout, 1000, seed=3)
-    assert len(launched) == 2 * -(-x.shape[0] // rows_per_launch) and max(launched) == rows_per_launch
+    assert_row_blocks(launched, x.shape[0], rows_per_launch)
 
 
 @pytest.mark.parametrize("log2_table_size, dense", [(7, True), (6, False)])

@@ -5,7 +5,7 @@ import torch
 
 from taichi_pvd.kernels import vm_interpolation
 from taichi_pvd.kernels.vm_interpolation import vm_interpolate, vm_interpolate_reference
-from tests.launch_limits import record_launch_rows
+from tests.launch_limits import assert_row_blocks, record_launch_rows
 
 RES = 9  # vertex spacing 1/8: vertices are exact in float32
 
@@ -58,9 +58,7 @@ def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypa
     launched = record_launch_rows(monkeypatch, vm_interpolation, ("_vm_forward", "_vm_backward"),
                                   max_values=rows_per_launch * 3 * n_channels)
     x = matches_float64_reference(n_channels, seed=3)
-    blocks = -(-x.shape[0] // rows_per_launch)
-    assert len(launched) == 2 * blocks and max(launched) == rows_per_launch
-    assert sum(launched) == 2 * x.shape[0]
+    assert_row_blocks(launched, x.shape[0], rows_per_launch)
 
 
 def test_modes_pair_planes_and_lines_over_the_documented_axes():
