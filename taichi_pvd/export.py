@@ -343,6 +343,7 @@ def _surface_and_opaque_distances(run: LoadedRun, origins: torch.Tensor, directi
     empty = origins.new_zeros(0)
     return torch.cat(surface or [empty]), torch.cat(opaque or [empty])
 
+
 def _view_rays(run: LoadedRun, views: ViewSet, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays [H * W, 3] of view ``i`` through its pixel centres (row-major), in the space the
     field is marched in, on the run's device."""

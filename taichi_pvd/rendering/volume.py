@@ -143,8 +143,9 @@ def render_rays_chunked(field_fn: FieldFn, grid: OccupancyGrid, origins: torch.T
     """Render many rays without gradients in chunks of ``chunk`` rays.
 
     The field is evaluated :data:`CPU_SAMPLES_PER_SLICE` samples at a time on the CPU, so that
-    no single call runs for minutes, and :data:`GPU_SAMPLES_PER_SLICE` at a time on a GPU. ``should_stop`` (optional) is asked between chunks and
-    slices; when it answers True the rendering stops by raising :class:`KeyboardInterrupt`.
+    no single call runs for minutes, and :data:`GPU_SAMPLES_PER_SLICE` at a time on a GPU.
+    ``should_stop`` (optional) is asked between chunks and slices; when it answers True the
+    rendering stops by raising :class:`KeyboardInterrupt`.
 
     Returns ``(rgb [N, 3], depth [N], opacity [N])``. ``background`` is [3] or [N, 3].
     """
