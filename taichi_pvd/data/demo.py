@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -541,13 +542,6 @@ def _demo_scene_folder(size: int, n_train: int, n_val: int, n_test: int, seed: i
     return base / f"demo-{size}-{digest}"
 
 
-def is_embedded_demo_scene(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is the folder of the embedded demo scene at its default parameters (the
-    scene ``pvd-ti train`` uses without ``--data``, and ``pvd-ti demo`` at its default size)."""
-    default = _demo_scene_folder(128, 60, 8, 16, 0, None)
-    return Path(path).resolve() == default.resolve()
-
-
 def demo_scene_path(
     size: int = 128,
     n_train: int = 60,
@@ -580,6 +574,15 @@ def demo_scene_path(
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+def is_embedded_demo_scene(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is the folder of the embedded demo scene at its default parameters (the
+    scene ``pvd-ti train`` uses without ``--data``, and ``pvd-ti demo`` at its default size):
+    :func:`demo_scene_path`'s own defaults."""
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(demo_scene_path).parameters.items()}
+    return Path(path).resolve() == _demo_scene_folder(**defaults).resolve()
 
 
 # -- the forward-facing (LLFF) variant ---------------------------------------------------------
