@@ -3,12 +3,16 @@
 Taichi 1.7 computes the element offsets of an ndarray, and the flat iteration count of a
 ``ti.ndrange`` loop, in int32; past 2^31 it only warns ("Ndarray index might be out of int32
 boundary"). A kernel over ``[N, C]`` per-sample values with ``N * C >= 2^31`` then runs no
-iteration at all, and its ``torch.empty`` output keeps whatever the allocator handed back. The
-per-sample kernels therefore launch on row blocks of fewer values.
+iteration at all, and its ``torch.empty`` output keeps whatever the allocator handed back. On
+CUDA the limit is lower still: each thread strides through the loop by the launch's grid size
+in int32, so a loop that ends within one stride of 2^31 wraps to negative indices and reads and
+writes outside its arrays (an illegal memory access). The per-sample kernels therefore launch on
+row blocks of at most 2^30 values, leaving 2^30 iterations of room for the stride.
 """
 
-#: Values one launch of a per-sample kernel may index: Taichi's int32 offsets and loop counts.
-MAX_VALUES_PER_LAUNCH = 2**31 - 1
+#: Values one launch of a per-sample kernel may index: half of Taichi's int32 offsets and loop
+#: counts, the other half being room for a CUDA thread's last stride past the end of the loop.
+MAX_VALUES_PER_LAUNCH = 2**30
 
 
 def row_blocks(n_rows: int, values_per_row: int) -> list[slice]:

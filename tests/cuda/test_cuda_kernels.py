@@ -107,8 +107,10 @@ def test_vm_interpolation_matches_float64_reference():
 
 def test_vm_interpolation_past_taichis_int32_launch_limit():
     # More than 2^31 output values (8.6 GB of float32): Taichi 1.7 counts a launch's iterations
-    # in int32 and, past that, runs none; the kernel must launch in row blocks. Values and
-    # gradients against the float64 reference, computed on the GPU in chunks.
+    # in int32 and, past that, runs none; a block ending just below 2^31 made CUDA threads
+    # stride past it into negative indices (an illegal memory access). The kernel must launch in
+    # row blocks with room for the stride. Values and gradients against the float64 reference,
+    # computed on the GPU in chunks.
     channels = 48
     n = (2**31) // (3 * channels) + 4099
     gen = torch.Generator(device=CUDA).manual_seed(7)
