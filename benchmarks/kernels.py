@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import write_result  # noqa: E402
 from taichi_pvd import backend  # noqa: E402
+from taichi_pvd.data.contracted_space import contracted_aabb  # noqa: E402
 from taichi_pvd.kernels.compositing import composite, composite_reference  # noqa: E402
 from taichi_pvd.kernels.grid_interpolation import grid_interpolate, grid_interpolate_reference  # noqa: E402
 from taichi_pvd.kernels.hash_encoding import (  # noqa: E402
@@ -165,6 +166,31 @@ def bench_march_composite(device: torch.device, n_rays: int, occupancy: float = 
     }
 
 
+def bench_contracted_march(device: torch.device, n_rays: int) -> dict:
+    """Marching of an unbounded scene in float32 and float64: rays from inside the unit cube of a
+    contracted 128^3 grid whose occupied cells are a ball in the middle and the far background
+    (contracted radius above 1.6), to a far distance of 1000 (Instant-NGP's 1/256 cone)."""
+    grid = OccupancyGrid(contracted_aabb(), resolution=128, contracted=True).to(device)
+    grid.update(lambda p: torch.where((p.norm(dim=-1) < 0.5) | (p.abs().amax(dim=-1) > 1.6), 100.0, 0.0),
+                step=0, warmup_steps=1)
+    g = torch.Generator(device=device).manual_seed(2)
+    origins = (1.6 * (torch.rand(n_rays, 3, device=device, generator=g) - 0.5)).contiguous()
+    dirs = torch.nn.functional.normalize(torch.randn(n_rays, 3, device=device, generator=g), dim=-1).contiguous()
+    jitter = torch.rand(n_rays, device=device, generator=g)
+
+    def march(precision: str):
+        return march_rays(origins, dirs, grid, near=0.05, far=1000.0, step_size=math.sqrt(3) * 4.0 / 1024,
+                          cone_angle=1 / 256, jitter=jitter, precision=precision)
+
+    return {
+        "contracted_march_rays": n_rays,
+        "contracted_march_occupied_fraction": grid.occupancy_fraction(),
+        "contracted_march_samples_per_ray": march("float32").n_samples / n_rays,
+        "contracted_march_float32_ms": timed(lambda: march("float32"), 20, device) * 1e3,
+        "contracted_march_float64_ms": timed(lambda: march("float64"), 20, device) * 1e3,
+    }
+
+
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
 
@@ -226,6 +252,7 @@ def main() -> None:
     figures.update(bench_hash(device, n_points))
     figures.update(bench_grid(device, n_points))
     figures.update(bench_march_composite(device, n_rays))
+    figures.update(bench_contracted_march(device, n_rays))
     path = write_result("kernels", "synthetic", figures, args.out_dir)
     for k, v in figures.items():
         print(f"{k:50s} {v:.4g}" if isinstance(v, float) else f"{k:50s} {v}")
