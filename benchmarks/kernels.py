@@ -31,7 +31,7 @@ from taichi_pvd.kernels.hash_encoding import (  # noqa: E402
     hash_grid_layout,
     init_hash_table,
 )
-from taichi_pvd.kernels.marching import march_rays  # noqa: E402
+from taichi_pvd.kernels.marching import default_precision, march_rays  # noqa: E402
 from taichi_pvd.rendering.occupancy import OccupancyGrid  # noqa: E402
 
 
@@ -143,9 +143,10 @@ def bench_march_composite(device: torch.device, n_rays: int, occupancy: float = 
         return state["s"]
 
     t_march = timed(march, 20, device)
-    # The same rays in float64 arithmetic (the default is float32 on CUDA, float64 on the CPU).
-    t_march_float64 = timed(lambda: march_rays(origins, dirs, grid, near=0.1, far=10.0, step_size=step,
-                                               jitter=jitter, precision="float64"), 20, device)
+    # The same rays in each arithmetic (the default is ``default_precision(device)``).
+    t_march_in = {precision: timed(lambda: march_rays(origins, dirs, grid, near=0.1, far=10.0, step_size=step,
+                                                      jitter=jitter, precision=precision), 20, device)
+                  for precision in ("float32", "float64")}
     s = state["s"]
     sig = torch.nn.Parameter(torch.rand(s.n_samples, device=device) * 5)
     rgb = torch.nn.Parameter(torch.rand(s.n_samples, 3, device=device))
@@ -159,8 +160,10 @@ def bench_march_composite(device: torch.device, n_rays: int, occupancy: float = 
         "march_rays": n_rays,
         "march_occupied_fraction": grid.occupancy_fraction(),
         "march_samples_per_ray": s.n_samples / n_rays,
+        "march_precision": default_precision(device),
         "march_ms": t_march * 1e3,
-        "march_float64_ms": t_march_float64 * 1e3,
+        "march_float32_ms": t_march_in["float32"] * 1e3,
+        "march_float64_ms": t_march_in["float64"] * 1e3,
         "composite_forward_backward_ms": t_comp * 1e3,
         "march_composite_rays_per_second": n_rays / (t_march + t_comp),
     }

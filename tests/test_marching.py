@@ -7,7 +7,7 @@ import torch
 
 from taichi_pvd import backend
 from taichi_pvd.errors import ConfigError
-from taichi_pvd.kernels.marching import PackedSamples, march_rays, march_rays_reference
+from taichi_pvd.kernels.marching import PackedSamples, default_precision, march_rays, march_rays_reference
 from taichi_pvd.rendering.occupancy import OccupancyGrid, pack_bitfield
 from tests.marching_checks import assert_same_samples_within_tolerance
 
@@ -207,3 +207,13 @@ def test_invalid_options_are_rejected(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         march_rays(torch.zeros(1, 3), torch.tensor([[1.0, 0.0, 0.0]]), grid, near=0.0,
                    far=1.0, **kwargs)
+
+
+@pytest.mark.parametrize("capability, expected", [((9, 0), "float64"), ((8, 0), "float64"), ((8, 9), "float32"),
+                                                  ((12, 0), "float32"), ((10, 3), "float32")])
+def test_cuda_cards_march_in_float64_only_where_it_runs_at_half_rate(monkeypatch, capability, expected):
+    # H100-class cards run float64 at half rate (float32 marching was the slower one there);
+    # GeForce cards (8.9, 12.0) and B300 (10.3) at a small fraction of it.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert default_precision(torch.device("cuda")) == expected
+    assert default_precision(torch.device("cpu")) == "float64"

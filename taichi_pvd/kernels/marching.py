@@ -24,9 +24,11 @@ the marcher steps one candidate instead of jumping.
 Precision: lattice, box clipping and cell look-ups are computed in float64 on the CPU, like
 the brute-force reference (:func:`march_rays_reference`): rounding differences between the two
 (e.g. fused multiply-adds) would need a candidate within ~1e-16 of a cell face to change a
-decision, and the CPU tests compare samples exactly. On CUDA they are computed in float32
-(float64 runs at 1/2 of float32's rate on an H100 and at 1/32 to 1/64 on GeForce cards);
-``precision`` chooses either anywhere. Float32 keeps the reference's samples up to its
+decision, and the CPU tests compare samples exactly. On CUDA they are computed in float64 on
+the data-centre cards that run it at half of float32's rate (on an H100 float32 marching is the
+slower one: it confirms fewer jumps and steps more candidates one by one) and in float32 on
+the others, GeForce cards among them, which run float64 at 1/32 to 1/64 of float32's rate
+(:func:`default_precision`); ``precision`` chooses either anywhere. Float32 keeps the reference's samples up to its
 rounding (``tests/marching_checks.py`` states and checks the tolerance): each candidate's ``t``
 and position within a few float32 units in the last place of the ray's scale at a constant
 step (with cone or contracted steps, whose ``t`` is a running sum, within a relative 2e-3 of
@@ -422,11 +424,25 @@ def _check_inputs(origins: torch.Tensor, directions: torch.Tensor, grid: Occupan
 _REAL_TYPES = {"float32": ti.f32, "float64": ti.f64}
 
 
+#: CUDA compute capabilities of the data-centre cards that run float64 at half of float32's rate
+#: (P100, V100, A100, H100/H200, B200); the others run it at 1/32 to 1/64.
+FULL_FLOAT64_CAPABILITIES = {(6, 0), (7, 0), (8, 0), (9, 0), (10, 0)}
+
+
+def default_precision(device: torch.device) -> str:
+    """The marching arithmetic used when none is asked for: float64 on the CPU and on CUDA cards
+    of :data:`FULL_FLOAT64_CAPABILITIES` (there float32 confirms fewer jumps over empty cells
+    and is the slower one, see the module notes), float32 on other CUDA cards."""
+    if device.type != "cuda":
+        return "float64"
+    full_rate = torch.cuda.get_device_capability(device) in FULL_FLOAT64_CAPABILITIES
+    return "float64" if full_rate else "float32"
+
+
 def _real_type(precision: str | None, device: torch.device):
-    """The Taichi type marching computes in: ``precision``, or by default float32 on CUDA
-    (where float64 runs at a fraction of float32's rate) and float64 on the CPU."""
+    """The Taichi type marching computes in: ``precision``, or :func:`default_precision`."""
     if precision is None:
-        precision = "float32" if device.type == "cuda" else "float64"
+        precision = default_precision(device)
     if precision not in _REAL_TYPES:
         raise ConfigError(f"marching precision must be one of {sorted(_REAL_TYPES)}, got {precision!r}")
     return _REAL_TYPES[precision]
@@ -456,8 +472,8 @@ def march_rays(origins: torch.Tensor, directions: torch.Tensor, grid: OccupancyL
         max_step_size: largest step with ``cone_angle > 0``; ``None`` for one cell diagonal
             (or ``step_size`` when that is larger).
         precision: ``"float32"`` or ``"float64"``, the arithmetic of the lattice, box clipping
-            and cell look-ups; ``None`` for float32 on CUDA and float64 on the CPU (see the
-            module notes for what float32 changes).
+            and cell look-ups; ``None`` for :func:`default_precision` (see the module notes for
+            what float32 changes).
 
     Returns:
         :class:`PackedSamples` on the grid's device, in float32/int32, without gradients.

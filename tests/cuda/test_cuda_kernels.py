@@ -192,8 +192,9 @@ def _random_grid(resolution: int, occupied: float, seed: int) -> OccupancyGrid:
     return grid
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("cone_angle", [0.0, 1.0 / 64])
-def test_marching_matches_float64_reference(cone_angle):
+def test_marching_matches_float64_reference(cone_angle, precision):
     grid = _random_grid(16, 0.4, seed=0)
     gen = _generator(1)
     n = 400
@@ -204,13 +205,14 @@ def test_marching_matches_float64_reference(cone_angle):
     kwargs = dict(near=near, far=far, step_size=0.007, cone_angle=cone_angle, jitter=jitter)
     reference = march_rays_reference(origins, directions, grid, **kwargs)
     cuda_grid = grid.to(CUDA)
-    samples = march_rays(origins.to(CUDA), directions.to(CUDA), cuda_grid, **_on_cuda(kwargs))
+    samples = march_rays(origins.to(CUDA), directions.to(CUDA), cuda_grid, precision=precision, **_on_cuda(kwargs))
     assert samples.t.device.type == "cuda" and reference.n_samples > 2000
     assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far, cone_angle=cone_angle)
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("cone_angle", [0.0, 1.0 / 32])
-def test_contracted_marching_matches_float64_reference(cone_angle):
+def test_contracted_marching_matches_float64_reference(cone_angle, precision):
     # Unbounded scenes: world-space steps growing with distance, positions contracted.
     grid = OccupancyGrid(contracted_aabb(), resolution=16, contracted=True)
     grid.bitfield.copy_(pack_bitfield(torch.rand(16**3, generator=_generator(2)) < 0.3))
@@ -221,7 +223,8 @@ def test_contracted_marching_matches_float64_reference(cone_angle):
     kwargs = dict(near=0.02 + 0.1 * torch.rand(n, generator=gen), far=1e4, step_size=0.01, cone_angle=cone_angle,
                   jitter=torch.rand(n, generator=gen))
     reference = march_rays_reference(origins, directions, grid, **kwargs)
-    samples = march_rays(origins.to(CUDA), directions.to(CUDA), grid.to(CUDA), **_on_cuda(kwargs))
+    samples = march_rays(origins.to(CUDA), directions.to(CUDA), grid.to(CUDA), precision=precision,
+                         **_on_cuda(kwargs))
     assert samples.t.device.type == "cuda" and float(reference.t.max()) > 100.0
     assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=1e4, cone_angle=cone_angle)
 

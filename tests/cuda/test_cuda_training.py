@@ -51,6 +51,8 @@ def exact_float32_matmuls():
 
 
 def _field(kind: str, scene, seed: int):
+    # The fields' torch layers draw their initial weights from torch's global generator.
+    torch.manual_seed(seed)
     return make_field(kind, scene.aabb, FIELDS[kind], generator=torch.Generator().manual_seed(seed))
 
 
