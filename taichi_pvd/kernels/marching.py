@@ -21,20 +21,21 @@ when confirmed in the arithmetic the marcher uses, and cell indices are clamped 
 so no nudging across faces is needed: where rounding puts the confirming point in another cell,
 the marcher steps one candidate instead of jumping.
 
-Precision: lattice, box clipping and cell look-ups are computed in float64 on the CPU, like
-the brute-force reference (:func:`march_rays_reference`): rounding differences between the two
-(e.g. fused multiply-adds) would need a candidate within ~1e-16 of a cell face to change a
-decision, and the CPU tests compare samples exactly. On CUDA they are computed in float64 on
-the data-centre cards that run it at half of float32's rate (on an H100 float32 marching is the
-slower one: it confirms fewer jumps and steps more candidates one by one) and in float32 on
-the others, GeForce cards among them, which run float64 at 1/32 to 1/64 of float32's rate
-(:func:`default_precision`); ``precision`` chooses either anywhere. Float32 keeps the reference's samples up to its
-rounding (``tests/marching_checks.py`` states and checks the tolerance): each candidate's ``t``
-and position within a few float32 units in the last place of the ray's scale at a constant
-step (with cone or contracted steps, whose ``t`` is a running sum, within a relative 2e-3 of
-``t``, and contracted positions within 2e-5); a candidate that rounding moves across a cell
-face or the ray's end may be kept by one and not the other (none in random rays; on rays laid
-along cell faces, one sample in ten). Outputs are float32 in every case.
+Precision: lattice, box clipping and cell look-ups are computed in float64 on the CPU, like the
+brute-force reference (:func:`march_rays_reference`): rounding differences between the two (e.g.
+fused multiply-adds) would need a candidate within ~1e-16 of a cell face to change a decision,
+and the CPU tests compare samples exactly. On CUDA they are computed in float64 on the
+data-centre cards that run it at half of float32's rate (on an H100 float32 marching is the
+slower one: it confirms fewer jumps and steps more candidates one by one) and in float32 on the
+others, GeForce cards among them, which run float64 at 1/32 to 1/64 of float32's rate
+(:func:`default_precision`); ``precision`` chooses either anywhere. Float32 keeps the
+reference's samples up to its rounding (``tests/marching_checks.py`` states and checks the
+tolerance): each candidate's ``t`` and position within a few float32 units in the last place of
+the ray's scale at a constant step (with cone or contracted steps, whose ``t`` is a running sum,
+within a relative 2e-3 of ``t``, and contracted positions within 2e-5); a candidate that
+rounding moves across a cell face or the ray's end may be kept by one and not the other (none in
+random rays; on rays laid along cell faces, one sample in ten). Outputs are float32 in every
+case.
 
 Contracted grids (unbounded scenes, ``grid.contracted``): the rays are not clipped to a box,
 only to ``[near, far)``, and step through world space with steps that grow with distance: at

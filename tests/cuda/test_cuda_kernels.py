@@ -205,7 +205,8 @@ def test_marching_matches_float64_reference(cone_angle, precision):
     kwargs = dict(near=near, far=far, step_size=0.007, cone_angle=cone_angle, jitter=jitter)
     reference = march_rays_reference(origins, directions, grid, **kwargs)
     cuda_grid = grid.to(CUDA)
-    samples = march_rays(origins.to(CUDA), directions.to(CUDA), cuda_grid, precision=precision, **_on_cuda(kwargs))
+    samples = march_rays(origins.to(CUDA), directions.to(CUDA), cuda_grid, precision=precision,
+                         **_on_cuda(kwargs))
     assert samples.t.device.type == "cuda" and reference.n_samples > 2000
     assert_same_samples_within_tolerance(samples, reference, grid, origins=origins, far=far, cone_angle=cone_angle)
 
