@@ -2,7 +2,7 @@
 time (synchronised) and the top device kernels from the torch profiler.
 
 Usage: ``python benchmarks/profile_train.py --data SCENE [--model hash] [--steps 300]
-[--train-set mixed_precision=false]``; with ``--teacher RUN`` the step profiled is a
+[--train-set mixed_precision=false] [--set finest_resolution=512]``; with ``--teacher RUN`` the step profiled is a
 distillation of that run into ``--model`` (``--train-set`` then sets distillation options).
 Prints tables; nothing is recorded under results/ (profiling perturbs timings).
 """
@@ -61,7 +61,7 @@ def make_trainer(args, overrides: dict, device: torch.device) -> tuple[Trainer, 
     """The training loop to profile and its stages: (owner, attribute, stage name)."""
     scene = load_scene(args.data, "train", device=device)
     config = resolve_train_config(args.model, {"steps": 100000, "val_every": 0, "checkpoint_every": 0, **overrides})
-    trainer = Trainer(make_field(args.model, scene.aabb), scene, None, config, "/tmp/pvd-profile")
+    trainer = Trainer(make_field(args.model, scene.aabb, args.field), scene, None, config, "/tmp/pvd-profile")
     stages = [(trainer_module, "march", "march"), (trainer, "field_fn", "field forward"),
               (volume, "composite", "composite forward"), (trainer.sampler, "sample", "sample rays"),
               (trainer.grid, "update", "occupancy update"), (trainer.scaler, "step", "optimizer step"),
@@ -77,7 +77,7 @@ def make_distiller(args, overrides: dict, device: torch.device) -> tuple[Distill
                                                  "val_every": 0, "checkpoint_every": 0, **overrides})
     if config.marching == MarchingConfig() and "train" in loaded.config:
         config = dataclasses.replace(config, marching=MarchingConfig(**loaded.config["train"]["marching"]))
-    student = make_field(args.model, loaded.field.aabb.detach().cpu())
+    student = make_field(args.model, loaded.field.aabb.detach().cpu(), args.field)
     distiller = Distiller(loaded.field, loaded.grid, student, CameraRig(**loaded.config["camera_rig"]), config,
                           "/tmp/pvd-profile-distill", device)
     stages = [(distiller_module, "march", "march (block)"), (distiller.teacher, "features", "teacher features (block)"),
@@ -101,12 +101,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--train-set", dest="train_sets", action="append", default=[],
                         help="training (or distillation) option key=value (JSON value)")
+    parser.add_argument("--set", dest="field_sets", action="append", default=[],
+                        help="field option key=value (JSON value) of the field trained")
     args = parser.parse_args()
     if (args.data is None) == (args.teacher is None):
         parser.error("give --data (profile training) or --teacher (profile distillation)")
     backend.init()
     device = backend.device()
     overrides = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.train_sets)}
+    args.field = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.field_sets)}
     loop, stages = (make_trainer if args.data is not None else make_distiller)(args, overrides, device)
     for _ in range(args.warmup):
         loop.optimizer_step()
@@ -166,8 +169,22 @@ def profile_device(loop) -> None:
         for _ in range(20):
             loop.optimizer_step()
         torch.cuda.synchronize()
+    print_device_summary(prof, 20, "step")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
     print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
+
+
+def print_device_summary(prof, repeats: int, unit: str) -> None:
+    """Device kernels launched and device busy time per ``unit`` (one of ``repeats``) from a
+    torch profiler run."""
+    from torch.autograd import DeviceType
+
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy_us = sum(e.device_time for e in kernels)
+    launches = sum(1 for e in prof.events() if e.device_type == DeviceType.CPU
+                   and e.name in ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC"))
+    print(f"a {unit}: {len(kernels) / repeats:.0f} device kernels ({launches / repeats:.0f} launch calls), "
+          f"device busy {busy_us / repeats / 1e3:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -186,6 +186,42 @@ def _corner_row(corner, resolution, size, dense):
     return ti.cast(index % size, ti.i32)
 
 
+@ti.func
+def _encode_point_level(x: ti.template(), table: ti.template(), level_scales: ti.template(),
+                        level_meta: ti.template(), out: ti.template(), n, level, n_features: ti.template()):
+    cell, frac = _level_cell(x, n, level_scales[level])
+    resolution = ti.cast(level_meta[level, 0], ti.u32)
+    size = ti.cast(level_meta[level, 1], ti.u32)
+    offset = level_meta[level, 2]
+    dense = level_meta[level, 3]
+    acc = ti.Vector.zero(ti.f32, n_features)
+    for bits in ti.static(range(8)):
+        corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
+        row = offset + _corner_row(corner, resolution, size, dense)
+        w = corner_weight(frac, bits)
+        for f in ti.static(range(n_features)):
+            acc[f] += w * table[row, f]
+    for f in ti.static(range(n_features)):
+        out[n, level * n_features + f] = acc[f]
+
+
+@ti.func
+def _scatter_point_level(x: ti.template(), grad_out: ti.template(), level_scales: ti.template(),
+                         level_meta: ti.template(), grad_table: ti.template(), n, level, n_features: ti.template()):
+    cell, frac = _level_cell(x, n, level_scales[level])
+    resolution = ti.cast(level_meta[level, 0], ti.u32)
+    size = ti.cast(level_meta[level, 1], ti.u32)
+    offset = level_meta[level, 2]
+    dense = level_meta[level, 3]
+    g = ti.Vector([grad_out[n, level * n_features + f] for f in ti.static(range(n_features))])
+    for bits in ti.static(range(8)):
+        corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
+        row = offset + _corner_row(corner, resolution, size, dense)
+        w = corner_weight(frac, bits)
+        for f in ti.static(range(n_features)):
+            ti.atomic_add(grad_table[row, f], w * g[f])
+
+
 @fast_launch
 @ti.kernel
 def _hash_encode_forward(
@@ -195,23 +231,16 @@ def _hash_encode_forward(
     level_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     out: ti.types.ndarray(dtype=ti.f32, ndim=2),
     n_features: ti.template(),
+    level_major: ti.template(),
 ):
-    ti.loop_config(block_dim=_BLOCK_DIM)
-    for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
-        cell, frac = _level_cell(x, n, level_scales[level])
-        resolution = ti.cast(level_meta[level, 0], ti.u32)
-        size = ti.cast(level_meta[level, 1], ti.u32)
-        offset = level_meta[level, 2]
-        dense = level_meta[level, 3]
-        acc = ti.Vector.zero(ti.f32, n_features)
-        for bits in ti.static(range(8)):
-            corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
-            row = offset + _corner_row(corner, resolution, size, dense)
-            w = corner_weight(frac, bits)
-            for f in ti.static(range(n_features)):
-                acc[f] += w * table[row, f]
-        for f in ti.static(range(n_features)):
-            out[n, level * n_features + f] = acc[f]
+    if ti.static(level_major):
+        ti.loop_config(block_dim=_BLOCK_DIM)
+        for level, n in ti.ndrange(level_scales.shape[0], x.shape[0]):
+            _encode_point_level(x, table, level_scales, level_meta, out, n, level, n_features)
+    else:
+        ti.loop_config(block_dim=_BLOCK_DIM)
+        for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
+            _encode_point_level(x, table, level_scales, level_meta, out, n, level, n_features)
 
 
 @fast_launch
@@ -223,21 +252,21 @@ def _hash_encode_backward(
     level_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     grad_table: ti.types.ndarray(dtype=ti.f32, ndim=2),
     n_features: ti.template(),
+    level_major: ti.template(),
 ):
-    ti.loop_config(block_dim=_BLOCK_DIM)
-    for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
-        cell, frac = _level_cell(x, n, level_scales[level])
-        resolution = ti.cast(level_meta[level, 0], ti.u32)
-        size = ti.cast(level_meta[level, 1], ti.u32)
-        offset = level_meta[level, 2]
-        dense = level_meta[level, 3]
-        g = ti.Vector([grad_out[n, level * n_features + f] for f in ti.static(range(n_features))])
-        for bits in ti.static(range(8)):
-            corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
-            row = offset + _corner_row(corner, resolution, size, dense)
-            w = corner_weight(frac, bits)
-            for f in ti.static(range(n_features)):
-                ti.atomic_add(grad_table[row, f], w * g[f])
+    if ti.static(level_major):
+        ti.loop_config(block_dim=_BLOCK_DIM)
+        for level, n in ti.ndrange(level_scales.shape[0], x.shape[0]):
+            _scatter_point_level(x, grad_out, level_scales, level_meta, grad_table, n, level, n_features)
+    else:
+        ti.loop_config(block_dim=_BLOCK_DIM)
+        for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
+            _scatter_point_level(x, grad_out, level_scales, level_meta, grad_table, n, level, n_features)
+
+
+#: Loop order of the forward and backward kernels: True runs every point of a level before the
+#: next level (neighbouring threads read one level's table), False every level of a point.
+LEVEL_MAJOR = {"forward": False, "backward": False}
 
 
 class _HashEncode(torch.autograd.Function):
@@ -246,7 +275,8 @@ class _HashEncode(torch.autograd.Function):
         width = level_scales.shape[0] * n_features
         out = torch.empty((x.shape[0], width), dtype=torch.float32, device=x.device)
         for rows in row_blocks(x.shape[0], width):
-            _hash_encode_forward(x[rows], table.detach(), level_scales, level_meta, out[rows], n_features)
+            _hash_encode_forward(x[rows], table.detach(), level_scales, level_meta, out[rows], n_features,
+                                 LEVEL_MAJOR["forward"])
         ctx.save_for_backward(x, level_scales, level_meta)
         ctx.table_shape = table.shape
         ctx.n_features = n_features
@@ -262,7 +292,8 @@ class _HashEncode(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         for rows in row_blocks(x.shape[0], grad_out.shape[1]):
             _hash_encode_backward(
-                x[rows], grad_out[rows], level_scales, level_meta, grad_table, ctx.n_features
+                x[rows], grad_out[rows], level_scales, level_meta, grad_table, ctx.n_features,
+                LEVEL_MAJOR["backward"],
             )
         return None, grad_table, None, None, None
 

@@ -1,0 +1,93 @@
+"""Where a rendered frame's time goes: per-stage wall time (synchronised), samples marched and
+composited a ray, and the top device kernels from the torch profiler.
+
+Usage: ``python benchmarks/profile_render.py RUN_DIR [--size 400] [--frames 10]``. Renders an
+orbit of the run the way ``pvd-ti render`` does (:func:`~taichi_pvd.rendering.inference.render_views`).
+Prints tables; nothing is recorded under results/ (profiling perturbs timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.profile_train import StageTimer, print_device_summary  # noqa: E402
+from taichi_pvd import backend  # noqa: E402
+from taichi_pvd.io.runs import load_run  # noqa: E402
+from taichi_pvd.rendering import inference, volume  # noqa: E402
+from taichi_pvd.rendering.view_sets import orbit_views  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--size", type=int, default=400)
+    parser.add_argument("--frames", type=int, default=10)
+    args = parser.parse_args()
+    backend.init()
+    device = backend.device()
+    run = load_run(args.run, device)
+    views = orbit_views(run.camera_rig(), args.frames, (args.size, args.size))
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    inference.render_views(run, views.view(0))
+    sync()
+    start = time.perf_counter()
+    inference.render_views(run, views)
+    sync()
+    plain = (time.perf_counter() - start) / args.frames
+    print(f"{run.model}: {plain * 1e3:.2f} ms a frame ({1 / plain:.1f} fps) at {args.size}x{args.size}")
+
+    counts = {"marched": 0, "composited": 0}
+    march, composite = volume.march, volume.composite
+
+    def counting_composite(sigma, rgb, dt, t, starts, ray_counts, **kwargs):
+        out = composite(sigma, rgb, dt, t, starts, ray_counts, **kwargs)
+        used = volume.composited_counts(sigma.detach(), dt, starts, ray_counts,
+                                        transmittance_threshold=kwargs["transmittance_threshold"])
+        counts["marched"] += int(ray_counts.sum())
+        counts["composited"] += int(used.sum())
+        return out
+
+    volume.composite = counting_composite
+    inference.render_views(run, views)
+    volume.composite = composite
+    rays = args.frames * args.size * args.size
+    print(f"samples a ray: {counts['marched'] / rays:.1f} marched, {counts['composited'] / rays:.1f} composited")
+
+    timer = StageTimer(device)
+    stages = [(volume, "march", "march"), (run.field, "forward", "field"), (volume, "composite", "composite")]
+    originals = [getattr(owner, name) for owner, name, _ in stages]
+    for (owner, name, stage), original in zip(stages, originals):
+        setattr(owner, name, timer.wrap(stage, original))
+    start = time.perf_counter()
+    inference.render_views(run, views)
+    sync()
+    total = (time.perf_counter() - start) / args.frames
+    for (owner, name, _), original in zip(stages, originals):
+        setattr(owner, name, original)
+    print(f"with stage syncs: {total * 1e3:.2f} ms a frame")
+    for name, seconds in sorted(timer.totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:12s} {seconds / args.frames * 1e3:7.2f} ms")
+    if device.type != "cuda":
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        inference.render_views(run, views)
+        sync()
+    print_device_summary(prof, args.frames, "frame")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=20))
+
+
+if __name__ == "__main__":
+    main()
