@@ -77,30 +77,50 @@ def ray_ordered_points(n_points: int, device: torch.device, samples_per_ray: int
 
 
 def bench_hash(device: torch.device, n_points: int) -> dict:
-    """Forward and forward+backward times of the hash encoding at Instant-NGP's defaults (2
-    features) and at the 400-pixel recipe (finest 512, 4 features), on uniform random points
-    and on ray-ordered ones, for both loop orders of the kernels."""
-    figures = {"hash_points": n_points}
-    for name, layout in (("default", hash_grid_layout()),
+    """Forward and forward+backward times of the hash encoding at Instant-NGP's defaults on
+    uniform random points; then at those defaults (2 features) and at the 400-pixel recipe
+    (finest 512, 4 features), on random and on ray-ordered points, for 1 to 32 points a thread."""
+    layout = hash_grid_layout()
+    param = torch.nn.Parameter(init_hash_table(layout, device=device))
+    x = torch.rand(n_points, 3, device=device)
+    upstream = torch.randn(n_points, layout.output_dim, device=device)
+
+    def fwd():
+        return hash_encode(x, param, layout)
+
+    def fwd_bwd():
+        (grad,) = torch.autograd.grad(hash_encode(x, param, layout), param, upstream)
+        return grad
+
+    t_fwd = timed(fwd, 20, device)
+    t_all = timed(fwd_bwd, 20, device)
+    lookups = n_points * layout.n_levels
+    # At least: positions in, features out; per level 8 corner reads of F floats (cached for
+    # coarse levels, so this is an upper bound on what must come from DRAM).
+    bytes_min = n_points * 3 * 4 + n_points * layout.output_dim * 4
+    figures = {
+        "hash_points": n_points,
+        "hash_levels": layout.n_levels,
+        "hash_forward_ms": t_fwd * 1e3,
+        "hash_forward_backward_ms": t_all * 1e3,
+        "hash_forward_point_levels_per_second": lookups / t_fwd,
+        "hash_forward_backward_point_levels_per_second": lookups / t_all,
+        "hash_forward_min_bytes_gb_per_second": bytes_min / t_fwd / 1e9,
+    }
+    chosen = dict(hash_encoding.POINTS_A_THREAD)
+    for name, layout in (("default", layout),
                          ("f4_finest512", hash_grid_layout(features_per_level=4, finest_resolution=512))):
         param = torch.nn.Parameter(init_hash_table(layout, device=device))
         upstream = torch.randn(n_points, layout.output_dim, device=device)
         for points, x in (("random", torch.rand(n_points, 3, device=device)),
                           ("rays", ray_ordered_points(n_points, device))):
-            for order, level_major in (("point_major", False), ("level_major", True)):
-                hash_encoding.LEVEL_MAJOR.update(forward=level_major, backward=level_major)
-
-                def fwd():
-                    return hash_encode(x, param, layout)
-
-                def fwd_bwd():
-                    (grad,) = torch.autograd.grad(hash_encode(x, param, layout), param, upstream)
-                    return grad
-
-                key = f"hash_{name}_{points}_{order}"
-                figures[f"{key}_forward_ms"] = timed(fwd, 20, device) * 1e3
-                figures[f"{key}_forward_backward_ms"] = timed(fwd_bwd, 20, device) * 1e3
-    hash_encoding.LEVEL_MAJOR.update(forward=False, backward=False)
+            for run in (1, 4, 8, 16, 32):
+                hash_encoding.POINTS_A_THREAD.update(forward=run, backward=run)
+                key = f"hash_{name}_{points}_run{run}"
+                figures[f"{key}_forward_ms"] = timed(lambda: hash_encode(x, param, layout), 20, device) * 1e3
+                figures[f"{key}_forward_backward_ms"] = timed(
+                    lambda: torch.autograd.grad(hash_encode(x, param, layout), param, upstream), 20, device) * 1e3
+    hash_encoding.POINTS_A_THREAD.update(chosen)
     return figures
 
 

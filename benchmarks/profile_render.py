@@ -1,7 +1,7 @@
 """Where a rendered frame's time goes: per-stage wall time (synchronised), samples marched and
 composited a ray, and the top device kernels from the torch profiler.
 
-Usage: ``python benchmarks/profile_render.py RUN_DIR [--size 400] [--frames 10]``. Renders an
+Usage: ``python benchmarks/profile_render.py RUN_DIR [--size 400] [--frames 10] [--chunk 65536]``. Renders an
 orbit of the run the way ``pvd-ti render`` does (:func:`~taichi_pvd.rendering.inference.render_views`).
 Prints tables; nothing is recorded under results/ (profiling perturbs timings).
 """
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--size", type=int, default=400)
     parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--chunk", type=int, default=1 << 16, help="rays marched at once")
     args = parser.parse_args()
     backend.init()
     device = backend.device()
@@ -39,38 +40,41 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    inference.render_views(run, views.view(0))
+    inference.render_views(run, views.view(0), chunk=args.chunk)
     sync()
     start = time.perf_counter()
-    inference.render_views(run, views)
+    inference.render_views(run, views, chunk=args.chunk)
     sync()
     plain = (time.perf_counter() - start) / args.frames
     print(f"{run.model}: {plain * 1e3:.2f} ms a frame ({1 / plain:.1f} fps) at {args.size}x{args.size}")
 
     counts = {"marched": 0, "composited": 0}
-    march, composite = volume.march, volume.composite
+    march, keep = inference.march, inference.keep_composited
 
-    def counting_composite(sigma, rgb, dt, t, starts, ray_counts, **kwargs):
-        out = composite(sigma, rgb, dt, t, starts, ray_counts, **kwargs)
-        used = volume.composited_counts(sigma.detach(), dt, starts, ray_counts,
-                                        transmittance_threshold=kwargs["transmittance_threshold"])
-        counts["marched"] += int(ray_counts.sum())
-        counts["composited"] += int(used.sum())
-        return out
+    def counting_march(*args, **kwargs):
+        samples = march(*args, **kwargs)
+        counts["marched"] += samples.n_samples
+        return samples
 
-    volume.composite = counting_composite
-    inference.render_views(run, views)
-    volume.composite = composite
+    def counting_keep(*args, **kwargs):
+        kept, index = keep(*args, **kwargs)
+        counts["composited"] += kept.n_samples
+        return kept, index
+
+    inference.march, inference.keep_composited = counting_march, counting_keep
+    inference.render_views(run, views, chunk=args.chunk)
+    inference.march, inference.keep_composited = march, keep
     rays = args.frames * args.size * args.size
     print(f"samples a ray: {counts['marched'] / rays:.1f} marched, {counts['composited'] / rays:.1f} composited")
 
     timer = StageTimer(device)
-    stages = [(volume, "march", "march"), (run.field, "forward", "field"), (volume, "composite", "composite")]
+    stages = [(inference, "march", "march"), (run.field, "features", "features"), (run.field, "colour", "colour"),
+              (inference, "keep_composited", "keep composited"), (volume, "composite", "composite")]
     originals = [getattr(owner, name) for owner, name, _ in stages]
     for (owner, name, stage), original in zip(stages, originals):
         setattr(owner, name, timer.wrap(stage, original))
     start = time.perf_counter()
-    inference.render_views(run, views)
+    inference.render_views(run, views, chunk=args.chunk)
     sync()
     total = (time.perf_counter() - start) / args.frames
     for (owner, name, _), original in zip(stages, originals):
@@ -83,7 +87,7 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        inference.render_views(run, views)
+        inference.render_views(run, views, chunk=args.chunk)
         sync()
     print_device_summary(prof, args.frames, "frame")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=20))

@@ -23,10 +23,10 @@ from ..errors import ConfigError, OptionValueError
 from ..fields import RadianceField, density_from_raw
 from ..kernels.marching import PackedSamples
 from ..metrics import psnr
-from ..rendering.inference import inference_fn
+from ..rendering.inference import render_rays_chunked
 from ..rendering.occupancy import OccupancyGrid
 from ..rendering.slot_compositing import composite_slots
-from ..rendering.volume import keep_composited, march, render_rays_chunked
+from ..rendering.volume import keep_composited, march
 from ..training.interrupts import stop_requested
 from ..training.loop import OptimizationLoop
 from ..training.step_graphs import StepGraphs
@@ -297,7 +297,7 @@ class Distiller(OptimizationLoop):
 
     def _render(self, field: RadianceField, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """``field``'s colours [N, 3] of rays on white, rendered as ``pvd-ti render`` does."""
-        rgb, _, _ = render_rays_chunked(inference_fn(field), self.grid, origins, directions, near=self.rig.near,
+        rgb, _, _ = render_rays_chunked(field, self.grid, origins, directions, near=self.rig.near,
                                         far=self.rig.far, background=torch.ones(3, device=self.device),
                                         config=self.config.marching, should_stop=stop_requested)
         return rgb

@@ -2,9 +2,9 @@
 :class:`~taichi_pvd.rendering.view_sets.ViewSet` (:func:`render_views`), and a camera path
 with several runs side by side (:func:`render_path`).
 
-Rendering uses the training renderer (:func:`~taichi_pvd.rendering.volume.render_rays_chunked`:
-march, evaluate every marched sample, composite) under ``torch.no_grad`` and float16 autocast
-on CUDA.
+Rendering (:func:`render_rays_chunked`) marches as training does and composites the same
+samples, under ``torch.no_grad`` and float16 autocast on CUDA; it evaluates the colour only where
+compositing uses it.
 """
 
 from __future__ import annotations
@@ -22,21 +22,83 @@ from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
 from ..memory import check_render_memory
 from ..fields import RadianceField
+from ..fields.base import density_from_raw
 from .occupancy import OccupancyGrid
 from .view_sets import ViewSet
-from .volume import FieldFn, MarchingConfig, render_rays_chunked
+from .volume import MarchingConfig, composite_samples, keep_composited, march
 
 
-def inference_fn(field: RadianceField) -> FieldFn:
-    """``field`` as the renderer's callable: ``(positions [S, 3], directions [S, 3]) ->
-    (sigma [S], rgb [S, 3])`` float32, under float16 autocast on CUDA (a no-op on the CPU)."""
+#: Samples the CPU evaluates at once when rendering without gradients: about a second of work
+#: for the slower fields, so that a stop request or Ctrl-C is answered between slices.
+CPU_SAMPLES_PER_SLICE = 1 << 16
+#: Samples a GPU evaluates at once when rendering without gradients: enough to fill it, while a
+#: chunk of rays through an untrained or open scene (hundreds of samples a ray, tens of millions
+#: in a chunk) does not hold every sample's activations in memory at once.
+GPU_SAMPLES_PER_SLICE = 1 << 22
 
-    def field_fn(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(x.device.type, dtype=torch.float16, enabled=x.device.type == "cuda"):
-            sigma, rgb = field(x, d)
-        return sigma.float(), rgb.float()
 
-    return field_fn
+def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor,
+                        directions: torch.Tensor, *, near: float | torch.Tensor, far: float | torch.Tensor,
+                        background: torch.Tensor, config: MarchingConfig, chunk: int = 1 << 16,
+                        should_stop: Callable[[], bool] | None = None,
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render N rays of ``field`` without gradients, ``chunk`` rays at a time.
+
+    Each chunk is marched through ``grid``; the field's features (phi1) are evaluated at every
+    sample, its colour (phi2) only at the samples compositing uses (those in front of the point
+    where transmittance falls below ``config.transmittance_threshold``, most of the marched
+    ones being behind surfaces), under float16 autocast on CUDA. The field runs on
+    :data:`CPU_SAMPLES_PER_SLICE` samples at a time on the CPU and :data:`GPU_SAMPLES_PER_SLICE`
+    on a GPU. ``should_stop`` (optional) is asked between chunks and slices; when it answers True
+    the rendering stops by raising :class:`KeyboardInterrupt`.
+
+    Args:
+        field: the radiance field (on the grid's device).
+        grid: its occupancy grid.
+        origins, directions: [N, 3] float32, unit directions.
+        near, far: distance range along the rays (world units).
+        background: [3] or [N, 3] colour behind the scene.
+        config: step size, caps and early-termination threshold.
+
+    Returns:
+        ``(rgb [N, 3], depth [N], opacity [N])`` float32, as :func:`composite_samples` gives.
+    """
+    device = origins.device
+    per_slice = CPU_SAMPLES_PER_SLICE if device.type == "cpu" else GPU_SAMPLES_PER_SLICE
+
+    def stop_if_asked() -> None:
+        if should_stop is not None and should_stop():
+            raise KeyboardInterrupt("rendering stopped on request")
+
+    def in_slices(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for start in range(0, inputs[0].shape[0], per_slice):
+            if start:
+                stop_if_asked()
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                parts.append(fn(*(x[start : start + per_slice] for x in inputs)).float())
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    rgbs, depths, opacities = [], [], []
+    with torch.no_grad():
+        for i in range(0, origins.shape[0], chunk):
+            stop_if_asked()
+            bg = background if background.dim() == 1 else background[i : i + chunk]
+            samples = march(grid, origins[i : i + chunk], directions[i : i + chunk], near=near, far=far,
+                            config=config)
+            if samples.n_samples == 0:
+                sigma, rgb = torch.zeros(0, device=device), torch.zeros(0, 3, device=device)
+            else:
+                features = in_slices(field.features, samples.positions)
+                sigma = density_from_raw(features[:, 0])
+                samples, kept = keep_composited(samples, sigma, config)
+                sigma = sigma[kept]
+                rgb = in_slices(field.colour, features[kept], samples.directions)
+            out = composite_samples(sigma, rgb, samples, bg, config)
+            rgbs.append(out.rgb)
+            depths.append(out.depth)
+            opacities.append(out.opacity)
+    return torch.cat(rgbs), torch.cat(depths), torch.cat(opacities)
 
 
 def render_image(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor,
@@ -62,7 +124,7 @@ def render_image(field: RadianceField, grid: OccupancyGrid, origins: torch.Tenso
     if chunk < 1:
         raise ConfigError(f"chunk must be positive, got {chunk}")
     with torch.no_grad():
-        return render_rays_chunked(inference_fn(field), grid, origins, directions, near=near, far=far,
+        return render_rays_chunked(field, grid, origins, directions, near=near, far=far,
                                    background=background, config=marching, chunk=chunk)
 
 

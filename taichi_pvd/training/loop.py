@@ -19,9 +19,8 @@ from ..fields import RadianceField
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.run_state import optimizer_from_flat, optimizer_to_flat, prefixed, unprefixed
 from ..io.runs import METRICS_NAME, SNAPSHOTS_DIR, append_history, checkpoint_path, trim_history, write_json
-from ..rendering.inference import inference_fn
+from ..rendering.inference import render_rays_chunked
 from ..rendering.occupancy import OccupancyGrid
-from ..rendering.volume import render_rays_chunked
 from .averaging import ParameterAverage, load_parameters
 from .interrupts import interrupted_at_once, interruption, stop_requested, uninterruptible
 from .loop_config import LoopConfig
@@ -352,7 +351,7 @@ class OptimizationLoop:
         interrupts it within about a second: :class:`KeyboardInterrupt`."""
         origins, directions = image_rays(scene, index)
         bg = torch.ones(3, device=self.device) if background is None else background
-        rgb, _, _ = render_rays_chunked(inference_fn(self.field), self.grid, origins, directions,
+        rgb, _, _ = render_rays_chunked(self.field, self.grid, origins, directions,
                                         near=scene.near, far=scene.far, background=bg, config=self.config.marching,
                                         should_stop=stop_requested)
         return rgb.reshape(scene.height, scene.width, 3)
