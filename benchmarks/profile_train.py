@@ -2,8 +2,9 @@
 time (synchronised) and the top device kernels from the torch profiler.
 
 Usage: ``python benchmarks/profile_train.py --data SCENE [--model hash] [--steps 300]
-[--train-set mixed_precision=false] [--set finest_resolution=512]``; with ``--teacher RUN`` the step profiled is a
-distillation of that run into ``--model`` (``--train-set`` then sets distillation options).
+[--train-set mixed_precision=false] [--set finest_resolution=512]``; with ``--teacher RUN`` the
+step profiled is a distillation of that run into ``--model`` (``--train-set`` then sets
+distillation options, ``--set`` the student's field options).
 Prints tables; nothing is recorded under results/ (profiling perturbs timings).
 """
 
@@ -92,6 +93,11 @@ def make_distiller(args, overrides: dict, device: torch.device) -> tuple[Distill
     return distiller, stages
 
 
+def json_pairs(pairs: list[str]) -> dict:
+    """``["key=JSON value", ...]`` as a dict."""
+    return {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in pairs)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=None, help="scene (training)")
@@ -108,8 +114,8 @@ def main() -> None:
         parser.error("give --data (profile training) or --teacher (profile distillation)")
     backend.init()
     device = backend.device()
-    overrides = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.train_sets)}
-    args.field = {k: json.loads(v) for k, _, v in (pair.partition("=") for pair in args.field_sets)}
+    overrides = json_pairs(args.train_sets)
+    args.field = json_pairs(args.field_sets)
     loop, stages = (make_trainer if args.data is not None else make_distiller)(args, overrides, device)
     for _ in range(args.warmup):
         loop.optimizer_step()
