@@ -25,6 +25,7 @@ from taichi_pvd import backend  # noqa: E402
 from taichi_pvd.data.contracted_space import contracted_aabb  # noqa: E402
 from taichi_pvd.kernels.compositing import composite, composite_reference  # noqa: E402
 from taichi_pvd.kernels.grid_interpolation import grid_interpolate, grid_interpolate_reference  # noqa: E402
+from taichi_pvd.kernels import hash_encoding  # noqa: E402
 from taichi_pvd.kernels.hash_encoding import (  # noqa: E402
     hash_encode,
     hash_encode_reference,
@@ -64,19 +65,31 @@ def copy_bandwidth(device: torch.device) -> float:
     return 2 * a.numel() * 4 / seconds / 1e9
 
 
+def ray_ordered_points(n_points: int, device: torch.device, samples_per_ray: int = 32) -> torch.Tensor:
+    """[n_points, 3] positions in [0, 1]^3 as a marcher packs them: ``samples_per_ray``
+    consecutive points 1/512 apart along each of random rays through the cube's middle."""
+    g = torch.Generator(device=device).manual_seed(2)
+    n_rays = -(-n_points // samples_per_ray)
+    starts = 0.25 + 0.5 * torch.rand(n_rays, 1, 3, device=device, generator=g)
+    directions = torch.nn.functional.normalize(torch.randn(n_rays, 1, 3, device=device, generator=g), dim=-1)
+    steps = torch.arange(samples_per_ray, device=device, dtype=torch.float32)[None, :, None] / 512
+    return (starts + steps * directions).reshape(-1, 3)[:n_points].clamp(0, 1).contiguous()
+
+
 def bench_hash(device: torch.device, n_points: int) -> dict:
+    """Forward and forward+backward times of the hash encoding at Instant-NGP's defaults on
+    uniform random points; then at those defaults (2 features) and at the 400-pixel recipe
+    (finest 512, 4 features), on random and on ray-ordered points, for 1 to 32 points a thread."""
     layout = hash_grid_layout()
-    table = init_hash_table(layout, device=device)
+    param = torch.nn.Parameter(init_hash_table(layout, device=device))
     x = torch.rand(n_points, 3, device=device)
     upstream = torch.randn(n_points, layout.output_dim, device=device)
-    param = torch.nn.Parameter(table)
 
     def fwd():
         return hash_encode(x, param, layout)
 
     def fwd_bwd():
-        out = hash_encode(x, param, layout)
-        (grad,) = torch.autograd.grad(out, param, upstream)
+        (grad,) = torch.autograd.grad(hash_encode(x, param, layout), param, upstream)
         return grad
 
     t_fwd = timed(fwd, 20, device)
@@ -85,7 +98,7 @@ def bench_hash(device: torch.device, n_points: int) -> dict:
     # At least: positions in, features out; per level 8 corner reads of F floats (cached for
     # coarse levels, so this is an upper bound on what must come from DRAM).
     bytes_min = n_points * 3 * 4 + n_points * layout.output_dim * 4
-    return {
+    figures = {
         "hash_points": n_points,
         "hash_levels": layout.n_levels,
         "hash_forward_ms": t_fwd * 1e3,
@@ -94,6 +107,21 @@ def bench_hash(device: torch.device, n_points: int) -> dict:
         "hash_forward_backward_point_levels_per_second": lookups / t_all,
         "hash_forward_min_bytes_gb_per_second": bytes_min / t_fwd / 1e9,
     }
+    chosen = dict(hash_encoding.POINTS_A_THREAD)
+    for name, layout in (("default", layout),
+                         ("f4_finest512", hash_grid_layout(features_per_level=4, finest_resolution=512))):
+        param = torch.nn.Parameter(init_hash_table(layout, device=device))
+        upstream = torch.randn(n_points, layout.output_dim, device=device)
+        for points, x in (("random", torch.rand(n_points, 3, device=device)),
+                          ("rays", ray_ordered_points(n_points, device))):
+            for run in (1, 4, 8, 16, 32):
+                hash_encoding.POINTS_A_THREAD.update(forward=run, backward=run)
+                key = f"hash_{name}_{points}_run{run}"
+                figures[f"{key}_forward_ms"] = timed(lambda: hash_encode(x, param, layout), 20, device) * 1e3
+                figures[f"{key}_forward_backward_ms"] = timed(
+                    lambda: torch.autograd.grad(hash_encode(x, param, layout), param, upstream), 20, device) * 1e3
+    hash_encoding.POINTS_A_THREAD.update(chosen)
+    return figures
 
 
 def bench_grid(device: torch.device, n_points: int, resolution: int = 128, channels: int = 28) -> dict:

@@ -35,6 +35,7 @@ for model in grid vm mlp; do
     --time-limit "$(secs 30)" --val-every 0
 done
 stage profile-render-hash 40 python benchmarks/profile_render.py "$runs/hash"
+stage profile-render-hash-one-chunk 40 python benchmarks/profile_render.py "$runs/hash" --chunk 262144
 for size in 400 800; do
   stage "render-fps-$size" 60 python benchmarks/render_fps.py "$runs"/hash "$runs"/grid "$runs"/vm "$runs"/mlp \
     --size "$size" --scene lego --out-dir "$work/res/fps-$size"

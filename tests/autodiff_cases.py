@@ -74,19 +74,20 @@ def hash_case(n_points: int, device: torch.device, generator: torch.Generator, *
     upstream = torch.randn(n_points, layout.output_dim, generator=generator).to(device)
     out = torch.zeros(n_points, layout.output_dim, device=device, requires_grad=True)
     forward = hash_encoding._hash_encode_forward._kernel
-    forward(x, table, scales, meta, out, layout.features_per_level)
+    forward(x, table, scales, meta, out, layout.features_per_level, hash_encoding.POINTS_A_THREAD["forward"])
     out.grad = upstream
 
     grad = torch.zeros_like(table)
 
     def handwritten() -> Gradients:
         grad.zero_()
-        hash_encoding._hash_encode_backward(x, upstream, scales, meta, grad, layout.features_per_level)
+        hash_encoding._hash_encode_backward(x, upstream, scales, meta, grad, layout.features_per_level,
+                                            hash_encoding.POINTS_A_THREAD["backward"])
         return {"table": grad}
 
     def autodiff() -> Gradients:
         _zero_grads(table)
-        forward.grad(x, table, scales, meta, out, layout.features_per_level)
+        forward.grad(x, table, scales, meta, out, layout.features_per_level, hash_encoding.POINTS_A_THREAD["forward"])
         return {"table": table.grad}
 
     return GradientCase("hash_encoding", handwritten, autodiff)

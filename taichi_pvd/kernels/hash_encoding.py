@@ -186,6 +186,23 @@ def _corner_row(corner, resolution, size, dense):
     return ti.cast(index % size, ti.i32)
 
 
+@ti.func
+def _level_params(level_meta: ti.template(), level):
+    """``(resolution, table size, first row, dense)`` of a level."""
+    return (ti.cast(level_meta[level, 0], ti.u32), ti.cast(level_meta[level, 1], ti.u32),
+            level_meta[level, 2], level_meta[level, 3])
+
+
+@ti.func
+def _corner_rows(cell, resolution, size, offset, dense):
+    """Table rows [8] (int32) of the corners of ``cell``, corner ``bits`` at index ``bits``."""
+    rows = ti.Vector.zero(ti.i32, 8)
+    for bits in ti.static(range(8)):
+        corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
+        rows[bits] = offset + _corner_row(corner, resolution, size, dense)
+    return rows
+
+
 @fast_launch
 @ti.kernel
 def _hash_encode_forward(
@@ -195,23 +212,41 @@ def _hash_encode_forward(
     level_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     out: ti.types.ndarray(dtype=ti.f32, ndim=2),
     n_features: ti.template(),
+    run: ti.template(),
 ):
     ti.loop_config(block_dim=_BLOCK_DIM)
-    for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
-        cell, frac = _level_cell(x, n, level_scales[level])
-        resolution = ti.cast(level_meta[level, 0], ti.u32)
-        size = ti.cast(level_meta[level, 1], ti.u32)
-        offset = level_meta[level, 2]
-        dense = level_meta[level, 3]
-        acc = ti.Vector.zero(ti.f32, n_features)
-        for bits in ti.static(range(8)):
-            corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
-            row = offset + _corner_row(corner, resolution, size, dense)
-            w = corner_weight(frac, bits)
-            for f in ti.static(range(n_features)):
-                acc[f] += w * table[row, f]
+    for chunk, level in ti.ndrange((x.shape[0] + run - 1) // run, level_scales.shape[0]):
+        n_points = x.shape[0]
+        scale = level_scales[level]
+        resolution, size, offset, dense = _level_params(level_meta, level)
+        current = ti.Vector([0, 0, 0], ti.u32)
+        loaded = 0
+        corners = ti.Matrix.zero(ti.f32, 8, n_features)
+        for k in range(run):
+            n = chunk * run + k
+            if n < n_points:
+                cell, frac = _level_cell(x, n, scale)
+                if loaded == 0 or (cell != current).any():
+                    rows = _corner_rows(cell, resolution, size, offset, dense)
+                    for bits in ti.static(range(8)):
+                        for f in ti.static(range(n_features)):
+                            corners[bits, f] = table[rows[bits], f]
+                    current = cell
+                    loaded = 1
+                acc = ti.Vector.zero(ti.f32, n_features)
+                for bits in ti.static(range(8)):
+                    w = corner_weight(frac, bits)
+                    for f in ti.static(range(n_features)):
+                        acc[f] += w * corners[bits, f]
+                for f in ti.static(range(n_features)):
+                    out[n, level * n_features + f] = acc[f]
+
+
+@ti.func
+def _scatter_corners(grad_table: ti.template(), rows, grads, n_features: ti.template()):
+    for bits in ti.static(range(8)):
         for f in ti.static(range(n_features)):
-            out[n, level * n_features + f] = acc[f]
+            ti.atomic_add(grad_table[rows[bits], f], grads[bits, f])
 
 
 @fast_launch
@@ -223,21 +258,39 @@ def _hash_encode_backward(
     level_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     grad_table: ti.types.ndarray(dtype=ti.f32, ndim=2),
     n_features: ti.template(),
+    run: ti.template(),
 ):
     ti.loop_config(block_dim=_BLOCK_DIM)
-    for n, level in ti.ndrange(x.shape[0], level_scales.shape[0]):
-        cell, frac = _level_cell(x, n, level_scales[level])
-        resolution = ti.cast(level_meta[level, 0], ti.u32)
-        size = ti.cast(level_meta[level, 1], ti.u32)
-        offset = level_meta[level, 2]
-        dense = level_meta[level, 3]
-        g = ti.Vector([grad_out[n, level * n_features + f] for f in ti.static(range(n_features))])
-        for bits in ti.static(range(8)):
-            corner = cell + ti.Vector([(bits >> a) & 1 for a in ti.static(range(3))], ti.u32)
-            row = offset + _corner_row(corner, resolution, size, dense)
-            w = corner_weight(frac, bits)
-            for f in ti.static(range(n_features)):
-                ti.atomic_add(grad_table[row, f], w * g[f])
+    for chunk, level in ti.ndrange((x.shape[0] + run - 1) // run, level_scales.shape[0]):
+        n_points = x.shape[0]
+        scale = level_scales[level]
+        resolution, size, offset, dense = _level_params(level_meta, level)
+        current = ti.Vector([0, 0, 0], ti.u32)
+        pending = 0
+        grads = ti.Matrix.zero(ti.f32, 8, n_features)
+        for k in range(run):
+            n = chunk * run + k
+            if n < n_points:
+                cell, frac = _level_cell(x, n, scale)
+                if pending == 1 and (cell != current).any():
+                    _scatter_corners(grad_table, _corner_rows(current, resolution, size, offset, dense),
+                                     grads, n_features)
+                    grads = ti.Matrix.zero(ti.f32, 8, n_features)
+                current = cell
+                pending = 1
+                for bits in ti.static(range(8)):
+                    w = corner_weight(frac, bits)
+                    for f in ti.static(range(n_features)):
+                        grads[bits, f] += w * grad_out[n, level * n_features + f]
+        if pending == 1:
+            _scatter_corners(grad_table, _corner_rows(current, resolution, size, offset, dense), grads, n_features)
+
+
+#: Consecutive points one thread of the forward and of the backward kernel takes at a level.
+#: Packed samples run along their rays, so neighbours often share a cell of the coarser levels:
+#: the forward kernel reads that cell's corners once, the backward kernel adds their summed
+#: gradients to the table once.
+POINTS_A_THREAD = {"forward": 1, "backward": 1}
 
 
 class _HashEncode(torch.autograd.Function):
@@ -246,7 +299,8 @@ class _HashEncode(torch.autograd.Function):
         width = level_scales.shape[0] * n_features
         out = torch.empty((x.shape[0], width), dtype=torch.float32, device=x.device)
         for rows in row_blocks(x.shape[0], width):
-            _hash_encode_forward(x[rows], table.detach(), level_scales, level_meta, out[rows], n_features)
+            _hash_encode_forward(x[rows], table.detach(), level_scales, level_meta, out[rows], n_features,
+                                 POINTS_A_THREAD["forward"])
         ctx.save_for_backward(x, level_scales, level_meta)
         ctx.table_shape = table.shape
         ctx.n_features = n_features
@@ -262,7 +316,8 @@ class _HashEncode(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         for rows in row_blocks(x.shape[0], grad_out.shape[1]):
             _hash_encode_backward(
-                x[rows], grad_out[rows], level_scales, level_meta, grad_table, ctx.n_features
+                x[rows], grad_out[rows], level_scales, level_meta, grad_table, ctx.n_features,
+                POINTS_A_THREAD["backward"],
             )
         return None, grad_table, None, None, None
 
