@@ -106,6 +106,34 @@ def test_forward_and_backward_match_float64_reference(features_per_level):
     matches_float64_reference(hash_grid_layout(**{**SMALL, "features_per_level": features_per_level}), 2000, seed=0)
 
 
+def ray_ordered_points(n_rays: int, samples_per_ray: int, generator: torch.Generator) -> torch.Tensor:
+    """[n_rays * samples_per_ray, 3] points in [0, 1]^3 packed as a marcher packs them:
+    consecutive points 1/200 apart along each ray, so that neighbours share coarse cells."""
+    starts = 0.2 + 0.6 * torch.rand(n_rays, 1, 3, generator=generator)
+    directions = torch.nn.functional.normalize(torch.randn(n_rays, 1, 3, generator=generator), dim=-1)
+    steps = torch.arange(samples_per_ray, dtype=torch.float32)[None, :, None] / 200
+    return (starts + steps * directions).reshape(-1, 3).clamp(0, 1).contiguous()
+
+
+@pytest.mark.parametrize("run", [1, 3, 8, 16])
+def test_runs_of_points_a_thread_match_float64_reference(monkeypatch, run):
+    # Runs share a cell's corner reads (forward) and its summed gradient (backward) between
+    # neighbours; a run ending mid-ray, a last partial run and cell changes inside a run all occur.
+    monkeypatch.setitem(hash_encoding.POINTS_A_THREAD, "forward", run)
+    monkeypatch.setitem(hash_encoding.POINTS_A_THREAD, "backward", run)
+    layout = hash_grid_layout(**SMALL)
+    gen = torch.Generator().manual_seed(run)
+    x = torch.cat([ray_ordered_points(37, 23, gen), boundary_and_random_points(layout, 50, gen)])
+    table = torch.randn(layout.total_entries, layout.features_per_level, generator=gen).requires_grad_()
+    out = hash_encode(x, table, layout)
+    upstream = torch.randn(out.shape, generator=gen)
+    out.backward(upstream)
+    table64 = table.detach().double().requires_grad_()
+    hash_encode_reference(x.double(), table64, layout).backward(upstream.double())
+    assert rel_err(out, hash_encode_reference(x.double(), table.detach().double(), layout)) < 1e-5
+    assert rel_err(table.grad, table64.grad) < 1e-5
+
+
 def test_many_samples_launch_in_row_blocks_within_taichi_int32_indexing(monkeypatch):
     layout = hash_grid_layout(**SMALL)
     rows_per_launch = 100

@@ -16,6 +16,7 @@ from taichi_pvd.kernels.compositing import (
     render_weights_reference,
 )
 from taichi_pvd.kernels.grid_interpolation import grid_interpolate, grid_interpolate_reference
+from taichi_pvd.kernels import hash_encoding
 from taichi_pvd.kernels.hash_encoding import hash_encode, hash_encode_reference, hash_grid_layout, init_hash_table
 from taichi_pvd.kernels.marching import march_rays, march_rays_reference
 from taichi_pvd.kernels.sh_encoding import sh_encode, sh_encode_reference
@@ -72,7 +73,10 @@ def _assert_matches(fn, reference, inputs: list[tuple[torch.Tensor, bool]], seed
         assert rel_err(g, r) < tol
 
 
-def test_hash_encoding_matches_float64_reference():
+@pytest.mark.parametrize("run", [1, 8])
+def test_hash_encoding_matches_float64_reference(monkeypatch, run):
+    monkeypatch.setitem(hash_encoding.POINTS_A_THREAD, "forward", run)
+    monkeypatch.setitem(hash_encoding.POINTS_A_THREAD, "backward", run)
     layout = hash_grid_layout(n_levels=3, features_per_level=2, log2_table_size=12, base_resolution=5,
                               finest_resolution=45)
     for call, n in enumerate(SIZES):
