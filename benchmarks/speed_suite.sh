@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Where the time goes on the GPU machine, in one device call (about 8 minutes): kernel
 # throughput, the hash training step profiled (benchmarks/profile_train.py), short lego runs of
-# the four architectures, a rendered hash frame profiled (benchmarks/profile_render.py) and the
-# frames a second of all four at 400x400 and 800x800 (benchmarks/render_fps.py), then the CUDA
+# the four architectures scored on 20 test views (benchmarks/train.py), a rendered hash frame
+# profiled (benchmarks/profile_render.py) and the frames a second of all four at 400x400 and 800x800 (benchmarks/render_fps.py), then the CUDA
 # test set. Each stage has its own time limit, and
 # $OUT/suite.tgz (logs/ and res/, unpack with `tar xzf suite.tgz`) is rewritten after each, so
 # a call cut short still brings back what ran.
@@ -28,11 +28,11 @@ hash_recipe=(--set finest_resolution=512 --set features_per_level=4)
 
 stage kernels 100 python benchmarks/kernels.py --out-dir "$work/res"
 stage profile-train-hash 50 python benchmarks/profile_train.py --data "$lego" --model hash "${hash_recipe[@]}" --steps 100
-stage train-hash 90 pvd-ti train --data "$lego" --model hash --out "$runs/hash" --steps 200000 \
-  --time-limit "$(secs 40)" "${hash_recipe[@]}" --train-set ema_decay=0.99 --val-every 0
+stage train-hash 100 python benchmarks/train.py --data "$lego" --model hash --out "$runs/hash" --steps 200000 \
+  --time-limit "$(secs 40)" "${hash_recipe[@]}" --train-set ema_decay=0.99 --val-every 0 --test-views 20 --out-dir "$work/res"
 for model in grid vm mlp; do
-  stage "train-$model" 75 pvd-ti train --data "$lego" --model "$model" --out "$runs/$model" --steps 200000 \
-    --time-limit "$(secs 30)" --val-every 0
+  stage "train-$model" 85 python benchmarks/train.py --data "$lego" --model "$model" --out "$runs/$model" --steps 200000 \
+    --time-limit "$(secs 30)" --val-every 0 --test-views 20 --out-dir "$work/res"
 done
 stage profile-render-hash 40 python benchmarks/profile_render.py "$runs/hash"
 stage profile-render-hash-one-chunk 40 python benchmarks/profile_render.py "$runs/hash" --chunk 262144
