@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Where the time goes on the GPU machine, in one device call (about 8 minutes): kernel
+# Where the time goes on the GPU machine, in one device call (about 9 minutes): kernel
 # throughput, the hash training step profiled (benchmarks/profile_train.py), short lego runs of
 # the four architectures scored on 20 test views (benchmarks/train.py), a rendered hash frame
-# profiled (benchmarks/profile_render.py) and the frames a second of all four at 400x400 and 800x800 (benchmarks/render_fps.py), then the CUDA
-# test set. Each stage has its own time limit, and
-# $OUT/suite.tgz (logs/ and res/, unpack with `tar xzf suite.tgz`) is rewritten after each, so
-# a call cut short still brings back what ran.
+# profiled (benchmarks/profile_render.py) and the frames a second of all four at 400x400 and
+# 800x800 (benchmarks/render_fps.py), then the CUDA test set. Each stage has its own time limit,
+# and $OUT/suite.tgz (logs/ and res/, unpack with `tar xzf suite.tgz`) is rewritten after each,
+# so a call cut short still brings back what ran.
 # Usage: bash benchmarks/speed_suite.sh   (LEGO names the scene; TIME_SCALE=0.05 scales the
 # runs' and the stages' time limits, for a smoke test of the plumbing on the CPU)
 set -u
