@@ -1,8 +1,11 @@
 """Where a rendered frame's time goes: per-stage wall time (synchronised), samples marched and
 composited a ray, and the top device kernels from the torch profiler.
 
-Usage: ``python benchmarks/profile_render.py RUN_DIR [--size 400] [--frames 10] [--chunk 65536]``. Renders an
-orbit of the run the way ``pvd-ti render`` does (:func:`~taichi_pvd.rendering.inference.render_views`).
+Usage: ``python benchmarks/profile_render.py RUN_DIR [--size 400] [--frames 10] [--chunk 65536]
+[--density-rounds 8,32]``. Renders an orbit of the run the way ``pvd-ti render`` does
+(:func:`~taichi_pvd.rendering.inference.render_views`); ``--density-rounds`` replaces
+:data:`~taichi_pvd.rendering.inference.DENSITY_ROUNDS` (``none``: every marched sample's density in
+one round), to compare schedules on one card.
 Prints tables; nothing is recorded under results/ (profiling perturbs timings).
 """
 
@@ -30,7 +33,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=400)
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--chunk", type=int, default=1 << 16, help="rays marched at once")
+    parser.add_argument("--density-rounds", default=None, metavar="N,N,...|none",
+                        help="where the rounds of density evaluation end (default: the library's)")
     args = parser.parse_args()
+    if args.density_rounds is not None:
+        inference.DENSITY_ROUNDS = (() if args.density_rounds == "none"
+                                    else tuple(int(n) for n in args.density_rounds.split(",")))
     backend.init()
     device = backend.device()
     run = load_run(args.run, device)
@@ -48,8 +56,8 @@ def main() -> None:
     plain = (time.perf_counter() - start) / args.frames
     print(f"{run.model}: {plain * 1e3:.2f} ms a frame ({1 / plain:.1f} fps) at {args.size}x{args.size}")
 
-    counts = {"marched": 0, "composited": 0}
-    march, keep = inference.march, inference.keep_composited
+    counts = {"marched": 0, "evaluated": 0, "composited": 0}
+    march, keep, features = inference.march, inference.keep_composited, run.field.features
 
     def counting_march(*args, **kwargs):
         samples = march(*args, **kwargs)
@@ -61,11 +69,16 @@ def main() -> None:
         counts["composited"] += kept.n_samples
         return kept, index
 
-    inference.march, inference.keep_composited = counting_march, counting_keep
+    def counting_features(x):
+        counts["evaluated"] += x.shape[0]
+        return features(x)
+
+    inference.march, inference.keep_composited, run.field.features = counting_march, counting_keep, counting_features
     inference.render_views(run, views, chunk=args.chunk)
-    inference.march, inference.keep_composited = march, keep
+    inference.march, inference.keep_composited, run.field.features = march, keep, features
     rays = args.frames * args.size * args.size
-    print(f"samples a ray: {counts['marched'] / rays:.1f} marched, {counts['composited'] / rays:.1f} composited")
+    print(f"samples a ray: {counts['marched'] / rays:.1f} marched, {counts['evaluated'] / rays:.1f} with their "
+          f"density evaluated (rounds {inference.DENSITY_ROUNDS}), {counts['composited'] / rays:.1f} composited")
 
     timer = StageTimer(device)
     stages = [(inference, "march", "march"), (run.field, "features", "features"), (run.field, "colour", "colour"),

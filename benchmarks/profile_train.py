@@ -2,9 +2,10 @@
 time (synchronised) and the top device kernels from the torch profiler.
 
 Usage: ``python benchmarks/profile_train.py --data SCENE [--model hash] [--steps 300]
-[--train-set mixed_precision=false] [--set finest_resolution=512]``; with ``--teacher RUN`` the
-step profiled is a distillation of that run into ``--model`` (``--train-set`` then sets
-distillation options, ``--set`` the student's field options).
+[--train-set mixed_precision=false] [--set finest_resolution=512] [--hash-points-a-thread 8]``;
+with ``--teacher RUN`` the step profiled is a distillation of that run into ``--model``
+(``--train-set`` then sets distillation options, ``--set`` the student's field options).
+``--hash-points-a-thread`` replaces the hash kernels' ``POINTS_A_THREAD``, to compare on one card.
 Prints tables; nothing is recorded under results/ (profiling perturbs timings).
 """
 
@@ -29,6 +30,7 @@ from taichi_pvd.distill.api import resolve_distill_config  # noqa: E402
 from taichi_pvd.distill.distiller import Distiller  # noqa: E402
 from taichi_pvd.fields import make_field  # noqa: E402
 from taichi_pvd.io.runs import load_run  # noqa: E402
+from taichi_pvd.kernels import hash_encoding  # noqa: E402
 from taichi_pvd.rendering.volume import MarchingConfig  # noqa: E402
 from taichi_pvd.training.api import resolve_train_config  # noqa: E402
 from taichi_pvd.training.trainer import Trainer  # noqa: E402
@@ -109,7 +111,11 @@ def main() -> None:
                         help="training (or distillation) option key=value (JSON value)")
     parser.add_argument("--set", dest="field_sets", action="append", default=[],
                         help="field option key=value (JSON value) of the field trained")
+    parser.add_argument("--hash-points-a-thread", type=int, default=None, metavar="N",
+                        help="consecutive points a thread of the hash kernels (default: the library's)")
     args = parser.parse_args()
+    if args.hash_points_a_thread is not None:
+        hash_encoding.POINTS_A_THREAD.update(forward=args.hash_points_a_thread, backward=args.hash_points_a_thread)
     if (args.data is None) == (args.teacher is None):
         parser.error("give --data (profile training) or --teacher (profile distillation)")
     backend.init()

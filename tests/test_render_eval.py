@@ -23,7 +23,8 @@ from taichi_pvd.errors import ConfigError
 from taichi_pvd.io.runs import load_run
 from taichi_pvd.metrics import psnr
 from taichi_pvd.plots import plot_psnr_vs_time
-from taichi_pvd.rendering import inference, view_sets
+from taichi_pvd.fields.base import density_from_raw
+from taichi_pvd.rendering import inference, view_sets, volume
 from taichi_pvd.rendering.images import colour_depth, error_comparison, error_heatmap, side_by_side
 from taichi_pvd.run_info import latest_run, teacher_chain
 from taichi_pvd.training.api import train
@@ -164,6 +165,47 @@ def test_supersampled_views_average_renders_through_shifted_pixel_grids(tiny_run
     assert np.abs(supersampled.rgb - centre.rgb).max() > 1e-3
     with pytest.raises(ConfigError, match="supersample"):
         inference.render_views(run, views, supersample=0)
+
+
+@pytest.mark.parametrize("rounds", [(), (1,), (1, 3), (2, 5, 9)])
+def test_density_rounds_render_what_evaluating_every_sample_renders(tiny_run, monkeypatch, rounds):
+    run = load_run(tiny_run)
+    features = run.field.features
+    evaluated = []
+    lo, hi = (torch.tensor(b, dtype=torch.float32) for b in run.grid.bounds)
+
+    def denser_features(x):
+        # Raw density raised by -2 to 10 along x: rays turn opaque after one sample, after many,
+        # or never.
+        evaluated.append(x.shape[0])
+        out = features(x)
+        raise_by = 12.0 * (x[:, :1] - lo[0]) / (hi[0] - lo[0]) - 2.0
+        return torch.cat([out[:, :1] + raise_by, out[:, 1:]], dim=1)
+
+    monkeypatch.setattr(run.field, "features", denser_features)
+    monkeypatch.setattr(inference, "DENSITY_ROUNDS", rounds)
+    g = torch.Generator().manual_seed(0)
+    targets = lo + (hi - lo) * torch.rand(300, 3, generator=g)
+    origins = targets + 2.0 * (hi - lo).max() * torch.nn.functional.normalize(torch.randn(300, 3, generator=g), dim=1)
+    directions = torch.nn.functional.normalize(targets - origins, dim=1)
+    background = torch.tensor([0.2, 0.5, 0.9])
+    config = run.marching_config()
+    rgb, depth, opacity = inference.render_image(run.field, run.grid, origins, directions, near=0.0, far=10.0,
+                                                 background=background, marching=config, chunk=128)
+    rendered = sum(evaluated)
+
+    samples = volume.march(run.grid, origins, directions, near=0.0, far=10.0, config=config)
+    every = denser_features(samples.positions)
+    reference = volume.composite_samples(density_from_raw(every[:, 0]), run.field.colour(every, samples.directions),
+                                         samples, background, config)
+    torch.testing.assert_close(rgb, reference.rgb.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(depth, reference.depth.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(opacity, reference.opacity.detach(), atol=1e-6, rtol=0)
+    assert reference.opacity.max() > 0.99 and samples.n_samples > 2 * 300
+    if rounds:  # rays that turned opaque early were not evaluated to their end
+        assert rendered < 0.8 * samples.n_samples, (rendered, samples.n_samples)
+    else:
+        assert rendered == samples.n_samples
 
 
 def test_eval_records_its_supersampling(tiny_run):

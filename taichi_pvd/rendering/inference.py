@@ -23,6 +23,8 @@ from ..errors import ConfigError
 from ..memory import check_render_memory
 from ..fields import RadianceField
 from ..fields.base import density_from_raw
+from ..kernels.compositing import composited_counts
+from ..kernels.marching import PackedSamples
 from .occupancy import OccupancyGrid
 from .view_sets import ViewSet
 from .volume import MarchingConfig, composite_samples, keep_composited, march
@@ -35,6 +37,11 @@ CPU_SAMPLES_PER_SLICE = 1 << 16
 #: chunk of rays through an untrained or open scene (hundreds of samples a ray, tens of millions
 #: in a chunk) does not hold every sample's activations in memory at once.
 GPU_SAMPLES_PER_SLICE = 1 << 22
+#: Where the rounds of density evaluation end, counted in samples from each ray's start: the
+#: first round takes every ray's first samples, each later one only the samples of rays still
+#: transparent, the last one the rest of them. Rays seldom composite more than a few samples
+#: (a surface turns them opaque), so most marched samples are never evaluated.
+DENSITY_ROUNDS = (8, 32)
 
 
 def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor,
@@ -89,8 +96,7 @@ def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torc
             if samples.n_samples == 0:
                 sigma, rgb = torch.zeros(0, device=device), torch.zeros(0, 3, device=device)
             else:
-                features = in_slices(field.features, samples.positions)
-                sigma = density_from_raw(features[:, 0])
+                features, sigma = _features_in_rounds(field, samples, config, in_slices)
                 samples, kept = keep_composited(samples, sigma, config)
                 sigma = sigma[kept]
                 rgb = in_slices(field.colour, features[kept], samples.directions)
@@ -99,6 +105,44 @@ def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torc
             depths.append(out.depth)
             opacities.append(out.opacity)
     return torch.cat(rgbs), torch.cat(depths), torch.cat(opacities)
+
+
+def _features_in_rounds(field: RadianceField, samples: PackedSamples, config: MarchingConfig,
+                        in_slices: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The field's features [S, F] and densities [S] at the samples compositing can use,
+    evaluated in rounds of each ray's samples (:data:`DENSITY_ROUNDS`): after a round, only the
+    rays whose transmittance is still above ``config.transmittance_threshold`` go on. Samples
+    never evaluated (behind the point where their ray turned opaque) get features and density 0;
+    compositing never reaches them."""
+    rays = samples.ray_indices.long()
+    rank = torch.arange(samples.n_samples, device=rays.device) - samples.ray_starts.long()[rays]
+    features = sigma = None
+    alive = None
+    begin = 0
+    for end in (*DENSITY_ROUNDS, None):
+        todo = rank >= begin
+        if end is not None:
+            todo &= rank < end
+        if alive is not None:
+            todo &= alive[rays]
+        index = torch.nonzero(todo).squeeze(1)
+        if index.numel():
+            part = in_slices(field.features, samples.positions[index])
+            if features is None:
+                features = part.new_zeros(samples.n_samples, part.shape[1])
+                sigma = part.new_zeros(samples.n_samples)
+            features[index] = part
+            sigma[index] = density_from_raw(part[:, 0])
+        if end is None or features is None:
+            break
+        used = composited_counts(sigma, samples.dt, samples.ray_starts, samples.ray_counts,
+                                 transmittance_threshold=config.transmittance_threshold)
+        alive = used > end
+        begin = end
+    if features is None:  # no ray has a sample in the first round: none has any
+        features = torch.zeros(0, field.feature_dim, device=rays.device)
+        sigma = torch.zeros(0, device=rays.device)
+    return features, sigma
 
 
 def render_image(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor,
