@@ -4,7 +4,7 @@ composited a ray, and the top device kernels from the torch profiler.
 Usage: ``python benchmarks/profile_render.py RUN_DIR [--size 400] [--frames 10] [--chunk 65536]
 [--density-rounds 8,32]``. Renders an orbit of the run the way ``pvd-ti render`` does
 (:func:`~taichi_pvd.rendering.inference.render_views`); ``--density-rounds`` replaces
-:data:`~taichi_pvd.rendering.inference.DENSITY_ROUNDS` (``none``: every marched sample's density in
+:data:`~taichi_pvd.rendering.volume.DENSITY_ROUNDS` (``none``: every marched sample's density in
 one round), to compare schedules on one card.
 Prints tables; nothing is recorded under results/ (profiling perturbs timings).
 """
@@ -37,8 +37,8 @@ def main() -> None:
                         help="where the rounds of density evaluation end (default: the library's)")
     args = parser.parse_args()
     if args.density_rounds is not None:
-        inference.DENSITY_ROUNDS = (() if args.density_rounds == "none"
-                                    else tuple(int(n) for n in args.density_rounds.split(",")))
+        volume.DENSITY_ROUNDS = (() if args.density_rounds == "none"
+                                 else tuple(int(n) for n in args.density_rounds.split(",")))
     backend.init()
     device = backend.device()
     run = load_run(args.run, device)
@@ -78,7 +78,7 @@ def main() -> None:
     inference.march, inference.keep_composited, run.field.features = march, keep, features
     rays = args.frames * args.size * args.size
     print(f"samples a ray: {counts['marched'] / rays:.1f} marched, {counts['evaluated'] / rays:.1f} with their "
-          f"density evaluated (rounds {inference.DENSITY_ROUNDS}), {counts['composited'] / rays:.1f} composited")
+          f"density evaluated (rounds {volume.DENSITY_ROUNDS}), {counts['composited'] / rays:.1f} composited")
 
     timer = StageTimer(device)
     stages = [(inference, "march", "march"), (run.field, "features", "features"), (run.field, "colour", "colour"),

@@ -177,22 +177,23 @@ def test_student_sees_only_the_samples_in_front_of_the_teachers_surfaces(teacher
 
 
 def test_label_rays_can_be_sampled_coarser_than_the_rendering(teachers, scene, tmp_path, monkeypatch):
-    teacher = teachers["hash"].field
     labelled = []
-    features = teacher.features
+    march = distiller_module.march
 
-    def counting(x):
-        labelled.append(x.shape[0])
-        return features(x)
+    def counting(*args, **kwargs):
+        samples = march(*args, **kwargs)
+        labelled.append(samples.n_samples)
+        return samples
 
-    monkeypatch.setattr(teacher, "features", counting)
+    monkeypatch.setattr(distiller_module, "march", counting)
     for scale in (1.0, 2.0):
         distiller = make_distiller(teachers, scene, "hash", "mlp", tmp_path / f"spacing-{scale}", steps=4,
                                    stage1_steps=0, stage2_steps=0, label_spacing_scale=scale)
         distiller.optimizer_step()
         # Validation renders at the rendering's spacing whatever the labels'.
         assert distiller.config.marching.steps_across_box == DISTILL["marching"]["steps_across_box"]
-    # Twice the spacing: half the samples the teacher labels on the block's (same) rays.
+    # Twice the spacing: half the samples marched for the teacher's labels on the block's (same)
+    # rays.
     assert labelled[1] == pytest.approx(labelled[0] / 2, rel=0.1)
     with pytest.raises(ConfigError, match="label_spacing_scale"):
         resolve_distill_config("mlp", {"label_spacing_scale": 0.0}).validate()

@@ -183,7 +183,7 @@ def test_density_rounds_render_what_evaluating_every_sample_renders(tiny_run, mo
         return torch.cat([out[:, :1] + raise_by, out[:, 1:]], dim=1)
 
     monkeypatch.setattr(run.field, "features", denser_features)
-    monkeypatch.setattr(inference, "DENSITY_ROUNDS", rounds)
+    monkeypatch.setattr(volume, "DENSITY_ROUNDS", rounds)
     g = torch.Generator().manual_seed(0)
     targets = lo + (hi - lo) * torch.rand(300, 3, generator=g)
     origins = targets + 2.0 * (hi - lo).max() * torch.nn.functional.normalize(torch.randn(300, 3, generator=g), dim=1)

@@ -26,7 +26,7 @@ from ..metrics import psnr
 from ..rendering.inference import render_rays_chunked
 from ..rendering.occupancy import OccupancyGrid
 from ..rendering.slot_compositing import composite_slots
-from ..rendering.volume import keep_composited, march
+from ..rendering.volume import features_in_rounds, keep_composited, march
 from ..training.interrupts import stop_requested
 from ..training.loop import OptimizationLoop
 from ..training.step_graphs import StepGraphs
@@ -152,8 +152,8 @@ class Distiller(OptimizationLoop):
             if samples.n_samples == 0:
                 return samples, torch.zeros(0, self.teacher.feature_dim, device=self.device), per_ray
             with self.autocast():
-                features = self.teacher.features(samples.positions).float()
-            samples, visible = keep_composited(samples, density_from_raw(features[:, 0]), marching)
+                features, sigma = features_in_rounds(self.teacher.features, samples, marching)
+            samples, visible = keep_composited(samples, sigma, marching)
         return samples, features[visible], per_ray
 
     def _draw_block(self, start: int, length: int, stage: int) -> LabelBlock:

@@ -22,12 +22,9 @@ from ..data.camera_rig import CameraRig
 from ..errors import ConfigError
 from ..memory import check_render_memory
 from ..fields import RadianceField
-from ..fields.base import density_from_raw
-from ..kernels.compositing import composited_counts
-from ..kernels.marching import PackedSamples
 from .occupancy import OccupancyGrid
 from .view_sets import ViewSet
-from .volume import MarchingConfig, composite_samples, keep_composited, march
+from .volume import MarchingConfig, composite_samples, features_in_rounds, keep_composited, march
 
 
 #: Samples the CPU evaluates at once when rendering without gradients: about a second of work
@@ -37,11 +34,6 @@ CPU_SAMPLES_PER_SLICE = 1 << 16
 #: chunk of rays through an untrained or open scene (hundreds of samples a ray, tens of millions
 #: in a chunk) does not hold every sample's activations in memory at once.
 GPU_SAMPLES_PER_SLICE = 1 << 22
-#: Where the rounds of density evaluation end, counted in samples from each ray's start: the
-#: first round takes every ray's first samples, each later one only the samples of rays still
-#: transparent, the last one the rest of them. Rays seldom composite more than a few samples
-#: (a surface turns them opaque), so most marched samples are never evaluated.
-DENSITY_ROUNDS = (8, 32)
 
 
 def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor,
@@ -51,10 +43,11 @@ def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torc
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render N rays of ``field`` without gradients, ``chunk`` rays at a time.
 
-    Each chunk is marched through ``grid``; the field's features (phi1) are evaluated at every
-    sample, its colour (phi2) only at the samples compositing uses (those in front of the point
-    where transmittance falls below ``config.transmittance_threshold``, most of the marched
-    ones being behind surfaces), under float16 autocast on CUDA. The field runs on
+    Each chunk is marched through ``grid``; the field's features (phi1) are evaluated in rounds
+    (:func:`~taichi_pvd.rendering.volume.features_in_rounds`) at the samples compositing can
+    use, its colour (phi2) only at those it uses (in front of the point where transmittance
+    falls below ``config.transmittance_threshold``, most of the marched ones being behind
+    surfaces), under float16 autocast on CUDA. The field runs on
     :data:`CPU_SAMPLES_PER_SLICE` samples at a time on the CPU and :data:`GPU_SAMPLES_PER_SLICE`
     on a GPU. ``should_stop`` (optional) is asked between chunks and slices; when it answers True
     the rendering stops by raising :class:`KeyboardInterrupt`.
@@ -96,7 +89,7 @@ def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torc
             if samples.n_samples == 0:
                 sigma, rgb = torch.zeros(0, device=device), torch.zeros(0, 3, device=device)
             else:
-                features, sigma = _features_in_rounds(field, samples, config, in_slices)
+                features, sigma = features_in_rounds(lambda x: in_slices(field.features, x), samples, config)
                 samples, kept = keep_composited(samples, sigma, config)
                 sigma = sigma[kept]
                 rgb = in_slices(field.colour, features[kept], samples.directions)
@@ -105,44 +98,6 @@ def render_rays_chunked(field: RadianceField, grid: OccupancyGrid, origins: torc
             depths.append(out.depth)
             opacities.append(out.opacity)
     return torch.cat(rgbs), torch.cat(depths), torch.cat(opacities)
-
-
-def _features_in_rounds(field: RadianceField, samples: PackedSamples, config: MarchingConfig,
-                        in_slices: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The field's features [S, F] and densities [S] at the samples compositing can use,
-    evaluated in rounds of each ray's samples (:data:`DENSITY_ROUNDS`): after a round, only the
-    rays whose transmittance is still above ``config.transmittance_threshold`` go on. Samples
-    never evaluated (behind the point where their ray turned opaque) get features and density 0;
-    compositing never reaches them."""
-    rays = samples.ray_indices.long()
-    rank = torch.arange(samples.n_samples, device=rays.device) - samples.ray_starts.long()[rays]
-    features = sigma = None
-    alive = None
-    begin = 0
-    for end in (*DENSITY_ROUNDS, None):
-        todo = rank >= begin
-        if end is not None:
-            todo &= rank < end
-        if alive is not None:
-            todo &= alive[rays]
-        index = torch.nonzero(todo).squeeze(1)
-        if index.numel():
-            part = in_slices(field.features, samples.positions[index])
-            if features is None:
-                features = part.new_zeros(samples.n_samples, part.shape[1])
-                sigma = part.new_zeros(samples.n_samples)
-            features[index] = part
-            sigma[index] = density_from_raw(part[:, 0])
-        if end is None or features is None:
-            break
-        used = composited_counts(sigma, samples.dt, samples.ray_starts, samples.ray_counts,
-                                 transmittance_threshold=config.transmittance_threshold)
-        alive = used > end
-        begin = end
-    if features is None:  # no ray has a sample in the first round: none has any
-        features = torch.zeros(0, field.feature_dim, device=rays.device)
-        sigma = torch.zeros(0, device=rays.device)
-    return features, sigma
 
 
 def render_image(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor,

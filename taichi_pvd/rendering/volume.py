@@ -1,17 +1,27 @@
 """Volume rendering of packed rays: march through an occupancy grid, composite the densities and
-colours a field gives at the samples. Marching and compositing never know about the field;
-rendering a trained field without gradients is :mod:`taichi_pvd.rendering.inference`."""
+colours a field gives at the samples. Marching and compositing never know about the field (the
+field's features come in through a function); rendering a trained field without gradients is
+:mod:`taichi_pvd.rendering.inference`."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from ..fields.base import density_from_raw
 from ..kernels.compositing import composite, composited_counts
 from ..kernels.marching import PackedSamples, march_rays
 from .occupancy import OccupancyGrid
+
+#: Where the rounds of density evaluation end, counted in samples from each ray's start: the
+#: first round takes every ray's first samples, each later one only the samples of rays still
+#: transparent, the last one the rest of them. Rays seldom composite more than a few samples
+#: (a surface turns them opaque), so most marched samples are never evaluated.
+DENSITY_ROUNDS = (8, 32)
+
 
 @dataclass
 class MarchingConfig:
@@ -93,3 +103,42 @@ def keep_composited(samples: PackedSamples, sigma: torch.Tensor,
         directions=samples.directions[index],
     )
     return kept, index
+
+
+def features_in_rounds(features_fn: Callable[[torch.Tensor], torch.Tensor], samples: PackedSamples,
+                       config: MarchingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [S, F] float32 (``features_fn``: positions [K, 3] -> [K, F], column 0 the raw
+    density) and densities [S] at the samples of ``samples`` that compositing can use,
+    evaluated in rounds of each ray's samples (:data:`DENSITY_ROUNDS`): after a round only the
+    rays whose transmittance is still at least ``config.transmittance_threshold`` go on.
+    Samples never evaluated (behind the point where their ray turned opaque) get features and
+    density 0; compositing never reaches them, so :func:`keep_composited` drops them."""
+    rays = samples.ray_indices.long()
+    rank = torch.arange(samples.n_samples, device=rays.device) - samples.ray_starts.long()[rays]
+    features = sigma = None
+    alive = None
+    begin = 0
+    for end in (*DENSITY_ROUNDS, None):
+        todo = rank >= begin
+        if end is not None:
+            todo &= rank < end
+        if alive is not None:
+            todo &= alive[rays]
+        index = torch.nonzero(todo).squeeze(1)
+        if index.numel():
+            part = features_fn(samples.positions[index]).float()
+            if features is None:
+                features = part.new_zeros(samples.n_samples, part.shape[1])
+                sigma = part.new_zeros(samples.n_samples)
+            features[index] = part
+            sigma[index] = density_from_raw(part[:, 0])
+        if end is None or features is None:
+            break
+        used = composited_counts(sigma, samples.dt, samples.ray_starts, samples.ray_counts,
+                                 transmittance_threshold=config.transmittance_threshold)
+        alive = used > end
+        begin = end
+    if features is None:  # no sample at all
+        features = features_fn(samples.positions).float()
+        sigma = density_from_raw(features[:, 0])
+    return features, sigma
