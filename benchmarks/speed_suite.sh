@@ -8,7 +8,8 @@
 # $OUT/suite.tgz (logs/ and res/, unpack with `tar xzf suite.tgz`) is rewritten after each, so
 # a call cut short still brings back what ran.
 # Usage: bash benchmarks/speed_suite.sh   (LEGO names the scene; TIME_SCALE=0.05 scales the
-# runs' and the stages' time limits, for a smoke test of the plumbing on the CPU)
+# runs' and the stages' time limits, for a smoke test of the plumbing on the CPU). The CUDA test
+# set needs pytest on the machine (the device kit's test wheels, installed beside taichi).
 set -u
 out=${OUT:?set OUT}
 lego=${LEGO:-.device-kit/data/nerf_synthetic/lego}
