@@ -3,8 +3,8 @@
 with several runs side by side (:func:`render_path`).
 
 Rendering (:func:`render_rays_chunked`) marches as training does and composites the same
-samples, under ``torch.no_grad`` and float16 autocast on CUDA; it evaluates the colour only where
-compositing uses it.
+samples, under ``torch.no_grad`` and float16 autocast on CUDA; it evaluates the densities in
+rounds, up to where each ray turns opaque, and the colour only where compositing uses it.
 """
 
 from __future__ import annotations
