@@ -82,6 +82,12 @@ def composite_samples(sigma: torch.Tensor, rgb: torch.Tensor, samples: PackedSam
     return RenderOutput(rgb=colour, depth=depth, opacity=opacity, samples=samples)
 
 
+def _ranks_along_rays(samples: PackedSamples) -> torch.Tensor:
+    """[S] int64: each sample's index along its own ray (0 for a ray's first sample)."""
+    return (torch.arange(samples.n_samples, device=samples.t.device)
+            - samples.ray_starts.long()[samples.ray_indices.long()])
+
+
 def keep_composited(samples: PackedSamples, sigma: torch.Tensor,
                     config: MarchingConfig) -> tuple[PackedSamples, torch.Tensor]:
     """The samples that compositing with densities ``sigma`` [S] uses (on each ray, those in
@@ -91,8 +97,7 @@ def keep_composited(samples: PackedSamples, sigma: torch.Tensor,
     counts = composited_counts(sigma, samples.dt, samples.ray_starts, samples.ray_counts,
                                transmittance_threshold=config.transmittance_threshold)
     rays = samples.ray_indices.long()
-    rank = torch.arange(samples.n_samples, device=sigma.device) - samples.ray_starts.long()[rays]
-    index = torch.nonzero(rank < counts.long()[rays]).squeeze(1)
+    index = torch.nonzero(_ranks_along_rays(samples) < counts.long()[rays]).squeeze(1)
     kept = PackedSamples(
         ray_indices=samples.ray_indices[index],
         ray_starts=(torch.cumsum(counts, 0, dtype=torch.int32) - counts).contiguous(),
@@ -114,7 +119,7 @@ def features_in_rounds(features_fn: Callable[[torch.Tensor], torch.Tensor], samp
     Samples never evaluated (behind the point where their ray turned opaque) get features and
     density 0; compositing never reaches them, so :func:`keep_composited` drops them."""
     rays = samples.ray_indices.long()
-    rank = torch.arange(samples.n_samples, device=rays.device) - samples.ray_starts.long()[rays]
+    rank = _ranks_along_rays(samples)
     features = sigma = None
     alive = None
     begin = 0
